@@ -1,0 +1,54 @@
+"""The ``kongsplit`` command line: one subcommand per module, dispatched lazily.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them, so a command's options sit next to its code.
+Exit codes: 0 success, 1 internal error, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+# subcommand → (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("kongsplit.app", "run the daemon: watch Rollouts, keep Kong's target weights in step"),
+    "plan": ("kongsplit.plan", "offline: show what kongsplit would hold in Kong for Rollout files"),
+    "inspect": ("kongsplit.inspect", "read a live Kong Admin API the way kongsplit sees it"),
+    "demo": ("kongsplit.demo", "the real daemon against built-in Kubernetes and Kong simulators"),
+    "sim-kong": ("kongsplit.sim.kong_cli", "run the Kong Admin API simulator on its own"),
+    "version": ("kongsplit.version", "print version, Python and dependency versions"),
+}
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kongsplit",
+        description="Split traffic between stable and canary behind Kong, as Argo Rollouts says.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = _module(args.command).run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
