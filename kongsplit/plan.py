@@ -1,0 +1,155 @@
+"""``kongsplit plan``: offline, what kongsplit would hold in Kong for the Rollouts in some files.
+
+Exit codes: 0 success; 2 unreadable or invalid input (every problem listed, each naming file,
+document, object and field); 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from kongsplit.desired import Desired, desired_state
+from kongsplit.manifests import Located, ManifestError, kind_of, read_objects
+from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, parse_replicaset, parse_rollout
+from kongsplit.targets import Service, parse_service
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="Rollout manifests (YAML or JSON, multi-document, kind: List; '-' = stdin). "
+                        "Services and ReplicaSets in the same input are used.")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--cluster-domain", default="cluster.local",
+                        help="cluster DNS domain for dns-mode targets (default cluster.local)")
+    parser.add_argument("--workspace", default=None, help="default Kong workspace")
+
+
+@dataclass
+class _Input:
+    rollouts: list[tuple[Located, Rollout]]
+    services: dict[str, dict[str, Service]]  # namespace → name → Service
+    replicasets: dict[str, list[ReplicaSet]]  # namespace → ReplicaSets
+    saw_services: bool
+    saw_replicasets: bool
+    errors: list[str]
+
+
+def _collect(objects: list[Located]) -> _Input:
+    data = _Input([], defaultdict(dict), defaultdict(list), False, False, [])
+    for located in objects:
+        api, kind = kind_of(located.obj)
+        parsed: Rollout | Service | ReplicaSet | ObjectError
+        if kind == "Rollout":
+            parsed = parse_rollout(located.obj)
+            if isinstance(parsed, Rollout):
+                data.rollouts.append((located, parsed))
+        elif kind == "Service" and api == "v1":
+            data.saw_services = True
+            parsed = parse_service(located.obj)
+            if isinstance(parsed, Service):
+                data.services[parsed.namespace][parsed.name] = parsed
+        elif kind == "ReplicaSet" and api.startswith("apps/"):
+            data.saw_replicasets = True
+            parsed = parse_replicaset(located.obj)
+            if isinstance(parsed, ReplicaSet):
+                data.replicasets[parsed.namespace].append(parsed)
+        else:
+            continue  # other kinds (Deployments, ConfigMaps…) may sit in the same file
+        if isinstance(parsed, ObjectError):
+            data.errors.append(f"{located.source}: {parsed}")
+    return data
+
+
+def _plan_all(data: _Input, *, cluster_domain: str, workspace: str | None) -> list[tuple[Located, Desired]]:
+    results = []
+    for located, rollout in data.rollouts:
+        ns = rollout.key.namespace
+        desired = desired_state(
+            rollout,
+            services=data.services.get(ns, {}) if data.saw_services else None,
+            replicasets=data.replicasets.get(ns, []) if data.saw_replicasets else None,
+            default_workspace=workspace,
+            cluster_domain=cluster_domain,
+        )
+        if desired.error is not None:
+            data.errors.append(f"{located.source}: {desired.error}")
+        results.append((located, desired))
+    return results
+
+
+def as_json(desired: Desired) -> dict[str, Any]:
+    """One Rollout in the ``plan --json`` shape of DESIGN.md §4."""
+    split, plan = desired.split, desired.plan
+    return {
+        "namespace": desired.key.namespace,
+        "name": desired.key.name,
+        "canary_weight": split.canary if split else None,
+        "stable_weight": split.stable if split else None,
+        "max_weight": split.max if split else None,
+        "canary_service": split.canary_service if split else None,
+        "stable_service": split.stable_service if split else None,
+        "additional": [{"service": d.service, "weight": d.weight} for d in split.additional]
+        if split
+        else [],
+        "upstream": desired.mapping.upstream if desired.mapping else None,
+        "workspace": desired.mapping.workspace if desired.mapping else None,
+        "targets": [{"target": t.target, "weight": t.weight, "role": t.role} for t in plan.targets]
+        if plan
+        else [],
+        "rule": split.rule if split else None,
+        "hold": split.hold if split else None,
+        "skipped": desired.skipped,
+    }
+
+
+def _print_text(results: list[tuple[Located, Desired]], out: TextIO) -> None:
+    if not results:
+        print("no Rollouts in the input", file=out)
+    for _, desired in results:
+        split, plan = desired.split, desired.plan
+        head = f"{desired.key}"
+        if desired.mapping:
+            head += f"  → upstream {desired.mapping.upstream}"
+            if desired.mapping.workspace:
+                head += f" (workspace {desired.mapping.workspace})"
+        print(head, file=out)
+        if split:
+            extra = "".join(f" + {d.service} {d.weight}" for d in split.additional)
+            print(f"  split: canary {split.canary} / stable {split.stable}{extra} of {split.max}"
+                  f"  (rule: {split.rule})", file=out)
+            if split.hold:
+                print(f"  hold: {split.hold}", file=out)
+        if plan:
+            width = max(len(t.target) for t in plan.targets)
+            total = sum(t.weight for t in plan.targets) or 1
+            print(f"  {'TARGET':<{width}}  WEIGHT  SHARE  ROLE        SERVICE", file=out)
+            for t in plan.targets:
+                share = f"{100 * t.weight / total:.1f}%"
+                print(f"  {t.target:<{width}}  {t.weight:>6}  {share:>5}  {t.role:<10}  {t.service}",
+                      file=out)
+        if desired.skipped:
+            print(f"  skipped: {desired.skipped}", file=out)
+        print(file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        objects = read_objects(args.files)
+    except ManifestError as e:
+        print(f"kongsplit plan: {e}", file=sys.stderr)
+        return 2
+    data = _collect(objects)
+    results = _plan_all(data, cluster_domain=args.cluster_domain, workspace=args.workspace)
+    if args.json:
+        json.dump({"rollouts": [as_json(d) for _, d in results]}, sys.stdout, indent=2)
+        print()
+    else:
+        _print_text(results, sys.stdout)
+    for error in data.errors:
+        print(f"kongsplit plan: {error}", file=sys.stderr)
+    return 2 if data.errors else 0
