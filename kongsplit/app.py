@@ -1,14 +1,267 @@
-"""Placeholder until the app command lands."""
+"""``kongsplit run``: wiring the daemon — named, guarded root tasks and a graceful stop.
+
+Every long-running coroutine is a named root task. If one of them ends (a bug, or a dependency
+that cannot be recovered), the process stops loudly with exit code 1 instead of living on as a
+zombie that reports healthy. SIGTERM/SIGINT stop the intake, let in-flight Kong writes finish
+(bounded), release the leader Lease so a follower takes over at once, and exit 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from kongsplit import kube
+from kongsplit.config import ConfigError, Settings, load_settings
+from kongsplit.events import EventRecorder
+from kongsplit.kong import KongAdmin
+from kongsplit.leader import LeaderElector
+from kongsplit.logs import setup_logging
+from kongsplit.metrics import Metrics, package_version
+from kongsplit.reconciler import Reconciler
+from kongsplit.server import Probes, make_app, start_server
+from kongsplit.watcher import REPLICASETS, ROLLOUTS, SERVICES, Watcher
+
+logger = logging.getLogger("kongsplit.app")
+
+SHUTDOWN_GRACE = 5.0  # seconds in-flight writes get after SIGTERM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (else $KONGSPLIT_CONFIG)"
+    )
+    parser.add_argument("--kong-url", metavar="URL", help="Kong Admin API URL")
+    parser.add_argument(
+        "--kubeconfig", metavar="FILE", help="kubeconfig (else $KUBECONFIG, else in-cluster)"
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        action="append",
+        help="namespace to watch (repeatable; default all)",
+    )
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="health/metrics address (default 0.0.0.0:9102)"
+    )
+    parser.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    flags = {
+        "kong": {"url": args.kong_url},
+        "kubernetes": {"kubeconfig": args.kubeconfig, "namespaces": args.namespace},
+        "server": {"listen": args.listen},
+        "log": {"format": args.log_format},
+    }
+    return load_settings(args.config, flags=flags)
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    return 1
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as e:
+        print(f"kongsplit run: {e}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log.format, settings.log.level)
+    return asyncio.run(Daemon(settings).main())
+
+
+class Daemon:
+    """The whole daemon; tests run it in-process with their own registry and stop event."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        kong: KongAdmin | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.kong = kong or KongAdmin.from_config(settings.kong, metrics=self.metrics)
+        self.stop_event = asyncio.Event()
+        self.port: int | None = None  # the bound HTTP port, once serving
+        self.started = asyncio.Event()
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.reconciler: Reconciler | None = None
+        self.watchers: list[Watcher] = []
+        self.elector: LeaderElector | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            return await self.serve()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    async def serve(self) -> int:
+        """Run until ``stop()`` (exit 0) or until a root task dies (exit 1)."""
+        s = self.settings
+        logger.info(
+            "kongsplit %s starting: Kong %s, namespaces %s",
+            package_version(),
+            s.kong.url,
+            ",".join(s.kubernetes.namespaces) or "all",
+        )
+        try:
+            api = await kube.make_api_client(s.kubernetes.kubeconfig)
+        except kube.KubeError as e:
+            logger.error("cannot reach Kubernetes: %s", e)
+            await self.kong.close()
+            return 1
+        events = EventRecorder(api, component="kongsplit", host=s.leader_election.identity)
+        if s.leader_election.enabled:
+            self.elector = LeaderElector(
+                api,
+                name=s.leader_election.lease_name,
+                namespace=s.leader_election.lease_namespace,
+                identity=s.leader_election.identity,
+                lease_duration=s.leader_election.lease_duration_seconds,
+                metrics=self.metrics,
+            )
+            elector = self.elector
+
+            def is_leader() -> bool:
+                return elector.is_leader
+        else:
+            self.metrics.leader.set(1)
+
+            def is_leader() -> bool:
+                return True
+
+        rec = Reconciler(
+            s, kong=self.kong, metrics=self.metrics, events=events.post, is_leader=is_leader
+        )
+        self.reconciler = rec
+        ns = s.kubernetes.namespaces
+        self.watchers = [
+            Watcher(api, ROLLOUTS, namespaces=ns, on_event=rec.on_rollout, metrics=self.metrics),
+            Watcher(
+                api, REPLICASETS, namespaces=ns, on_event=rec.on_replicaset, metrics=self.metrics
+            ),
+            Watcher(api, SERVICES, namespaces=ns, on_event=rec.on_service, metrics=self.metrics),
+        ]
+        probes = Probes(alive=self._alive, ready=self._ready)
+        host, port = s.server.host_port
+        runner = None
+        try:
+            runner, self.port = await start_server(
+                make_app(rec, probes, verify_nodes=s.kong.verify_nodes), host, port
+            )
+            logger.info(
+                "serving /healthz /readyz /metrics /state /verify on %s:%d", host, self.port
+            )
+            roots: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+                "events": events.run,
+                "sweeper": rec.sweeper,
+                "kong-prober": rec.kong_prober,
+                "leadership": self._leadership,
+            }
+            for w in self.watchers:
+                roots[f"watcher:{w.resource.plural}"] = w.run
+            for i in range(s.reconcile.concurrency):
+                roots[f"worker:{i}"] = rec.worker
+            if self.elector is not None:
+                roots["leader-election"] = self.elector.run
+            for name, fn in roots.items():
+                self.tasks[name] = asyncio.create_task(fn(), name=name)
+            self.started.set()
+            return await self._guard()
+        finally:
+            await self._shutdown(runner, api)
+
+    async def _guard(self) -> int:
+        stop = asyncio.create_task(self.stop_event.wait(), name="stop-signal")
+        try:
+            done, _ = await asyncio.wait(
+                [stop, *self.tasks.values()], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+        if stop in done:
+            logger.info("stop requested; finishing in-flight writes")
+            return 0
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            logger.critical(
+                "root task %s stopped%s; exiting",
+                task.get_name(),
+                f": {exc!r}" if exc else " unexpectedly",
+                exc_info=exc,
+            )
+        return 1
+
+    async def _leadership(self) -> None:
+        """Initial sync, then a full resync each time this replica becomes the leader."""
+        for w in self.watchers:
+            await w.listed.wait()
+        assert self.reconciler is not None
+        rec = self.reconciler
+        elector = self.elector
+        if elector is None:
+            await rec.initial_sync()
+            await asyncio.Event().wait()  # nothing more to do; stays alive for the guard
+            return
+        while True:
+            await elector.leading.wait()
+            logger.info("leading: syncing every managed Rollout to Kong")
+            rec.synced.clear()
+            await rec.initial_sync()
+            await elector.following.wait()
+            logger.info("lost leadership: no more writes to Kong")
+
+    def _alive(self) -> bool:
+        return bool(self.tasks) and all(not t.done() for t in self.tasks.values())
+
+    def _ready(self) -> tuple[bool, str]:
+        if not all(w.listed.is_set() for w in self.watchers):
+            return False, "waiting for the first full list of Rollouts, ReplicaSets and Services"
+        rec = self.reconciler
+        if rec is None:
+            return False, "starting"
+        leading = self.elector is None or self.elector.is_leader
+        if leading and not rec.synced.is_set():
+            return False, "waiting for the first successful sync with Kong"
+        return True, "leading" if leading else "following (caches warm)"
+
+    async def _shutdown(self, runner: Any, api: Any) -> None:
+        workers = {n: t for n, t in self.tasks.items() if n.startswith("worker:")}
+        others = {n: t for n, t in self.tasks.items() if n not in workers}
+        # Stop intake first, so nothing new is queued while writes drain.
+        for t in others.values():
+            t.cancel()
+        await asyncio.gather(*others.values(), return_exceptions=True)
+        if self.reconciler is not None and workers:
+            rec = self.reconciler
+            rec.queue.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_GRACE):
+                    await rec.queue.drained()
+        for t in workers.values():
+            t.cancel()
+        await asyncio.gather(*workers.values(), return_exceptions=True)
+        if self.elector is not None:
+            with contextlib.suppress(Exception):
+                await self.elector.release()
+        if runner is not None:
+            await runner.cleanup()
+        await self.kong.close()
+        await api.close()
+        logger.info("kongsplit stopped")

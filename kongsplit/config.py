@@ -298,13 +298,14 @@ def _read_file(path: str) -> Raw:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping at the top, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path}: expected a mapping at the top, got {type(data).__name__}"
+        )
     raw: Raw = {}
     for section, body in data.items():
         if section not in _SECTIONS:
             raise ConfigError(
-                f"config file {path}: unknown key {section!r} "
-                f"(known: {', '.join(_SECTIONS)})"
+                f"config file {path}: unknown key {section!r} (known: {', '.join(_SECTIONS)})"
             )
         if body is None:
             continue

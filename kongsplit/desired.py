@@ -70,19 +70,25 @@ def desired_state(
     _, stable_name = resolve_services(rollout)
     if services is not None and stable_name is not None and stable_name in services:
         stable_hash = services[stable_name].selector_hash
-    result = compute(rollout, canary_rs=canary_rs, stable_rs=stable_rs, stable_service_hash=stable_hash)
+    result = compute(
+        rollout, canary_rs=canary_rs, stable_rs=stable_rs, stable_service_hash=stable_hash
+    )
     if isinstance(result, Skip):
         error = None
         if result.invalid:
             # The engine's reason already reads "Rollout ns/name: field: what"; keep only "what".
             prefix = f"Rollout {key}: " + (f"{result.field}: " if result.field else "")
             message = result.reason.removeprefix(prefix)
-            error = ObjectError(kind="Rollout", namespace=key.namespace, name=key.name,
-                                field=result.field, message=message)
+            error = ObjectError(
+                kind="Rollout",
+                namespace=key.namespace,
+                name=key.name,
+                field=result.field,
+                message=message,
+            )
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
-        return Desired(key, result, None, None,
-                       skipped="not annotated with kongsplit.io/upstream")
+        return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
     plan = plan_targets(result, mapping, key=key, services=services, cluster_domain=cluster_domain)
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)

@@ -30,18 +30,29 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            yield 1, json.loads(text)
-            return
+            doc = json.loads(text)
         except json.JSONDecodeError:
             pass  # YAML is a superset of most JSON; let the YAML parser explain the error
+        except RecursionError:
+            raise ManifestError(f"{source}, document 1: nested too deeply") from None
+        else:
+            yield 1, doc
+            return
+    # Count documents as they come, so a syntax error names the document it sits in.
+    number = 0
     try:
-        for i, doc in enumerate(yaml.safe_load_all(text), start=1):
-            yield i, doc
+        for doc in yaml.safe_load_all(text):
+            number += 1
+            yield number, doc
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ManifestError(f"{source}: not valid YAML or JSON{where}: {problem}") from None
+        raise ManifestError(
+            f"{source}, document {number + 1}: not valid YAML or JSON{where}: {problem}"
+        ) from None
+    except RecursionError:
+        raise ManifestError(f"{source}, document {number + 1}: nested too deeply") from None
 
 
 def read_objects(paths: Sequence[str]) -> list[Located]:
@@ -62,10 +73,12 @@ def read_objects(paths: Sequence[str]) -> list[Located]:
             if doc is None:
                 continue
             if not isinstance(doc, dict):
-                raise ManifestError(f"{where}: expected a Kubernetes object (a mapping), "
-                                    f"got {type(doc).__name__}")
-            if doc.get("kind") == "List" or (isinstance(doc.get("kind"), str)
-                                              and doc["kind"].endswith("List") and "items" in doc):
+                raise ManifestError(
+                    f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}"
+                )
+            if doc.get("kind") == "List" or (
+                isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") and "items" in doc
+            ):
                 items = doc.get("items")
                 if not isinstance(items, list):
                     raise ManifestError(f"{where}: field items: a List needs a list of items")

@@ -20,12 +20,19 @@ from kongsplit.targets import Service, parse_service
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="Rollout manifests (YAML or JSON, multi-document, kind: List; '-' = stdin). "
-                        "Services and ReplicaSets in the same input are used.")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="Rollout manifests (YAML or JSON, multi-document, kind: List; '-' = stdin). "
+        "Services and ReplicaSets in the same input are used.",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--cluster-domain", default="cluster.local",
-                        help="cluster DNS domain for dns-mode targets (default cluster.local)")
+    parser.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="cluster DNS domain for dns-mode targets (default cluster.local)",
+    )
     parser.add_argument("--workspace", default=None, help="default Kong workspace")
 
 
@@ -65,7 +72,9 @@ def _collect(objects: list[Located]) -> _Input:
     return data
 
 
-def _plan_all(data: _Input, *, cluster_domain: str, workspace: str | None) -> list[tuple[Located, Desired]]:
+def _plan_all(
+    data: _Input, *, cluster_domain: str, workspace: str | None
+) -> list[tuple[Located, Desired]]:
     results = []
     for located, rollout in data.rollouts:
         ns = rollout.key.namespace
@@ -120,8 +129,11 @@ def _print_text(results: list[tuple[Located, Desired]], out: TextIO) -> None:
         print(head, file=out)
         if split:
             extra = "".join(f" + {d.service} {d.weight}" for d in split.additional)
-            print(f"  split: canary {split.canary} / stable {split.stable}{extra} of {split.max}"
-                  f"  (rule: {split.rule})", file=out)
+            print(
+                f"  split: canary {split.canary} / stable {split.stable}{extra} of {split.max}"
+                f"  (rule: {split.rule})",
+                file=out,
+            )
             if split.hold:
                 print(f"  hold: {split.hold}", file=out)
         if plan:
@@ -130,8 +142,10 @@ def _print_text(results: list[tuple[Located, Desired]], out: TextIO) -> None:
             print(f"  {'TARGET':<{width}}  WEIGHT  SHARE  ROLE        SERVICE", file=out)
             for t in plan.targets:
                 share = f"{100 * t.weight / total:.1f}%"
-                print(f"  {t.target:<{width}}  {t.weight:>6}  {share:>5}  {t.role:<10}  {t.service}",
-                      file=out)
+                print(
+                    f"  {t.target:<{width}}  {t.weight:>6}  {share:>5}  {t.role:<10}  {t.service}",
+                    file=out,
+                )
         if desired.skipped:
             print(f"  skipped: {desired.skipped}", file=out)
         print(file=out)

@@ -35,9 +35,12 @@ ROLE_EXPERIMENT = "experiment"
 POD_TEMPLATE_HASH = "rollouts-pod-template-hash"
 
 # Kong upstream names must be valid hostnames without port (reference §1.2).
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
-                          r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+    r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+)
 _WORKSPACE_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_IP_SHAPE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,9 @@ class Service:
 
     @property
     def headless(self) -> bool:
-        return self.cluster_ip in (None, "", "None")
+        # Only an explicit "None" makes a Service headless. An absent clusterIP is one the API
+        # server has not allocated yet (a manifest not applied) or an ExternalName Service.
+        return self.cluster_ip == "None"
 
 
 def _service_error(obj: Mapping[str, Any], field: str, message: str) -> ObjectError:
@@ -76,8 +81,13 @@ def _service_error(obj: Mapping[str, Any], field: str, message: str) -> ObjectEr
 def parse_service(obj: object) -> Service | ObjectError:
     """A core/v1 Service → the few fields the mapping needs. Never raises."""
     if not isinstance(obj, dict):
-        return ObjectError(kind="Service", namespace=None, name=None, field=None,
-                           message=f"expected an object, got {type(obj).__name__}")
+        return ObjectError(
+            kind="Service",
+            namespace=None,
+            name=None,
+            field=None,
+            message=f"expected an object, got {type(obj).__name__}",
+        )
     meta = obj.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
         return _service_error(obj, "metadata.name", "required string missing")
@@ -93,10 +103,15 @@ def parse_service(obj: object) -> Service | ObjectError:
             return _service_error(obj, f"spec.ports[{i}]", "must be an object")
         port = p.get("port")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            return _service_error(obj, f"spec.ports[{i}].port",
-                                  f"must be an integer between 1 and 65535, got {port!r}")
+            return _service_error(
+                obj,
+                f"spec.ports[{i}].port",
+                f"must be an integer between 1 and 65535, got {port!r}",
+            )
         pname = p.get("name")
-        ports.append(ServicePort(name=pname if isinstance(pname, str) and pname else None, port=port))
+        ports.append(
+            ServicePort(name=pname if isinstance(pname, str) and pname else None, port=port)
+        )
     selector = spec.get("selector")
     selector_hash = None
     if isinstance(selector, dict) and isinstance(selector.get(POD_TEMPLATE_HASH), str):
@@ -125,45 +140,67 @@ class TargetMapping:
 
 
 def _annotation_error(key: RolloutKey, annotation: str, message: str) -> ObjectError:
-    return ObjectError(kind="Rollout", namespace=key.namespace, name=key.name,
-                       field=f"metadata.annotations[{annotation}]", message=message)
+    return ObjectError(
+        kind="Rollout",
+        namespace=key.namespace,
+        name=key.name,
+        field=f"metadata.annotations[{annotation}]",
+        message=message,
+    )
 
 
 def parse_annotations(
     annotations: Mapping[str, str], *, key: RolloutKey, default_workspace: str | None = None
 ) -> TargetMapping | ObjectError | None:
-    """The ``kongsplit.io/*`` annotations → a TargetMapping; None when the Rollout is not opted in."""
-    unknown = sorted(a for a in annotations if a.startswith(ANNOTATION_PREFIX) and a not in KNOWN_ANNOTATIONS)
+    """The ``kongsplit.io/*`` annotations → a TargetMapping; None when not opted in."""
+    unknown = sorted(
+        a for a in annotations if a.startswith(ANNOTATION_PREFIX) and a not in KNOWN_ANNOTATIONS
+    )
     if ANN_UPSTREAM not in annotations:
         if unknown or any(a in annotations for a in KNOWN_ANNOTATIONS):
             present = unknown or [a for a in KNOWN_ANNOTATIONS if a in annotations]
-            return _annotation_error(key, ANN_UPSTREAM,
-                                     f"required when other kongsplit.io annotations are set ({', '.join(present)})")
+            return _annotation_error(
+                key,
+                ANN_UPSTREAM,
+                f"required when other kongsplit.io annotations are set ({', '.join(present)})",
+            )
         return None
     if unknown:
-        return _annotation_error(key, unknown[0],
-                                 f"unknown annotation (known: {', '.join(KNOWN_ANNOTATIONS)})")
+        return _annotation_error(
+            key, unknown[0], f"unknown annotation (known: {', '.join(KNOWN_ANNOTATIONS)})"
+        )
     upstream = annotations[ANN_UPSTREAM].strip()
     if not _HOSTNAME_RE.match(upstream) or _is_ip(upstream):
         return _annotation_error(
-            key, ANN_UPSTREAM,
-            f"must be a Kong upstream name (a hostname, no IP, no port), got {annotations[ANN_UPSTREAM]!r}")
+            key,
+            ANN_UPSTREAM,
+            "must be a Kong upstream name (a hostname, no IP, no port), "
+            f"got {annotations[ANN_UPSTREAM]!r}",
+        )
     port: str | int | None = None
     if ANN_PORT in annotations:
         raw = annotations[ANN_PORT].strip()
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():  # isdigit() alone accepts "²", which int() refuses
             port = int(raw)
             if not 1 <= port <= 65535:
-                return _annotation_error(key, ANN_PORT, f"port number must be 1..65535, got {raw!r}")
+                return _annotation_error(
+                    key, ANN_PORT, f"port number must be 1..65535, got {raw!r}"
+                )
         elif re.match(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", raw):
             port = raw
         else:
-            return _annotation_error(key, ANN_PORT, f"must be a Service port name or number, got {raw!r}")
+            return _annotation_error(
+                key, ANN_PORT, f"must be a Service port name or number, got {raw!r}"
+            )
     mode = annotations.get(ANN_TARGET_MODE, MODE_CLUSTERIP).strip().lower()
     if mode not in (MODE_CLUSTERIP, MODE_DNS):
-        return _annotation_error(key, ANN_TARGET_MODE,
-                                 f"must be 'clusterip' or 'dns', got {annotations[ANN_TARGET_MODE]!r}")
-    workspace = annotations.get(ANN_WORKSPACE, default_workspace or "") or None
+        return _annotation_error(
+            key,
+            ANN_TARGET_MODE,
+            f"must be 'clusterip' or 'dns', got {annotations[ANN_TARGET_MODE]!r}",
+        )
+    # An empty annotation means unset: the configured default applies, as when it is absent.
+    workspace = annotations.get(ANN_WORKSPACE, "").strip() or default_workspace or None
     if workspace is not None and not _WORKSPACE_RE.match(workspace):
         return _annotation_error(key, ANN_WORKSPACE, f"not a valid workspace name: {workspace!r}")
     return TargetMapping(upstream=upstream, port=port, mode=mode, workspace=workspace)
@@ -210,9 +247,13 @@ def plan_targets(
     Both stable and canary targets are always held; the one without traffic sits at weight 0.
     """
     if split.stable_service is None or split.canary_service is None:
-        return ObjectError(kind="Rollout", namespace=key.namespace, name=key.name,
-                           field="spec.strategy.canary.stableService",
-                           message="stableService and canaryService (or pingPong) are required for kongsplit")
+        return ObjectError(
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            field="spec.strategy.canary.stableService",
+            message="stableService and canaryService (or pingPong) are required for kongsplit",
+        )
     wanted: list[tuple[str, int, str]] = [
         (split.stable_service, split.stable, ROLE_STABLE),
         (split.canary_service, split.canary, ROLE_CANARY),
@@ -221,18 +262,25 @@ def plan_targets(
     targets: list[DesiredTarget] = []
     seen: dict[str, str] = {}
     for service_name, weight, role in wanted:
-        target = _target_for(service_name, mapping, key=key, services=services,
-                             cluster_domain=cluster_domain)
+        target = _target_for(
+            service_name, mapping, key=key, services=services, cluster_domain=cluster_domain
+        )
         if isinstance(target, ObjectError):
             return target
         if target in seen:
-            return ObjectError(kind="Rollout", namespace=key.namespace, name=key.name,
-                               field="spec.strategy.canary",
-                               message=f"Services {seen[target]} and {service_name} resolve to the same "
-                               f"Kong target {target}; their weights cannot be told apart")
+            return ObjectError(
+                kind="Rollout",
+                namespace=key.namespace,
+                name=key.name,
+                field="spec.strategy.canary",
+                message=f"Services {seen[target]} and {service_name} resolve to the same "
+                f"Kong target {target}; their weights cannot be told apart",
+            )
         seen[target] = service_name
         targets.append(DesiredTarget(target=target, weight=weight, role=role, service=service_name))
-    return TargetPlan(upstream=mapping.upstream, workspace=mapping.workspace, targets=tuple(targets))
+    return TargetPlan(
+        upstream=mapping.upstream, workspace=mapping.workspace, targets=tuple(targets)
+    )
 
 
 def _target_for(
@@ -245,17 +293,41 @@ def _target_for(
 ) -> str | ObjectError:
     service = services.get(service_name) if services is not None else None
     if services is not None and service is None:
-        return ObjectError(kind="Rollout", namespace=key.namespace, name=key.name,
-                           field="spec.strategy.canary",
-                           message=f"Service {key.namespace}/{service_name} not found")
-    if service is not None and service.headless:
-        return ObjectError(kind="Service", namespace=key.namespace, name=service_name,
-                           field="spec.clusterIP",
-                           message="headless Service refused: its name resolves to every pod, so Kong's "
-                           "weight would be multiplied by the pod count")
+        return ObjectError(
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            field="spec.strategy.canary",
+            message=f"Service {key.namespace}/{service_name} not found",
+        )
+    # ExternalName first: such a Service has no clusterIP either, but is not headless.
     if service is not None and service.type == "ExternalName":
-        return ObjectError(kind="Service", namespace=key.namespace, name=service_name,
-                           field="spec.type", message="ExternalName Services have no cluster IP to target")
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.type",
+            message="ExternalName Services have no cluster IP to target",
+        )
+    if service is not None and service.headless:
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.clusterIP",
+            message="headless Service refused: its name resolves to every pod, so Kong's "
+            "weight would be multiplied by the pod count",
+        )
+    if mapping.mode == MODE_CLUSTERIP and service is not None:
+        bad_ip = _check_cluster_ip(service.cluster_ip)
+        if bad_ip is not None:
+            return ObjectError(
+                kind="Service",
+                namespace=key.namespace,
+                name=service_name,
+                field="spec.clusterIP",
+                message=bad_ip,
+            )
     port = _port_for(service, mapping, key=key, service_name=service_name)
     if isinstance(port, ObjectError):
         return port
@@ -267,8 +339,27 @@ def _target_for(
     try:
         return normalize_target(f"{host}:{port}")
     except ValueError as e:
-        return ObjectError(kind="Service", namespace=key.namespace, name=service_name,
-                           field="spec.clusterIP", message=f"not a valid Kong target: {e}")
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.clusterIP",
+            message=f"not a valid Kong target: {e}",
+        )
+
+
+def _check_cluster_ip(ip: str | None) -> str | None:
+    """Why ``ip`` cannot be a clusterip-mode target host, or None when it can."""
+    if not ip:
+        return (
+            "not set (not allocated yet?): clusterip mode needs the address the cluster gave the "
+            f"Service; give the Service as the cluster returns it, or use {ANN_TARGET_MODE}: dns"
+        )
+    # Dotted IPv4 (leading zeros are Kong's to drop) or IPv6; a hostname-shaped value would
+    # otherwise pass target normalisation as a hostname.
+    if not _IP_SHAPE.match(ip):
+        return f"not an IP address: {ip!r}"
+    return None
 
 
 def _port_for(
@@ -279,22 +370,37 @@ def _port_for(
         if isinstance(wanted, int):
             return wanted
         return _annotation_error(
-            key, ANN_PORT,
+            key,
+            ANN_PORT,
             f"Service {key.namespace}/{service_name} is not known, so the port must be a number"
-            + (f", got {wanted!r}" if wanted is not None else ""))
+            + (f", got {wanted!r}" if wanted is not None else ""),
+        )
     if not service.ports:
-        return ObjectError(kind="Service", namespace=key.namespace, name=service_name,
-                           field="spec.ports", message="Service has no ports")
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.ports",
+            message="Service has no ports",
+        )
     if wanted is None:
         if len(service.ports) > 1:
             names = ", ".join(p.name or str(p.port) for p in service.ports)
-            return _annotation_error(key, ANN_PORT,
-                                     f"required: Service {key.namespace}/{service_name} has several ports ({names})")
+            return _annotation_error(
+                key,
+                ANN_PORT,
+                f"required: Service {key.namespace}/{service_name} has several ports ({names})",
+            )
         return service.ports[0].port
     for p in service.ports:
-        if (isinstance(wanted, int) and p.port == wanted) or (isinstance(wanted, str) and p.name == wanted):
+        if (isinstance(wanted, int) and p.port == wanted) or (
+            isinstance(wanted, str) and p.name == wanted
+        ):
             return p.port
     names = ", ".join(p.name or str(p.port) for p in service.ports)
     kind = "named" if isinstance(wanted, str) else "with number"
-    return _annotation_error(key, ANN_PORT,
-                             f"Service {key.namespace}/{service_name} has no port {kind} {wanted!r} (ports: {names})")
+    return _annotation_error(
+        key,
+        ANN_PORT,
+        f"Service {key.namespace}/{service_name} has no port {kind} {wanted!r} (ports: {names})",
+    )

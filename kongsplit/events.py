@@ -1,0 +1,217 @@
+"""Kubernetes Events on the objects kongsplit manages, posted from a queue by one task.
+
+``post()`` never blocks and never fails: the reconciler calls it on its hot path. It queues
+the Event (or, when the very same Event is already waiting, just counts it again); when the
+queue is full the Event is dropped and counted. ``run()`` posts from the queue through a
+token bucket, so a storm of failures cannot flood the API server. Like client-go's event
+correlator (simplified), an Event equal to one posted within ``aggregate_window`` — same
+object, type, reason and message — bumps ``count`` and ``lastTimestamp`` on the existing
+Event with a PATCH instead of creating a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+
+from kongsplit import kube
+
+logger = logging.getLogger(__name__)
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+REASON_APPLIED = "KongWeightsApplied"
+REASON_DRIFT = "KongWeightsDriftCorrected"
+REASON_WRITE_FAILED = "KongWriteFailed"
+REASON_INVALID_ANNOTATION = "InvalidKongsplitAnnotation"
+
+_MESSAGE_LIMIT = 1024
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str | None = None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> ObjectRef:
+        """The reference to a raw object as the API sent it."""
+        meta = obj.get("metadata") or {}
+        return cls(
+            api_version=str(obj.get("apiVersion") or ""),
+            kind=str(obj.get("kind") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=meta.get("uid") or None,
+        )
+
+
+_Key = tuple[ObjectRef, str, str, str]  # ref, type, reason, message
+
+
+@dataclass
+class _Pending:
+    ref: ObjectRef
+    type: str
+    reason: str
+    message: str
+    count: int = 1
+
+
+@dataclass
+class _Posted:
+    name: str
+    count: int
+    first: str
+    seen_at: float = field(default=0.0)
+
+
+class EventRecorder:
+    """Queues Events with :meth:`post`; :meth:`run` (one task) sends them."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        component: str = "kongsplit",
+        host: str = "",
+        queue_size: int = 1000,
+        burst: int = 25,
+        per_second: float = 1.0,
+        aggregate_window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = api
+        self.component = component
+        self.host = host
+        self._queue: asyncio.Queue[_Key] = asyncio.Queue(maxsize=queue_size)
+        self._pending: dict[_Key, _Pending] = {}
+        self._posted: OrderedDict[_Key, _Posted] = OrderedDict()
+        self._burst = float(burst)
+        self._rate = per_second
+        self._tokens = float(burst)
+        self._clock = clock
+        self._refilled_at = clock()
+        self._window = aggregate_window
+        self.dropped = 0  # Events lost to a full queue
+        self.failed = 0  # Events the API server would not take
+
+    def post(self, ref: ObjectRef, *, type: str, reason: str, message: str) -> None:
+        """Queue an Event on ``ref``; returns at once, drops it when the queue is full."""
+        message = message[:_MESSAGE_LIMIT]
+        key: _Key = (ref, type, reason, message)
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.count += 1
+            return
+        try:
+            self._queue.put_nowait(key)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            # Once per power of two, so a storm does not become a storm of log lines too.
+            if self.dropped & (self.dropped - 1) == 0:
+                logger.warning(
+                    "event queue full; dropped %d event(s) so far",
+                    self.dropped,
+                    extra={"reason": reason, "object": f"{ref.namespace}/{ref.name}"},
+                )
+            return
+        self._pending[key] = _Pending(ref, type, reason, message)
+
+    async def run(self) -> None:
+        """Post queued Events forever, rate-limited (cancel to stop)."""
+        while True:
+            key = await self._queue.get()
+            pending = self._pending.pop(key, None)
+            if pending is None:  # pragma: no cover - every queued key has an entry
+                continue
+            await self._take_token()
+            try:
+                await self._send(key, pending)
+            except kube.KubeError as e:
+                self.failed += 1
+                logger.warning(
+                    "could not post event %s: %s",
+                    pending.reason,
+                    e,
+                    extra={"object": f"{pending.ref.namespace}/{pending.ref.name}"},
+                )
+
+    async def _take_token(self) -> None:
+        while True:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self._rate)
+            self._refilled_at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+    async def _send(self, key: _Key, pending: _Pending) -> None:
+        ref = pending.ref
+        now = self._clock()
+        stamp = kube.format_time()
+        posted = self._posted.get(key)
+        if posted is not None and now - posted.seen_at < self._window:
+            count = posted.count + pending.count
+            path = kube.api_path("", "v1", "events", namespace=ref.namespace, name=posted.name)
+            try:
+                await kube.request(
+                    self._api,
+                    "PATCH",
+                    path,
+                    body={"count": count, "lastTimestamp": stamp},
+                    content_type=kube.MERGE_PATCH,
+                )
+            except kube.KubeApiError as e:
+                if e.status != 404:  # 404: the Event expired server-side; create a new one
+                    raise
+            else:
+                posted.count, posted.seen_at = count, now
+                self._posted.move_to_end(key)
+                return
+        name = f"{ref.name}.{secrets.token_hex(8)}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ref.namespace},
+            "involvedObject": {
+                k: v
+                for k, v in {
+                    "apiVersion": ref.api_version,
+                    "kind": ref.kind,
+                    "namespace": ref.namespace,
+                    "name": ref.name,
+                    "uid": ref.uid,
+                }.items()
+                if v
+            },
+            "type": pending.type,
+            "reason": pending.reason,
+            "message": pending.message,
+            "count": pending.count,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
+        }
+        path = kube.api_path("", "v1", "events", namespace=ref.namespace)
+        await kube.request(self._api, "POST", path, body=body)
+        self._posted[key] = _Posted(name=name, count=pending.count, first=stamp, seen_at=now)
+        self._posted.move_to_end(key)
+        while len(self._posted) > _CACHE_SIZE:
+            self._posted.popitem(last=False)

@@ -1,0 +1,336 @@
+"""The write plan of DESIGN.md §2 (pure: no I/O).
+
+Given the targets Kong holds in one upstream and the targets one Rollout wants there, decide
+which writes to make and in which order:
+
+- **raises** first (creates with a positive weight, weights going up, adoptions), then
+  **lowers** (weights going down, foreign targets zeroed, zero-weight creates, stale targets of
+  this Rollout deleted). After the raises every weight is at least what it was, and during the
+  lowers every target is at least at its final weight, so as long as the desired total is
+  positive the upstream never passes through zero total weight — Kong would answer 503
+  "failure to get a peer". Writes *within* a phase may run concurrently for the same reason.
+- writes whose weight (and tags) already match are skipped;
+- a target kongsplit does not own is never deleted; an untagged target at exactly a wanted
+  address is adopted (weight set, our tags added to the ones it has);
+- foreign targets carrying weight are reported, and zeroed only when ``exclusive``. Targets of
+  *another* kongsplit Rollout in the same upstream are reported but never zeroed: two Rollouts
+  sharing one upstream would otherwise zero each other on every apply.
+
+The same planner edits a DB-less declarative config (``edit_config``), where all writes land
+in one ``POST /config`` and the order does not matter.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kongsplit.kong_types import KongMode, Target
+from kongsplit.kongtarget import MANAGED_TAG, ROLLOUT_TAG_PREFIX, normalize_target
+
+DRIFT_WEIGHT = "weight"
+DRIFT_MISSING = "missing"
+DRIFT_FOREIGN = "foreign"
+
+
+@dataclass(frozen=True)
+class DesiredTarget:
+    """A target one Rollout wants: ``target`` already normalised the Kong way (``kongtarget``)."""
+
+    target: str
+    weight: int
+    role: str = "stable"  # "canary" | "stable" | "experiment"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 65535:
+            raise ValueError(f"target {self.target}: weight {self.weight} is outside 0..65535")
+
+
+class WriteKind(enum.StrEnum):
+    CREATE = "create"  # POST a missing target
+    UPDATE = "update"  # PATCH the weight of a target of this Rollout
+    ADOPT = "adopt"  # PATCH weight and tags of an unowned target at a wanted address
+    ZERO_FOREIGN = "zero_foreign"  # PATCH a foreign target to 0 (exclusive upstreams only)
+    DELETE = "delete"  # DELETE a target of this Rollout that it no longer wants
+
+
+@dataclass(frozen=True)
+class Write:
+    kind: WriteKind
+    target: str
+    weight: int | None  # the weight written (None for a delete)
+    old_weight: int | None = None  # None for a create
+    target_id: str | None = None  # None for a create
+    tags: tuple[str, ...] | None = None  # tags written (creates and adoptions)
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A difference between Kong and the desired state found before writing.
+
+    ``corrected`` says whether this apply put it back (a foreign target with weight is only
+    corrected when exclusive). ``target`` is None for a missing upstream.
+    """
+
+    kind: str  # "weight" | "missing" | "foreign"
+    target: str | None
+    expected: int | None
+    observed: int | None
+    corrected: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    raises: tuple[Write, ...]
+    lowers: tuple[Write, ...]
+    drift: tuple[Drift, ...]
+
+    @property
+    def writes(self) -> tuple[Write, ...]:
+        return self.raises + self.lowers
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one ``apply`` did and saw.
+
+    ``targets`` is every target of the upstream after the apply, as Kong acknowledged it;
+    ``foreign`` the targets not owned by this Rollout that still carry weight; ``drift`` what
+    differed before writing (the daemon counts it as drift corrections when the apply came from
+    a sweep). ``upstream_missing`` is set when the upstream does not exist and creating it was
+    not allowed — nothing was written then.
+    """
+
+    upstream: str
+    workspace: str | None
+    mode: KongMode
+    writes: tuple[Write, ...] = ()
+    targets: tuple[Target, ...] = ()
+    foreign: tuple[Target, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    upstream_created: bool = False
+    upstream_missing: bool = False
+    config_posted: bool = False  # DB-less: a POST /config was sent (and not answered 304)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.writes) or self.upstream_created
+
+    def weights(self) -> dict[str, int]:
+        """Target string → weight after the apply."""
+        return {t.target: t.weight for t in self.targets}
+
+    def drift_counts(self, *, corrected_only: bool = False) -> dict[str, int]:
+        """Drift found, by kind (``{"weight": 1, "missing": 2}``)."""
+        return dict(Counter(d.kind for d in self.drift if d.corrected or not corrected_only))
+
+
+def rollout_tag_of(owner_tags: Iterable[str]) -> str | None:
+    return next((t for t in owner_tags if t.startswith(ROLLOUT_TAG_PREFIX)), None)
+
+
+def write_tags(owner_tags: Sequence[str]) -> tuple[str, ...]:
+    """The tags put on created targets: the owner tags, always with ``managed-by-kongsplit``."""
+    tags = list(dict.fromkeys(owner_tags))
+    if MANAGED_TAG not in tags:
+        tags.insert(0, MANAGED_TAG)
+    return tuple(tags)
+
+
+def is_ours(target: Target, owner_tags: Sequence[str]) -> bool:
+    """Owned by this Rollout: it carries the Rollout tag (or just the managed tag if none given)."""
+    rollout = rollout_tag_of(owner_tags)
+    return rollout in target.tags if rollout else target.managed
+
+
+def _adopted_tags(existing: Sequence[str], owner_tags: Sequence[str]) -> tuple[str, ...]:
+    # Keep whatever tags the target had, except another Rollout's claim, and add ours.
+    kept = [t for t in existing if not t.startswith(ROLLOUT_TAG_PREFIX)]
+    return tuple(dict.fromkeys([*kept, *write_tags(owner_tags)]))
+
+
+def plan_writes(
+    current: Iterable[Target],
+    desired: Sequence[DesiredTarget],
+    *,
+    owner_tags: Sequence[str],
+    exclusive: bool = False,
+) -> Plan:
+    """The ordered writes taking ``current`` to ``desired`` (see the module docstring)."""
+    by_target = {t.target: t for t in current}
+    wanted = {d.target: d for d in desired}
+    if len(wanted) != len(desired):
+        raise ValueError("desired targets contain the same target twice")
+    tags = write_tags(owner_tags)
+    raises: list[Write] = []
+    lowers: list[Write] = []
+    drift: list[Drift] = []
+
+    for d in desired:
+        have = by_target.get(d.target)
+        if have is None:
+            drift.append(Drift(DRIFT_MISSING, d.target, d.weight, None))
+            write = Write(WriteKind.CREATE, d.target, d.weight, tags=tags, role=d.role)
+            (raises if d.weight > 0 else lowers).append(write)
+            continue
+        if have.weight != d.weight:
+            drift.append(Drift(DRIFT_WEIGHT, d.target, d.weight, have.weight))
+        if not is_ours(have, owner_tags):
+            new_tags = _adopted_tags(have.tags, owner_tags)
+            write = Write(
+                WriteKind.ADOPT, d.target, d.weight, have.weight, have.id, new_tags, d.role
+            )
+            (raises if d.weight >= have.weight else lowers).append(write)
+        elif have.weight != d.weight:
+            write = Write(WriteKind.UPDATE, d.target, d.weight, have.weight, have.id, role=d.role)
+            (raises if d.weight > have.weight else lowers).append(write)
+
+    rollout = rollout_tag_of(owner_tags)
+    for t in by_target.values():
+        if t.target in wanted:
+            continue
+        if is_ours(t, owner_tags) and (rollout is not None or not t.rollout_tag):
+            # Ours but no longer wanted (a Service's clusterIP changed, target mode switched).
+            lowers.append(Write(WriteKind.DELETE, t.target, None, t.weight, t.id))
+            continue
+        if t.weight == 0:
+            continue
+        # Another kongsplit Rollout's target is reported but never zeroed (see module docstring).
+        zero = exclusive and not t.managed
+        drift.append(Drift(DRIFT_FOREIGN, t.target, 0, t.weight, corrected=zero))
+        if zero:
+            lowers.append(Write(WriteKind.ZERO_FOREIGN, t.target, 0, t.weight, t.id))
+
+    # Zero-weight creates go last: a fresh upstream first gets a target that carries traffic.
+    lowers.sort(key=lambda w: w.kind == WriteKind.CREATE)
+    return Plan(tuple(raises), tuple(lowers), tuple(drift))
+
+
+def apply_write(targets: dict[str, Target], write: Write, result: Target | None) -> None:
+    """Update a target map after ``write`` succeeded (``result`` = Kong's answer, if any)."""
+    if write.kind == WriteKind.DELETE:
+        targets.pop(write.target, None)
+    elif result is not None:
+        targets[result.target] = result
+
+
+def foreign_targets(targets: Iterable[Target], owner_tags: Sequence[str]) -> tuple[Target, ...]:
+    """Targets not owned by this Rollout that carry weight."""
+    return tuple(t for t in targets if t.weight > 0 and not is_ours(t, owner_tags))
+
+
+# --- DB-less: the same plan applied to a declarative config ------------------------------------
+
+_NS = uuid.UUID("7d2f5a3e-3c1b-4e8a-9a43-6b1f0c2d9e51")  # kongsplit's UUIDv5 namespace
+
+
+@dataclass
+class ConfigEdit:
+    """The result of planning against a DB-less config (``config`` is edited in place)."""
+
+    config: dict[str, Any]
+    plan: Plan
+    targets: dict[str, Target] = field(default_factory=dict)  # after the edit
+    upstream_created: bool = False
+    upstream_missing: bool = False
+
+
+def _fk(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _entity_list(config: dict[str, Any], key: str) -> list[Any]:
+    value = config.get(key)
+    if value is None:
+        value = config[key] = []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list")
+    return value
+
+
+def _normal(target: str) -> str:
+    try:
+        return normalize_target(target)
+    except ValueError:
+        return target
+
+
+def edit_config(
+    config: dict[str, Any],
+    upstream: str,
+    desired: Sequence[DesiredTarget],
+    *,
+    owner_tags: Sequence[str],
+    create_upstream: bool,
+    exclusive: bool,
+) -> ConfigEdit:
+    """Plan and apply the writes for ``upstream`` to a flat declarative config (Kong's export).
+
+    Raises TypeError/KeyError when the config does not have the shape of Kong's export.
+    """
+    upstreams = _entity_list(config, "upstreams")
+    entry = next((u for u in upstreams if isinstance(u, dict) and u.get("name") == upstream), None)
+    created = False
+    if entry is None:
+        if not create_upstream:
+            drift = (Drift(DRIFT_MISSING, None, None, None, corrected=False),)
+            return ConfigEdit(config, Plan((), (), drift), upstream_missing=True)
+        entry = {
+            "id": str(uuid.uuid5(_NS, f"upstream:{upstream}")),
+            "name": upstream,
+            "tags": [MANAGED_TAG],
+        }
+        upstreams.append(entry)
+        created = True
+    upstream_id = entry["id"]
+    if not isinstance(upstream_id, str):
+        raise TypeError("upstream id is not a string")
+
+    targets_list = _entity_list(config, "targets")
+    raw_by_target: dict[str, dict[str, Any]] = {}
+    current: dict[str, Target] = {}
+    fk_as_object = False
+    for raw in targets_list:
+        if not isinstance(raw, dict):
+            raise TypeError("a target is not a mapping")
+        if isinstance(raw.get("upstream"), Mapping):
+            fk_as_object = True
+        if _fk(raw.get("upstream")) != upstream_id:
+            continue
+        t = Target.from_json({**raw, "target": _normal(str(raw.get("target", "")))})
+        raw_by_target[t.target] = raw
+        current[t.target] = t
+
+    plan = plan_writes(current.values(), desired, owner_tags=owner_tags, exclusive=exclusive)
+    if created:
+        missing = Drift(DRIFT_MISSING, None, None, None)
+        plan = Plan(plan.raises, plan.lowers, (missing, *plan.drift))
+    for w in plan.writes:
+        if w.kind == WriteKind.DELETE:
+            targets_list.remove(raw_by_target[w.target])
+            current.pop(w.target, None)
+            continue
+        if w.kind == WriteKind.CREATE:
+            raw = {
+                "id": str(uuid.uuid5(_NS, f"target:{upstream_id}:{w.target}")),
+                "target": w.target,
+                "weight": w.weight,
+                "upstream": {"id": upstream_id} if fk_as_object else upstream_id,
+                "tags": list(w.tags or ()),
+            }
+            targets_list.append(raw)
+            raw_by_target[w.target] = raw
+        else:
+            raw = raw_by_target[w.target]
+            raw["weight"] = w.weight
+            if w.tags is not None:
+                raw["tags"] = list(w.tags)
+        current[w.target] = Target.from_json({**raw, "target": w.target})
+    return ConfigEdit(config, plan, current, upstream_created=created)

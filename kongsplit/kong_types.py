@@ -1,0 +1,247 @@
+"""The Kong client's vocabulary: its error hierarchy, the deployment modes and the records read
+from the Admin API (frozen dataclasses parsed from Kong's JSON, with the shape checked).
+
+Kept apart from ``kong.py`` so the pure write planner (``kong_plan.py``) can use the records
+without importing aiohttp.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kongsplit.kongtarget import MANAGED_TAG, ROLLOUT_TAG_PREFIX, owner_label
+
+#: Response bodies quoted in error messages are cut to this many characters.
+BODY_LIMIT = 300
+#: The ``configuration_hash`` of a DB-less node that has no configuration loaded.
+EMPTY_CONFIG_HASH = "0" * 32
+
+
+def cut(text: str, limit: int = BODY_LIMIT) -> str:
+    """``text`` on one line, at most ``limit`` characters (bodies in messages stay small)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class KongError(Exception):
+    """Anything that went wrong talking to Kong. Messages never contain the admin token."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        upstream: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.upstream = upstream
+        self.target = target
+
+
+class KongClientError(KongError):
+    """Kong answered 4xx: the request itself is wrong, so it is not retried."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: int | None = None,
+        name: str | None = None,
+        kong_message: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        upstream: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, upstream=upstream, target=target)
+        self.status = status
+        self.code = code  # Kong's DAO error code (5 unique violation, 6 not found, 12 unsupported…)
+        self.name = name
+        self.kong_message = kong_message
+
+
+class KongNotFound(KongClientError):
+    """404: the upstream or target (or route) does not exist."""
+
+
+class KongConflict(KongClientError):
+    """409: a unique constraint (an upstream name, a target host:port) is already taken."""
+
+
+class KongUnavailable(KongError):
+    """No usable answer after the retries: 5xx, 429, connection error or timeout."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        upstream: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, upstream=upstream, target=target)
+        self.status = status  # None when Kong did not answer at all
+        self.retry_after = retry_after
+
+
+class KongModeError(KongError):
+    """The node runs in a mode kongsplit cannot write to (a hybrid data plane, Konnect)."""
+
+
+class KongResponseError(KongError):
+    """Kong answered 2xx with a body kongsplit cannot use (not JSON, wrong shape)."""
+
+
+class KongNotReady(KongError):
+    """A DB-less node reports the empty config hash: nothing to edit until its owner loads one."""
+
+
+# --- modes --------------------------------------------------------------------------------------
+
+
+class KongMode(enum.StrEnum):
+    DB = "db"  # role traditional with a database: entity writes through any node
+    DBLESS = "dbless"  # role traditional, database off: only whole-config POST /config per node
+    CONTROL_PLANE = "control_plane"  # hybrid CP: writes as in DB mode, DPs get pushes
+    DATA_PLANE = "data_plane"  # hybrid DP: read-only, its config is owned by the CP
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What ``GET /`` says about a node."""
+
+    version: str
+    edition: str
+    node_id: str
+    hostname: str
+    database: str
+    role: str
+    mode: KongMode
+
+
+def parse_mode(database: str, role: str) -> KongMode:
+    """The deployment mode from ``configuration.database`` and ``configuration.role``."""
+    if role == "data_plane":
+        return KongMode.DATA_PLANE
+    if role == "control_plane":
+        return KongMode.CONTROL_PLANE
+    # KIC treats an empty database setting as DB-less too.
+    return KongMode.DBLESS if database in ("off", "") else KongMode.DB
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise TypeError("tags is not a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    algorithm: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Upstream:
+        """Raises TypeError/KeyError on a wrong shape; callers turn that into KongResponseError."""
+        if not isinstance(data, Mapping):
+            raise TypeError("upstream is not an object")
+        uid, name = data["id"], data["name"]
+        if not isinstance(uid, str) or not isinstance(name, str):
+            raise TypeError("upstream id/name are not strings")
+        algorithm = data.get("algorithm")
+        return cls(
+            id=uid,
+            name=name,
+            tags=_tags(data.get("tags")),
+            algorithm=algorithm if isinstance(algorithm, str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target as Kong lists it (``target`` is Kong's normalised host:port)."""
+
+    id: str
+    target: str
+    weight: int
+    tags: tuple[str, ...] = ()
+    upstream_id: str | None = None
+    created_at: float | None = None
+
+    @property
+    def managed(self) -> bool:
+        return MANAGED_TAG in self.tags
+
+    @property
+    def rollout_tag(self) -> str | None:
+        return next((t for t in self.tags if t.startswith(ROLLOUT_TAG_PREFIX)), None)
+
+    @property
+    def owner(self) -> str:
+        """``kongsplit:<ns>/<name>``, ``kongsplit`` or ``foreign`` (as ``inspect`` shows it)."""
+        return owner_label(self.tags)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Target:
+        if not isinstance(data, Mapping):
+            raise TypeError("target is not an object")
+        tid, target, weight = data["id"], data["target"], data.get("weight", 100)
+        if not isinstance(tid, str) or not isinstance(target, str):
+            raise TypeError("target id/target are not strings")
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise TypeError("target weight is not an integer")
+        upstream = data.get("upstream")
+        if isinstance(upstream, Mapping):
+            upstream = upstream.get("id")
+        created = data.get("created_at")
+        return cls(
+            id=tid,
+            target=target,
+            weight=weight,
+            tags=_tags(data.get("tags")),
+            upstream_id=upstream if isinstance(upstream, str) else None,
+            created_at=float(created) if isinstance(created, int | float) else None,
+        )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """``GET /status``: ``configuration_hash`` only on DB-less nodes and data planes."""
+
+    configuration_hash: str | None
+    database_reachable: bool | None
+
+    @property
+    def empty(self) -> bool:
+        return self.configuration_hash == EMPTY_CONFIG_HASH
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """One entry of ``GET /upstreams/{u}/health`` on one node."""
+
+    target: str
+    health: str | None
+    node_weight: int | None
+    weight: int | None

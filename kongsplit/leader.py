@@ -1,0 +1,264 @@
+"""Lease-based leader election (coordination.k8s.io/v1), so one replica writes to Kong.
+
+The rule that keeps two replicas from writing at once: the leader stops trusting its lease
+``renew_deadline`` after it *sent* its last successful renewal, while a follower treats a
+lease as expired only ``lease_duration`` after it *saw* the lease record change. The follower
+sees a change no earlier than the leader sent it, and ``renew_deadline < lease_duration``, so
+the leader has stepped down before anyone may take over. Followers judge expiry by their own
+monotonic clock from when they observed the record, never by comparing ``renewTime`` with
+their wall clock, so clock skew between nodes does not matter (client-go does the same).
+
+A leader renews with PUT on the object it last wrote (its resourceVersion); a 409 Conflict
+means someone else wrote the lease, and the leader steps down at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient
+
+from kongsplit import kube
+from kongsplit.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+LEASES = ("coordination.k8s.io", "v1", "leases")
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """What a follower last saw of the lease, and when (by our own clock)."""
+
+    holder: str
+    renew_time: str
+    resource_version: str
+    duration: float
+    at: float
+
+
+class LeaderElector:
+    """Campaigns for the Lease ``namespace/name`` as ``identity``; ``leading`` while we hold it."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        name: str,
+        namespace: str,
+        identity: str,
+        lease_duration: float = 15.0,
+        renew_deadline: float | None = None,
+        retry_period: float | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not identity:
+            raise ValueError("leader election needs a non-empty identity")
+        # client-go's defaults are 15 s / 10 s / 2 s; keep the same proportions.
+        renew_deadline = lease_duration * 2 / 3 if renew_deadline is None else renew_deadline
+        retry_period = lease_duration / 7.5 if retry_period is None else retry_period
+        if not 0 < retry_period < renew_deadline < lease_duration:
+            raise ValueError(
+                "leader election needs 0 < retry_period < renew_deadline < lease_duration, got "
+                f"{retry_period} / {renew_deadline} / {lease_duration}"
+            )
+        self._api = api
+        self.name = name
+        self.namespace = namespace
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._metrics = metrics
+        self._clock = clock
+        self._path = kube.api_path(*LEASES, namespace=namespace, name=name)
+        self._create_path = kube.api_path(*LEASES, namespace=namespace)
+        self.leading = asyncio.Event()
+        self.following = asyncio.Event()  # the complement of ``leading``, to await a step-down
+        self.following.set()
+        self._valid_until = 0.0  # clock time until which our lease is certainly ours
+        self._lease: dict[str, Any] | None = None  # the lease as we last wrote it (leader only)
+        self._observed: _Observed | None = None
+        self._released = False
+        self._set_metric(0)
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while the lease is certainly ours (checked against the clock, not the loop)."""
+        return self.leading.is_set() and self._clock() < self._valid_until
+
+    async def run(self) -> None:
+        """Acquire, renew, step down and retry, until cancelled or :meth:`release` is called."""
+        try:
+            while not self._released:
+                await self._attempt()
+                await asyncio.sleep(self._next_wait())
+        finally:
+            self._step_down("stopped" if self._released else "cancelled")
+
+    async def release(self) -> None:
+        """Give the lease up so a follower takes over at once (call when shutting down)."""
+        self._released = True
+        lease = self._lease
+        was_leader = self.is_leader
+        self._step_down("released")
+        if lease is None or not was_leader:
+            return
+        now = kube.format_micro_time()
+        spec = dict(lease.get("spec") or {})
+        # As client-go does: no holder, a one-second duration, renewTime now.
+        spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=now, acquireTime=now)
+        body = {**lease, "spec": spec}
+        try:
+            await kube.request(self._api, "PUT", self._path, body=body)
+            logger.info("leader lease released", extra=self._extra())
+        except kube.KubeError as e:
+            logger.warning("could not release the leader lease: %s", e, extra=self._extra())
+
+    # --- internals ---
+
+    def _extra(self) -> dict[str, str]:
+        return {"lease": f"{self.namespace}/{self.name}", "identity": self.identity}
+
+    def _set_metric(self, value: int) -> None:
+        if self._metrics is not None:
+            self._metrics.leader.set(value)
+
+    def _next_wait(self) -> float:
+        wait = self.retry_period
+        if self.leading.is_set():
+            # Wake up in time to step down if renewals keep failing.
+            wait = min(wait, max(0.0, self._valid_until - self._clock()))
+        return wait
+
+    def _step_down(self, why: str) -> None:
+        self._lease = None
+        self._valid_until = 0.0
+        if self.leading.is_set():
+            self.leading.clear()
+            self.following.set()
+            self._set_metric(0)
+            logger.warning("stopped leading: %s", why, extra=self._extra())
+
+    def _become_leader(self, lease: dict[str, Any], sent_at: float) -> None:
+        self._lease = lease
+        self._valid_until = sent_at + self.renew_deadline
+        if not self.leading.is_set():
+            self.following.clear()
+            self.leading.set()
+            self._set_metric(1)
+            logger.info("became the leader", extra=self._extra())
+
+    async def _attempt(self) -> None:
+        if self.leading.is_set() and self._clock() >= self._valid_until:
+            self._step_down("could not renew the lease within the renew deadline")
+        sent_at = self._clock()
+        budget = self._valid_until - sent_at if self.leading.is_set() else self.renew_deadline
+        try:
+            # A renewal that cannot finish before our deadline is worthless: cut it short.
+            async with asyncio.timeout(max(budget, 0.001)):
+                lease = await self._renew() if self._lease is not None else await self._acquire()
+        except TimeoutError:
+            logger.warning("lease request timed out", extra=self._extra())
+            lease = None
+        except kube.KubeApiError as e:
+            if e.status == 409:
+                self._step_down("the lease was changed by someone else (409 Conflict)")
+            else:
+                logger.warning("lease request failed: %s", e, extra=self._extra())
+            return
+        except kube.KubeError as e:
+            logger.warning("lease request failed: %s", e, extra=self._extra())
+            return
+        if lease is not None:
+            self._become_leader(lease, sent_at)
+        elif self.leading.is_set() and self._clock() >= self._valid_until:
+            self._step_down("renew deadline passed")
+
+    async def _renew(self) -> dict[str, Any]:
+        assert self._lease is not None
+        spec = {**(self._lease.get("spec") or {}), "renewTime": kube.format_micro_time()}
+        spec["leaseDurationSeconds"] = _duration_seconds(self.lease_duration)
+        return await kube.request(self._api, "PUT", self._path, body={**self._lease, "spec": spec})
+
+    async def _acquire(self) -> dict[str, Any] | None:
+        """The lease if we got it, None while someone else holds it."""
+        now = self._clock()
+        stamp = kube.format_micro_time()
+        try:
+            current = await kube.request(self._api, "GET", self._path)
+        except kube.KubeApiError as e:
+            if e.status != 404:
+                raise
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(stamp, stamp, transitions=0),
+            }
+            try:
+                return await kube.request(self._api, "POST", self._create_path, body=body)
+            except kube.KubeApiError as e2:
+                if e2.status == 409:  # another replica created it first
+                    return None
+                raise
+        spec = current.get("spec") or {}
+        meta = current.get("metadata") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        observed = _Observed(
+            holder=holder,
+            renew_time=str(spec.get("renewTime") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            duration=float(spec.get("leaseDurationSeconds") or self.lease_duration),
+            at=now,
+        )
+        prev = self._observed
+        if prev is None or (prev.holder, prev.renew_time, prev.resource_version) != (
+            observed.holder,
+            observed.renew_time,
+            observed.resource_version,
+        ):
+            self._observed = prev = observed
+            if holder and holder != self.identity:
+                logger.debug("lease held by %s", holder, extra=self._extra())
+        if holder and holder != self.identity and now < prev.at + prev.duration:
+            return None
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if holder != self.identity:
+            transitions += 1
+            acquired = stamp
+        else:
+            acquired = str(spec.get("acquireTime") or stamp)
+        body = {
+            **current,
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "spec": {**spec, **self._spec(acquired, stamp, transitions=transitions)},
+        }
+        try:
+            return await kube.request(self._api, "PUT", self._path, body=body)
+        except kube.KubeApiError as e:
+            if e.status == 409:  # someone else renewed or took it in between
+                return None
+            raise
+
+    def _spec(self, acquire_time: str, renew_time: str, *, transitions: int) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": _duration_seconds(self.lease_duration),
+            "acquireTime": acquire_time,
+            "renewTime": renew_time,
+            "leaseTransitions": transitions,
+        }
+
+
+def _duration_seconds(duration: float) -> int:
+    # The field is an integer; round up so others never wait less than we mean.
+    return max(1, int(-(-duration // 1)))
+

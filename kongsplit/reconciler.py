@@ -1,0 +1,783 @@
+"""Keeping Kong equal to what each annotated Rollout says: the cache, the work queue, the workers.
+
+Shape (kopf's, one stage each):
+- ``Store`` holds the parsed objects the watchers deliver (only the fields the engine needs)
+  and knows which Rollouts use which Service or ReplicaSet, so a change re-queues only those.
+- ``KeyQueue`` coalesces per Rollout: the newest state wins, one worker per key at a time, an
+  abort jumps the line, and the queue can never hold more entries than there are Rollouts.
+- ``Reconciler.reconcile`` computes the desired targets (``desired.desired_state``) and hands
+  them to ``KongAdmin.apply``; it writes nothing when nothing changed, holds when Argo's order
+  says so, and reports bad input on the Rollout instead of raising.
+- The drift sweep re-queues every managed Rollout with ``refresh`` (re-read Kong, put back,
+  count) on a timer and whenever Kong comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kongsplit.config import Settings
+from kongsplit.desired import Desired, desired_state
+from kongsplit.events import ObjectRef
+from kongsplit.kong import KongAdmin
+from kongsplit.kong_plan import DesiredTarget as KongTarget
+from kongsplit.kong_types import KongClientError, KongError, KongNotReady, KongUnavailable
+from kongsplit.kongtarget import owner_tags_for
+from kongsplit.metrics import Metrics
+from kongsplit.rollouts import (
+    ObjectError,
+    ReplicaSet,
+    Rollout,
+    RolloutKey,
+    parse_replicaset,
+    parse_rollout,
+)
+from kongsplit.targets import ANN_UPSTREAM, ANNOTATION_PREFIX, Service, TargetPlan, parse_service
+from kongsplit.weights import resolve_services
+
+logger = logging.getLogger("kongsplit.reconciler")
+
+EventSink = Callable[..., None]  # EventRecorder.post(ref, *, type, reason, message)
+
+REASON_APPLIED = "KongWeightsApplied"
+REASON_DRIFT = "KongWeightsDriftCorrected"
+REASON_WRITE_FAILED = "KongWriteFailed"
+REASON_INVALID = "InvalidKongsplitAnnotation"
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class Store:
+    """Parsed Rollouts, Services and ReplicaSets, plus the reverse indexes that route changes."""
+
+    def __init__(self) -> None:
+        self.rollouts: dict[RolloutKey, Rollout | ObjectError] = {}
+        self.raw_refs: dict[RolloutKey, ObjectRef] = {}
+        self.opted_in: set[RolloutKey] = (
+            set()
+        )  # carries a kongsplit.io/ annotation (even if invalid)
+        self.services: dict[str, dict[str, Service]] = {}
+        self.replicasets: dict[str, dict[str, ReplicaSet]] = {}
+        # (namespace, service or pod-template-hash) → Rollouts that care about it
+        self._service_users: dict[tuple[str, str], set[RolloutKey]] = {}
+        self._hash_users: dict[tuple[str, str], set[RolloutKey]] = {}
+        self._indexed: dict[RolloutKey, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    # Rollouts -------------------------------------------------------------------------
+    def set_rollout(self, obj: dict[str, Any]) -> RolloutKey | None:
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
+        if meta is None or not isinstance(meta.get("name"), str):
+            return None
+        key = RolloutKey(str(meta.get("namespace") or "default"), meta["name"])
+        parsed = parse_rollout(obj)
+        self.rollouts[key] = parsed
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and any(
+            isinstance(a, str) and a.startswith(ANNOTATION_PREFIX) for a in annotations
+        ):
+            self.opted_in.add(key)
+        else:
+            self.opted_in.discard(key)
+        self.raw_refs[key] = ObjectRef(
+            api_version="argoproj.io/v1alpha1",
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            uid=meta.get("uid") if isinstance(meta.get("uid"), str) else None,
+        )
+        self._reindex(key, parsed if isinstance(parsed, Rollout) else None)
+        return key
+
+    def delete_rollout(self, obj: dict[str, Any]) -> RolloutKey | None:
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
+        if meta is None or not isinstance(meta.get("name"), str):
+            return None
+        key = RolloutKey(str(meta.get("namespace") or "default"), meta["name"])
+        self.rollouts.pop(key, None)
+        self.raw_refs.pop(key, None)
+        self.opted_in.discard(key)
+        self._reindex(key, None)
+        return key
+
+    def _reindex(self, key: RolloutKey, rollout: Rollout | None) -> None:
+        services: tuple[str, ...] = ()
+        hashes: tuple[str, ...] = ()
+        if rollout is not None:
+            names = list(resolve_services(rollout))
+            if rollout.ping_pong is not None:
+                names += [rollout.ping_pong.ping_service, rollout.ping_pong.pong_service]
+            services = tuple(sorted({n for n in names if n}))
+            hashes = tuple(sorted({h for h in (rollout.current_pod_hash, rollout.stable_rs) if h}))
+        old = self._indexed.get(key, ((), ()))
+        if old == (services, hashes):
+            return
+        for name in old[0]:
+            self._service_users.get((key.namespace, name), set()).discard(key)
+        for h in old[1]:
+            self._hash_users.get((key.namespace, h), set()).discard(key)
+        for name in services:
+            self._service_users.setdefault((key.namespace, name), set()).add(key)
+        for h in hashes:
+            self._hash_users.setdefault((key.namespace, h), set()).add(key)
+        if services or hashes:
+            self._indexed[key] = (services, hashes)
+        else:
+            self._indexed.pop(key, None)
+
+    # Services and ReplicaSets -------------------------------------------------------------
+    def set_service(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
+        parsed = parse_service(obj)
+        if isinstance(parsed, ObjectError):
+            if parsed.name is None:
+                return set()
+            ns, name = parsed.namespace or "default", parsed.name
+            self.services.get(ns, {}).pop(name, None)  # a Service we cannot read is no Service
+        else:
+            ns, name = parsed.namespace, parsed.name
+            if deleted:
+                self.services.get(ns, {}).pop(name, None)
+            else:
+                self.services.setdefault(ns, {})[name] = parsed
+        return set(self._service_users.get((ns, name), ()))
+
+    def set_replicaset(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
+        parsed = parse_replicaset(obj)
+        if isinstance(parsed, ObjectError):
+            return set()
+        bucket = self.replicasets.setdefault(parsed.namespace, {})
+        if deleted:
+            bucket.pop(parsed.name, None)
+        else:
+            bucket[parsed.name] = parsed
+        if parsed.pod_template_hash is None:
+            return set()
+        return set(self._hash_users.get((parsed.namespace, parsed.pod_template_hash), ()))
+
+    def services_in(self, namespace: str) -> dict[str, Service]:
+        return self.services.get(namespace, {})
+
+    def replicasets_in(self, namespace: str) -> Iterable[ReplicaSet]:
+        return self.replicasets.get(namespace, {}).values()
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+@dataclass
+class _Flags:
+    refresh: bool = False  # re-read Kong instead of trusting the cache (drift sweep)
+    urgent: bool = False
+
+
+class KeyQueue:
+    """A per-key coalescing queue: at most one entry per Rollout, one worker per key."""
+
+    def __init__(self) -> None:
+        self._urgent: deque[RolloutKey] = deque()
+        self._normal: deque[RolloutKey] = deque()
+        self._queued: dict[RolloutKey, _Flags] = {}
+        self._active: set[RolloutKey] = set()
+        self._again: dict[RolloutKey, _Flags] = {}  # re-queued while a worker held the key
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._no_active = asyncio.Event()
+        self._no_active.set()
+        self._timers: dict[RolloutKey, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def put(self, key: RolloutKey, *, refresh: bool = False, urgent: bool = False) -> None:
+        if key in self._active:
+            flags = self._again.setdefault(key, _Flags())
+            flags.refresh |= refresh
+            flags.urgent |= urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = _Flags(refresh, urgent)
+            (self._urgent if urgent else self._normal).append(key)
+        else:
+            queued.refresh |= refresh
+            if urgent and not queued.urgent:
+                queued.urgent = True
+                self._urgent.append(key)  # the stale normal entry is skipped when popped
+        self._idle.clear()
+        self._wakeup.set()
+
+    def put_later(self, key: RolloutKey, delay: float, *, refresh: bool = False) -> None:
+        """Re-queue after a back-off; a newer put in the meantime is not delayed by this."""
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self._fire, key, refresh)
+        self._idle.clear()
+
+    def _fire(self, key: RolloutKey, refresh: bool) -> None:
+        self._timers.pop(key, None)
+        self.put(key, refresh=refresh)
+
+    async def get(self) -> tuple[RolloutKey, _Flags]:
+        while True:
+            for lane in (self._urgent, self._normal):
+                while lane:
+                    key = lane.popleft()
+                    flags = self._queued.get(key)
+                    if flags is None or (lane is self._normal and flags.urgent):
+                        continue  # already taken from the urgent lane
+                    del self._queued[key]
+                    self._active.add(key)
+                    self._no_active.clear()
+                    return key, flags
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def done(self, key: RolloutKey) -> None:
+        self._active.discard(key)
+        if not self._active:
+            self._no_active.set()
+        again = self._again.pop(key, None)
+        if again is not None:
+            self.put(key, refresh=again.refresh, urgent=again.urgent)
+        elif not self._queued and not self._active and not self._timers:
+            self._idle.set()
+
+    def forget(self, key: RolloutKey) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def join(self) -> None:
+        """Wait until nothing is queued, in flight or waiting on a back-off timer."""
+        await self._idle.wait()
+
+    async def drained(self) -> None:
+        """Wait until no key is in a worker's hands (in-flight writes finished)."""
+        await self._no_active.wait()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+# --------------------------------------------------------------------------- per-Rollout state
+
+
+@dataclass
+class RolloutState:
+    """What kongsplit knows of one managed Rollout (the ``/state`` view)."""
+
+    key: RolloutKey
+    upstream: str | None = None
+    workspace: str | None = None
+    desired: TargetPlan | None = None
+    applied: dict[str, int] | None = None  # weights last acknowledged by Kong
+    observed: dict[str, int] | None = None  # weights Kong last reported
+    roles: dict[str, str] = field(default_factory=dict)
+    rule: str | None = None
+    hold: str | None = None
+    last_apply: float | None = None  # wall-clock time of the last write Kong acknowledged
+    last_error: str | None = None
+    failures: int = 0
+    pending_since: float | None = None  # monotonic time a change was first seen, until applied
+    foreign: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.key.namespace,
+            "name": self.key.name,
+            "upstream": self.upstream,
+            "workspace": self.workspace,
+            "desired": None
+            if self.desired is None
+            else [
+                {"target": t.target, "weight": t.weight, "role": t.role, "service": t.service}
+                for t in self.desired.targets
+            ],
+            "applied": self.applied,
+            "observed": self.observed,
+            "in_sync": self.desired is not None and self.observed == self.desired.weights(),
+            "rule": self.rule,
+            "hold": self.hold,
+            "last_apply": self.last_apply,
+            "last_error": self.last_error,
+            "foreign_targets": list(self.foreign),
+        }
+
+
+def _backoff(failures: int, cap: float = 30.0) -> float:
+    return float(min(cap, 0.2 * 2 ** max(0, failures - 1)))
+
+
+# --------------------------------------------------------------------------- the reconciler
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kong: KongAdmin,
+        metrics: Metrics,
+        events: EventSink | None = None,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.settings = settings
+        self.kong = kong
+        self.metrics = metrics
+        self.events = events
+        self.is_leader = is_leader
+        self.store = Store()
+        self.queue = KeyQueue()
+        self.states: dict[RolloutKey, RolloutState] = {}
+        self._upstream_owner: dict[tuple[str, str], RolloutKey] = {}
+        self._reported: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
+        self.kong_ok = asyncio.Event()  # a request to Kong succeeded since the last failure
+        self.synced = asyncio.Event()  # first full pass done while leading (readiness)
+        self._kong_down = False
+        self._limit = asyncio.Semaphore(settings.reconcile.concurrency)
+
+    # ---- inputs from the watchers (synchronous and cheap: they only queue keys) -------------
+    def on_rollout(self, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED":
+            key = self.store.delete_rollout(obj)
+        else:
+            key = self.store.set_rollout(obj)
+        if key is None:
+            return
+        parsed = self.store.rollouts.get(key)
+        urgent = isinstance(parsed, Rollout) and parsed.abort
+        self._touch(key)
+        self.queue.put(key, urgent=urgent)
+
+    def on_service(self, event: str, obj: dict[str, Any]) -> None:
+        for key in self.store.set_service(obj, deleted=event == "DELETED"):
+            self._touch(key)
+            self.queue.put(key)
+
+    def on_replicaset(self, event: str, obj: dict[str, Any]) -> None:
+        for key in self.store.set_replicaset(obj, deleted=event == "DELETED"):
+            self._touch(key)
+            self.queue.put(key)
+
+    def _touch(self, key: RolloutKey) -> None:
+        state = self.states.get(key)
+        if state is not None and state.pending_since is None:
+            state.pending_since = time.monotonic()
+        elif state is None and key in self.store.rollouts:
+            self.states[key] = RolloutState(key, pending_since=time.monotonic())
+
+    def resync_all(self) -> None:
+        """Re-read Kong for every Rollout (sweep, Kong back, leadership gained)."""
+        for key in list(self.store.rollouts):
+            self.queue.put(key, refresh=True)
+
+    # ---- tasks ----------------------------------------------------------------------------
+    async def worker(self) -> None:
+        while True:
+            key, flags = await self.queue.get()
+            try:
+                async with self._limit:
+                    await self.reconcile(key, refresh=flags.refresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a bug: report it on the Rollout, never kill the worker
+                logger.exception("internal error reconciling %s", key, extra={"rollout": str(key)})
+                self.metrics.reconcile_errors.labels(reason="internal").inc()
+                state = self.states.get(key)
+                if state is not None:
+                    state.last_error = f"internal error: {e}"
+            finally:
+                self.queue.done(key)
+
+    async def sweeper(self, interval: float | None = None) -> None:
+        """Every ``reconcile.interval``: re-read Kong for every managed Rollout (DESIGN.md §3)."""
+        interval = interval or self.settings.reconcile.interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.is_leader():
+                self.resync_all()
+
+    async def kong_prober(self, period: float = 1.0) -> None:
+        """While Kong is unreachable, knock once a second; when it answers, resync everything."""
+        while True:
+            await asyncio.sleep(period)
+            if not self._kong_down:
+                continue
+            try:
+                await self.kong.node_info()
+            except KongError:
+                continue
+            logger.info("Kong Admin API reachable again; re-reading every managed upstream")
+            self._kong_down = False
+            self.kong_ok.set()
+            self.resync_all()
+
+    async def initial_sync(self) -> None:
+        """Readiness: one successful answer from Kong, then every Rollout processed once."""
+        while True:
+            try:
+                await self.kong.ensure_mode()
+                break
+            except KongError as e:
+                logger.warning("Kong Admin API not usable yet: %s", e)
+                self._note_kong_down()
+                await asyncio.sleep(1.0)
+        self.kong_ok.set()
+        self.resync_all()
+        await self.queue.join()
+        self.synced.set()
+        self.metrics.last_sync_timestamp.set(time.time())
+
+    def _note_kong_down(self) -> None:
+        self._kong_down = True
+        self.kong_ok.clear()
+
+    # ---- one Rollout ------------------------------------------------------------------------
+    async def reconcile(self, key: RolloutKey, *, refresh: bool = False) -> None:
+        parsed = self.store.rollouts.get(key)
+        if parsed is None:
+            await self._forget(key, reason="deleted")
+            return
+        if isinstance(parsed, ObjectError):
+            # A malformed Rollout that is not ours is none of our business; ours keeps the
+            # weights last applied and is reported.
+            if key in self.store.opted_in or key in self.states:
+                self._report_invalid(key, parsed, reason="invalid_rollout")
+            return
+        desired = desired_state(
+            parsed,
+            services=self.store.services_in(key.namespace),
+            replicasets=self.store.replicasets_in(key.namespace),
+            default_workspace=self.settings.kong.workspace,
+            cluster_domain=self.settings.kubernetes.cluster_domain,
+        )
+        if desired.mapping is None and desired.error is None:
+            await self._forget(key, reason="not annotated")
+            return
+        state = self.states.setdefault(key, RolloutState(key))
+        if desired.error is not None or desired.plan is None:
+            reason = _error_reason(desired)
+            error = desired.error or ObjectError(
+                "Rollout", key.namespace, key.name, None, desired.skipped or "nothing to route"
+            )
+            self._report_invalid(key, error, reason=reason)
+            return
+        plan = desired.plan
+        owner = self._upstream_owner.get((plan.workspace or "", plan.upstream))
+        if owner is not None and owner != key:
+            self._report_invalid(
+                key,
+                ObjectError(
+                    "Rollout",
+                    key.namespace,
+                    key.name,
+                    f"metadata.annotations[{ANN_UPSTREAM}]",
+                    f"upstream {plan.upstream} is already managed by Rollout {owner}",
+                ),
+                reason="invalid_annotation",
+            )
+            return
+        self._claim(state, plan)
+        self._reported.pop(key, None)
+        state.desired, state.rule, state.hold = (
+            plan,
+            desired.split.rule if desired.split else None,
+            desired.hold,
+        )
+        state.roles = {t.target: t.role for t in plan.targets}
+        self._set_desired_metrics(state)
+        self.metrics.managed_rollouts.set(len(self._upstream_owner))
+        if not self.is_leader():
+            state.pending_since = None
+            return
+        wanted = plan.weights()
+        if state.hold is not None:
+            # Argo's order says "write nothing now" — unless Kong holds nothing of ours yet.
+            if state.applied is not None or await self._kong_has_ours(state, plan):
+                logger.debug(
+                    "holding weights of %s: %s",
+                    key,
+                    state.hold,
+                    extra={"rollout": str(key), "upstream": plan.upstream},
+                )
+                return
+        if not refresh and state.applied == wanted and state.last_error is None:
+            state.pending_since = None
+            return  # nothing changed: nothing is written
+        await self._apply(key, state, plan, refresh=refresh)
+
+    async def _kong_has_ours(self, state: RolloutState, plan: TargetPlan) -> bool:
+        try:
+            targets = await self.kong.read_targets(plan.upstream, workspace=plan.workspace)
+        except KongError:
+            return True  # unknown: holding is the safe side
+        tag = owner_tags_for(state.key.namespace, state.key.name)[1]
+        return any(tag in (t.tags or ()) for t in (targets or ()))
+
+    async def _apply(
+        self, key: RolloutKey, state: RolloutState, plan: TargetPlan, *, refresh: bool
+    ) -> None:
+        log_extra = {"rollout": str(key), "upstream": plan.upstream}
+        wanted = [KongTarget(t.target, t.weight, t.role) for t in plan.targets]
+        before = dict(state.observed or {})
+        try:
+            result = await self.kong.apply(
+                plan.upstream,
+                wanted,
+                owner_tags=owner_tags_for(key.namespace, key.name),
+                workspace=plan.workspace,
+                refresh=refresh,
+            )
+        except KongNotReady as e:
+            self._failed(key, state, e, reason="kong_unavailable", log_extra=log_extra)
+            return
+        except KongClientError as e:
+            self._failed(key, state, e, reason="kong_client_error", log_extra=log_extra)
+            return
+        except (KongUnavailable, KongError) as e:
+            self._note_kong_down()
+            self._failed(key, state, e, reason="kong_unavailable", log_extra=log_extra)
+            return
+        if self._kong_down:
+            self._kong_down = False
+        self.kong_ok.set()
+        ref = self.store.raw_refs.get(key)
+        if result.upstream_missing:
+            state.last_error = (
+                f"upstream {plan.upstream} does not exist in Kong and kong.createUpstreams is off"
+            )
+            self.metrics.reconcile_errors.labels(reason="upstream_missing").inc()
+            logger.warning(state.last_error, extra=log_extra)
+            self._event(ref, "Warning", REASON_WRITE_FAILED, state.last_error)
+            self.queue.put_later(
+                key, _backoff(state.failures + 1, cap=self.settings.reconcile.interval)
+            )
+            state.failures += 1
+            return
+        observed = result.weights()
+        state.observed = {t: observed[t] for t in plan.weights() if t in observed}
+        for t in result.foreign:
+            state.observed.setdefault(t.target, t.weight)
+        self._set_observed_metrics(state)
+        foreign = tuple(sorted(f"{t.target}={t.weight}" for t in result.foreign))
+        if foreign and foreign != state.foreign:
+            msg = (
+                f"upstream {plan.upstream} has targets kongsplit does not own carrying weight "
+                f"({', '.join(foreign)}): the split is not exact"
+                + (
+                    ""
+                    if self.settings.kong.exclusive_upstreams
+                    else "; set kong.exclusiveUpstreams to zero them"
+                )
+            )
+            logger.warning(msg, extra=log_extra)
+            self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
+            self._event(ref, "Warning", REASON_DRIFT, msg)
+        state.foreign = foreign
+        # Drift is a difference from what we last put there, found by re-reading Kong.
+        if refresh and state.applied is not None:
+            counted = result.drift_counts(corrected_only=True)
+            for kind, n in counted.items():
+                self.metrics.drift_corrections.labels(
+                    key.namespace, key.name, plan.upstream, kind
+                ).inc(n)
+            if counted:
+                detail = ", ".join(f"{k}={n}" for k, n in sorted(counted.items()))
+                logger.warning(
+                    "corrected drift in Kong (%s)", detail, extra={**log_extra, "drift": counted}
+                )
+                self._event(
+                    ref,
+                    "Warning",
+                    REASON_DRIFT,
+                    f"Kong upstream {plan.upstream} differed from the desired weights "
+                    f"({detail}); put back {_weights_text(plan)}",
+                )
+        if result.changed:
+            logger.info(
+                "applied weights %s → %s",
+                _fmt(before),
+                _fmt(state.observed),
+                extra={
+                    **log_extra,
+                    "old": before,
+                    "new": state.observed,
+                    "writes": len(result.writes),
+                },
+            )
+            if not refresh or state.applied is None:
+                self._event(
+                    ref,
+                    "Normal",
+                    REASON_APPLIED,
+                    f"Kong upstream {plan.upstream}: {_weights_text(plan)}",
+                )
+        if state.pending_since is not None and (result.changed or state.applied != plan.weights()):
+            self.metrics.apply_latency.observe(time.monotonic() - state.pending_since)
+        state.pending_since = None
+        state.applied = plan.weights()
+        if result.changed:
+            state.last_apply = time.time()
+        state.last_error = None
+        state.failures = 0
+        self.metrics.last_sync_timestamp.set(time.time())
+
+    def _failed(
+        self,
+        key: RolloutKey,
+        state: RolloutState,
+        error: KongError,
+        *,
+        reason: str,
+        log_extra: dict[str, str],
+    ) -> None:
+        state.failures += 1
+        state.last_error = str(error)
+        delay = _backoff(state.failures, cap=max(self.settings.reconcile.interval, 1.0))
+        self.metrics.reconcile_errors.labels(reason=reason).inc()
+        logger.warning(
+            "writing Kong failed (attempt %d, retry in %.1fs): %s",
+            state.failures,
+            delay,
+            error,
+            extra=log_extra,
+        )
+        if state.failures == 1 or state.failures % 10 == 0:
+            self._event(self.store.raw_refs.get(key), "Warning", REASON_WRITE_FAILED, str(error))
+        # A client error (4xx) will not fix itself by retrying fast; a changed Rollout re-queues.
+        self.queue.put_later(key, delay, refresh=True)
+
+    def _claim(self, state: RolloutState, plan: TargetPlan) -> None:
+        old = (state.workspace or "", state.upstream) if state.upstream else None
+        new = (plan.workspace or "", plan.upstream)
+        if old is not None and old != new:
+            self._upstream_owner.pop(old, None)
+            self.metrics.forget_rollout(state.key.namespace, state.key.name, state.upstream or "")
+            state.applied = state.observed = None  # a new upstream starts from Kong's truth
+        self._upstream_owner[new] = state.key
+        state.upstream, state.workspace = plan.upstream, plan.workspace
+
+    async def _forget(self, key: RolloutKey, *, reason: str) -> None:
+        state = self.states.pop(key, None)
+        self.queue.forget(key)
+        self._reported.pop(key, None)
+        if state is None or state.upstream is None:
+            return
+        self._upstream_owner.pop((state.workspace or "", state.upstream), None)
+        self.metrics.forget_rollout(key.namespace, key.name, state.upstream)
+        self.metrics.managed_rollouts.set(len(self._upstream_owner))
+        logger.info(
+            "no longer managing %s (%s)",
+            key,
+            reason,
+            extra={"rollout": str(key), "upstream": state.upstream},
+        )
+        if (
+            self.settings.kong.on_delete != "stable"
+            or state.desired is None
+            or not self.is_leader()
+        ):
+            return
+        # kong.onDelete: stable — everything back on the stable target before letting go.
+        m = sum(t.weight for t in state.desired.targets if t.role != "experiment") or 100
+        final = [
+            KongTarget(t.target, m if t.role == "stable" else 0, t.role)
+            for t in state.desired.targets
+        ]
+        try:
+            await self.kong.apply(
+                state.upstream,
+                final,
+                owner_tags=owner_tags_for(key.namespace, key.name),
+                workspace=state.workspace,
+            )
+        except KongError as e:
+            logger.warning(
+                "could not move %s back to stable on delete: %s",
+                key,
+                e,
+                extra={"rollout": str(key), "upstream": state.upstream},
+            )
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def _report_invalid(self, key: RolloutKey, error: ObjectError, *, reason: str) -> None:
+        state = self.states.setdefault(key, RolloutState(key))
+        message = str(error)
+        state.last_error = message
+        state.pending_since = None
+        if self._reported.get(key) == message:
+            return  # the same problem: counted and announced once
+        self._reported[key] = message
+        self.metrics.reconcile_errors.labels(reason=reason).inc()
+        logger.warning(
+            "not writing Kong for %s: %s",
+            key,
+            message,
+            extra={"rollout": str(key), "upstream": state.upstream, "field": error.field},
+        )
+        self._event(self.store.raw_refs.get(key), "Warning", REASON_INVALID, message)
+
+    def _event(self, ref: ObjectRef | None, type_: str, reason: str, message: str) -> None:
+        if self.events is not None and ref is not None:
+            self.events(ref, type=type_, reason=reason, message=message)
+
+    def _set_desired_metrics(self, state: RolloutState) -> None:
+        if state.desired is None or state.upstream is None:
+            return
+        for role, weight in _by_role(state.desired.weights(), state.roles).items():
+            self.metrics.desired_weight.labels(
+                state.key.namespace, state.key.name, state.upstream, role
+            ).set(weight)
+
+    def _set_observed_metrics(self, state: RolloutState) -> None:
+        if state.observed is None or state.upstream is None:
+            return
+        for role, weight in _by_role(state.observed, state.roles).items():
+            self.metrics.observed_weight.labels(
+                state.key.namespace, state.key.name, state.upstream, role
+            ).set(weight)
+
+
+def _by_role(weights: dict[str, int], roles: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for target, weight in weights.items():
+        role = roles.get(target)
+        if role is not None:
+            out[role] = out.get(role, 0) + weight
+    return out
+
+
+def _error_reason(desired: Desired) -> str:
+    error = desired.error
+    if error is None:
+        return "invalid_rollout"
+    if error.field and error.field.startswith("metadata.annotations"):
+        return "invalid_annotation"
+    if error.kind == "Service" or "not found" in error.message:
+        return "missing_service"
+    return "invalid_rollout"
+
+
+def _weights_text(plan: TargetPlan) -> str:
+    return ", ".join(f"{t.role} {t.target}={t.weight}" for t in plan.targets)
+
+
+def _fmt(weights: dict[str, int] | None) -> str:
+    if not weights:
+        return "{}"
+    return "{" + ", ".join(f"{t}: {w}" for t, w in weights.items()) + "}"

@@ -1,0 +1,155 @@
+"""kongsplit's own HTTP endpoints: ``/healthz``, ``/readyz``, ``/metrics``, ``/state``, ``/verify``.
+
+``/verify/{namespace}/{name}`` is the proof an Argo ``AnalysisTemplate`` web metric asks for:
+it reads ``/upstreams/{u}/health`` on every Kong node kongsplit knows of and says whether each
+node's balancer really serves the desired weights (the node-local truth, reference §1.9), so a
+``setWeight`` step only completes once Kong has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kongsplit.kong_types import KongError
+from kongsplit.reconciler import Reconciler
+from kongsplit.rollouts import RolloutKey
+
+logger = logging.getLogger("kongsplit.server")
+
+
+@dataclass
+class Probes:
+    """What the probes read: liveness of the root tasks and the readiness conditions."""
+
+    alive: Callable[[], bool]
+    ready: Callable[[], tuple[bool, str]]
+
+
+RECONCILER = web.AppKey("reconciler", Reconciler)
+PROBES = web.AppKey("probes", Probes)
+VERIFY_NODES = web.AppKey("verify_nodes", tuple)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    if request.app[PROBES].alive():
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "a root task has stopped"}, status=503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, why = request.app[PROBES].ready()
+    return web.json_response({"ready": ready, "reason": why}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[RECONCILER].metrics.registry
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def state(request: web.Request) -> web.Response:
+    reconciler = request.app[RECONCILER]
+    rollouts = [s.as_json() for s in sorted(reconciler.states.values(), key=lambda s: str(s.key))]
+    return web.json_response(
+        {
+            "leader": reconciler.is_leader(),
+            "kong_url": reconciler.kong.url,
+            "kong_mode": str(reconciler.kong.mode) if reconciler.kong.mode else None,
+            "queue": {"queued": len(reconciler.queue), "in_flight": reconciler.queue.active},
+            "rollouts": rollouts,
+        }
+    )
+
+
+async def verify(request: web.Request) -> web.Response:
+    reconciler = request.app[RECONCILER]
+    key = RolloutKey(request.match_info["namespace"], request.match_info["name"])
+    st = reconciler.states.get(key)
+    if st is None or st.desired is None or st.upstream is None:
+        return web.json_response(
+            {
+                "verified": False,
+                "desired": None,
+                "observed": None,
+                "reason": f"Rollout {key} is not managed by kongsplit "
+                "(not annotated, invalid or unknown)",
+            },
+            status=404,
+        )
+    desired = st.desired.weights()
+    nodes: tuple[str, ...] = request.app[VERIFY_NODES]
+
+    async def read(node: str) -> tuple[str, dict[str, int | None] | str]:
+        try:
+            health = await reconciler.kong.health(
+                st.upstream or "", node_url=node, workspace=st.workspace
+            )
+        except KongError as e:
+            return node, str(e)
+        seen: dict[str, int | None] = {}
+        for h in health:
+            # nodeWeight is what the node's balancer gives the target; a weight-0 target has
+            # no balancer entry and shows as HEALTHCHECKS_OFF with no nodeWeight.
+            seen[h.target] = h.node_weight if h.node_weight is not None else h.weight
+        return node, seen
+
+    results = await asyncio.gather(*(read(n) for n in nodes))
+    observed: dict[str, Any] = {}
+    verified = True
+    reasons: list[str] = []
+    for node, seen in results:
+        observed[node] = seen
+        if isinstance(seen, str):
+            verified = False
+            reasons.append(f"{node}: {seen}")
+            continue
+        for target, weight in desired.items():
+            got = seen.get(target)
+            if (got or 0) != weight:
+                verified = False
+                reasons.append(f"{node}: {target} serves {got}, want {weight}")
+    body: dict[str, Any] = {
+        "verified": verified,
+        "desired": desired,
+        "observed": observed,
+        "hold": st.hold,
+    }
+    if reasons:
+        body["reason"] = "; ".join(reasons[:10])
+    return web.json_response(body)
+
+
+def make_app(
+    reconciler: Reconciler, probes: Probes, *, verify_nodes: tuple[str, ...]
+) -> web.Application:
+    app = web.Application()
+    app[RECONCILER] = reconciler
+    app[PROBES] = probes
+    app[VERIFY_NODES] = verify_nodes
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/state", state)
+    app.router.add_get("/verify/{namespace}/{name}", verify)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (to clean up) and the bound port (port 0 = any free)."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = port
+    for address in runner.addresses:  # the real port when asked for port 0
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+            break
+    return runner, bound

@@ -1,0 +1,312 @@
+"""List+watch of one Kubernetes resource, delivering raw objects to a synchronous callback.
+
+We drive the watch request ourselves instead of using kubernetes-asyncio's ``watch.Watch``:
+that helper retries a ``410 Gone`` once with the same resourceVersion and then raises, while a
+watcher that must never give up needs to relist, and to do so without losing what changed in
+the gap. So each scope (one namespace, or the whole cluster) runs this loop::
+
+    list (paginated) ─▶ deliver the difference to what we knew ─▶ watch from the list's
+    resourceVersion (bookmarks on) ─▶ stream ends normally (server-side timeout): watch again
+    from the last resourceVersion; 410 Gone: relist; anything else: back off, watch again.
+
+The only memory kept is ``{key: resourceVersion}`` per scope: it turns a relist into
+DELETED for objects that vanished during the gap and ADDED/MODIFIED only for objects whose
+resourceVersion changed, and it drops replays of events we have already delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient
+
+from kongsplit import kube
+from kongsplit.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+_PAGE_SIZE = 500
+_BACKOFF_BASE = 0.5
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None) -> str:
+        return kube.api_path(self.group, self.version, self.plural, namespace)
+
+
+ROLLOUTS = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+SERVICES = Resource("", "v1", "services", "Service")
+
+
+class _Gone(Exception):
+    """The resourceVersion we hold is too old (410 Gone / Expired): relist."""
+
+
+class _CallbackFailed(Exception):
+    """``on_event`` raised: a bug in the daemon, never retried here."""
+
+
+def backoff_delay(failures: int, *, base: float = _BACKOFF_BASE, cap: float = 30.0) -> float:
+    """Exponential back-off with jitter: half fixed, half random, so replicas spread out."""
+    delay = min(cap, base * 2.0 ** max(0, failures - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _rv(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Watcher:
+    """Lists and watches ``resource`` in ``namespaces`` (``()`` = cluster-wide), forever."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        resource: Resource,
+        *,
+        namespaces: Sequence[str] = (),
+        on_event: OnEvent,
+        metrics: Metrics | None = None,
+        backoff_max: float = 30.0,
+        timeout_seconds: int = 300,
+        backoff_base: float = _BACKOFF_BASE,
+        page_size: int = _PAGE_SIZE,
+    ) -> None:
+        self._api = api
+        self.resource = resource
+        self.namespaces: tuple[str | None, ...] = tuple(dict.fromkeys(namespaces)) or (None,)
+        self._on_event = on_event
+        self._metrics = metrics
+        self._backoff_max = backoff_max
+        self._backoff_base = backoff_base
+        self._timeout_seconds = timeout_seconds
+        self._page_size = page_size
+        self.listed = asyncio.Event()
+        self._pending_lists = len(self.namespaces)
+
+    async def run(self) -> None:
+        """One task per scope; returns never (cancel it). A bug in ``on_event`` propagates."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for namespace in self.namespaces:
+                    tg.create_task(
+                        self._scope(namespace),
+                        name=f"watcher:{self.resource.plural}:{namespace or '*'}",
+                    )
+        except BaseExceptionGroup as group:
+            # Unwrap the first real failure so the daemon's task guard reports it plainly.
+            for exc in group.exceptions:
+                if isinstance(exc, _CallbackFailed) and exc.__cause__ is not None:
+                    raise exc.__cause__ from None
+            raise group.exceptions[0] from None
+
+    # --- one scope: list, then watch, forever ---
+
+    async def _scope(self, namespace: str | None) -> None:
+        scope = namespace or "*"
+        extra = {"resource": self.resource.plural, "namespace": scope}
+        known: dict[tuple[str, str], str] = {}
+        rv: str | None = None  # None: we must (re)list
+        first_list = True
+        failures = 0
+        while True:
+            try:
+                if rv is None:
+                    rv = await self._relist(namespace, known)
+                    failures = 0
+                    if first_list:
+                        first_list = False
+                        self._pending_lists -= 1
+                        if self._pending_lists == 0:
+                            self.listed.set()
+                    logger.debug("listed", extra={**extra, "objects": len(known)})
+                state = _WatchState(rv)
+                try:
+                    await self._watch(namespace, known, state)
+                finally:
+                    rv = state.rv
+                    if state.streamed:
+                        failures = 0
+                # The server closed the stream at timeoutSeconds: carry on from where we are.
+                logger.debug("watch expired; resuming", extra={**extra, "resource_version": rv})
+            except _Gone:
+                logger.info("watch resourceVersion expired (410); relisting", extra=extra)
+                self._count_restart()
+                rv = None
+            except (kube.KubeError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+                if isinstance(e, kube.KubeApiError) and e.status == 410:
+                    logger.info("410 Gone; relisting", extra=extra)
+                    self._count_restart()
+                    rv = None
+                    continue
+                failures += 1
+                delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_max)
+                logger.warning(
+                    "watch failed; retrying in %.1fs: %s",
+                    delay,
+                    e,
+                    extra={**extra, "failures": failures},
+                )
+                self._count_restart()
+                await asyncio.sleep(delay)
+
+    def _count_restart(self) -> None:
+        if self._metrics is not None:
+            self._metrics.watch_restarts.labels(resource=self.resource.plural).inc()
+
+    def _deliver(self, event_type: str, obj: dict[str, Any]) -> None:
+        try:
+            self._on_event(event_type, obj)
+        except Exception as e:
+            raise _CallbackFailed from e
+
+    async def _list_all(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        path = self.resource.path(namespace)
+        items: list[dict[str, Any]] = []
+        list_rv = ""
+        token: str | None = None
+        while True:
+            try:
+                page = await kube.request(
+                    self._api, "GET", path, query={"limit": self._page_size, "continue": token}
+                )
+            except kube.KubeApiError as e:
+                if e.status == 410 and token:
+                    # The continue token outlived the server's snapshot: start the list over.
+                    items, list_rv, token = [], "", None
+                    continue
+                raise
+            meta = page.get("metadata") or {}
+            if not list_rv:
+                list_rv = str(meta.get("resourceVersion") or "")
+            items.extend(i for i in page.get("items") or [] if isinstance(i, dict))
+            token = meta.get("continue") or None
+            if not token:
+                return items, list_rv
+
+    async def _relist(self, namespace: str | None, known: dict[tuple[str, str], str]) -> str:
+        items, list_rv = await self._list_all(namespace)
+        seen: set[tuple[str, str]] = set()
+        for item in items:
+            # Lists omit apiVersion/kind on items; fill them so consumers see whole objects.
+            item.setdefault("apiVersion", self.resource.api_version)
+            item.setdefault("kind", self.resource.kind)
+            key, rv = _key(item), _rv(item)
+            seen.add(key)
+            old = known.get(key)
+            if old is not None and rv and old == rv:
+                continue
+            known[key] = rv
+            self._deliver(ADDED if old is None else MODIFIED, item)
+        for key in [k for k in known if k not in seen]:
+            rv = known.pop(key)
+            self._deliver(DELETED, self._tombstone(key, rv))
+        return list_rv
+
+    def _tombstone(self, key: tuple[str, str], rv: str) -> dict[str, Any]:
+        """The DELETED object for something that vanished during a gap: all we remember."""
+        meta: dict[str, Any] = {"name": key[1], "resourceVersion": rv}
+        if key[0]:
+            meta["namespace"] = key[0]
+        r = self.resource
+        return {"apiVersion": r.api_version, "kind": r.kind, "metadata": meta}
+
+    async def _watch(
+        self, namespace: str | None, known: dict[tuple[str, str], str], state: _WatchState
+    ) -> None:
+        query: dict[str, str | int | bool | None] = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": self._timeout_seconds,
+            "resourceVersion": state.rv or None,
+        }
+        # The server ends the stream itself after timeoutSeconds; the read timeout only catches
+        # a connection that went silent without closing (a dead peer, a stuck proxy).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=self._timeout_seconds + 30
+        )
+        path = self.resource.path(namespace)
+        response = await kube.open_stream(self._api, path, query=query, client_timeout=timeout)
+        async with response:
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        self._handle_line(line, known, state)
+            if buffer.strip():
+                self._handle_line(buffer, known, state)
+        state.streamed = True  # a clean end (server-side timeout) is a success too
+
+    def _handle_line(
+        self, line: bytes, known: dict[tuple[str, str], str], state: _WatchState
+    ) -> None:
+        event = json.loads(line)
+        event_type = event.get("type")
+        obj = event.get("object")
+        if not isinstance(obj, dict):
+            raise kube.KubeApiError(200, "BadWatchEvent", f"no object in {line[:100]!r}")
+        if event_type == "ERROR":
+            code = int(obj.get("code") or 0)
+            if code == 410:
+                raise _Gone
+            reason, message = str(obj.get("reason") or ""), str(obj.get("message") or "")
+            raise kube.KubeApiError(code, reason, message)
+        state.streamed = True
+        rv = _rv(obj)
+        if event_type == "BOOKMARK":
+            state.rv = rv or state.rv
+            return
+        key = _key(obj)
+        if event_type in (ADDED, MODIFIED):
+            old = known.get(key)
+            if not (old is not None and rv and old == rv):  # not a replay of what we delivered
+                known[key] = rv
+                self._deliver(ADDED if old is None else MODIFIED, obj)
+        elif event_type == DELETED:
+            known.pop(key, None)
+            self._deliver(DELETED, obj)
+        else:
+            logger.debug("ignoring watch event %r", event_type)
+        if rv:
+            state.rv = rv
+
+
+class _WatchState:
+    """Where one watch stream got to: the last resourceVersion, and whether it said anything."""
+
+    __slots__ = ("rv", "streamed")
+
+    def __init__(self, rv: str) -> None:
+        self.rv = rv
+        self.streamed = False

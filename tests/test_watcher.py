@@ -1,0 +1,430 @@
+"""The watcher against kmock (with our shims) and against our own KubeSim, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kmock
+import pytest
+from kmock_shims import (
+    ROLLOUTS,
+    EventLog,
+    KubeMock,
+    api_client_for,
+    create,
+    delete,
+    obj,
+    patch,
+)
+from kmock_shims import kmock_watch_shim, kube_api, kube_mock  # noqa: F401 (fixtures)
+from kubernetes_asyncio.client import ApiClient
+from prometheus_client import CollectorRegistry
+
+from kongsplit.metrics import Metrics
+from kongsplit.sim.kube import KubeSim
+from kongsplit.watcher import ROLLOUTS as ROLLOUT_RESOURCE
+from kongsplit.watcher import Resource, Watcher, backoff_delay
+
+
+class Backend:
+    """One interface over kmock and KubeSim, so each test runs against both."""
+
+    api: ApiClient
+
+    async def create(self, resource: str, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def patch(self, resource: str, ns: str, name: str, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def delete(self, resource: str, ns: str, name: str) -> None:
+        raise NotImplementedError
+
+    def expire_watches(self) -> None:
+        raise NotImplementedError
+
+    def end_watches(self) -> None:
+        raise NotImplementedError
+
+    def hold_watches(self) -> None:
+        raise NotImplementedError
+
+    def release_watches(self, *, expire: bool) -> None:
+        raise NotImplementedError
+
+    def lists(self) -> int:
+        raise NotImplementedError
+
+    def watches(self) -> int:
+        raise NotImplementedError
+
+
+class KmockBackend(Backend):
+    def __init__(self, k: KubeMock) -> None:
+        self.k = k
+        self.api = api_client_for(str(k.url))
+
+    async def create(self, resource: str, body: dict[str, Any]) -> None:
+        await create(self.k, resource, body)
+
+    async def patch(self, resource: str, ns: str, name: str, body: dict[str, Any]) -> None:
+        await patch(self.k, resource, ns, name, body)
+
+    async def delete(self, resource: str, ns: str, name: str) -> None:
+        await delete(self.k, resource, ns, name)
+
+    def expire_watches(self) -> None:
+        self.k.expire_watches()
+
+    def end_watches(self) -> None:
+        self.k.end_watches()
+
+    def hold_watches(self) -> None:
+        self.k.hold_watches()
+
+    def release_watches(self, *, expire: bool) -> None:
+        self.k.release_watches(expire=expire)
+
+    def lists(self) -> int:
+        return sum(1 for r in self.k if r.action == kmock.action.LIST)
+
+    def watches(self) -> int:
+        return sum(1 for r in self.k if r.action == kmock.action.WATCH)
+
+
+class SimBackend(Backend):
+    def __init__(self, sim: KubeSim) -> None:
+        self.sim = sim
+        self.api = api_client_for(sim.url)
+
+    async def create(self, resource: str, body: dict[str, Any]) -> None:
+        self.sim.apply(body)
+
+    async def patch(self, resource: str, ns: str, name: str, body: dict[str, Any]) -> None:
+        api_version, plural = resource.rsplit("/", 1)
+        self.sim.patch(api_version, plural, ns, name, body)
+
+    async def delete(self, resource: str, ns: str, name: str) -> None:
+        api_version, plural = resource.rsplit("/", 1)
+        self.sim.delete(api_version, plural, ns, name)
+
+    def expire_watches(self) -> None:
+        self.sim.expire_watches()
+
+    def end_watches(self) -> None:
+        self.sim.end_watches()
+
+    def hold_watches(self) -> None:
+        self.sim.hold_watches()
+
+    def release_watches(self, *, expire: bool) -> None:
+        self.sim.release_watches(expire=expire)
+
+    def _gets(self, watch: bool) -> int:
+        return sum(
+            1
+            for m, p in self.sim.requests
+            if m == "GET" and "/rollouts" in p and (("watch=" in p) == watch)
+        )
+
+    def lists(self) -> int:
+        return self._gets(watch=False)
+
+    def watches(self) -> int:
+        return self._gets(watch=True)
+
+
+@pytest.fixture(params=["kmock", "sim"])
+async def backend(
+    request: pytest.FixtureRequest, kmock_watch_shim: None
+) -> AsyncIterator[Backend]:
+    b: Backend
+    if request.param == "kmock":
+        async with KubeMock() as k, kmock.Server(k):
+            b = KmockBackend(k)
+            try:
+                yield b
+            finally:
+                await b.api.close()
+    else:
+        async with KubeSim(bookmark_interval=0.2) as sim:
+            b = SimBackend(sim)
+            try:
+                yield b
+            finally:
+                await b.api.close()
+
+
+@pytest.fixture()
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+def restarts(metrics: Metrics, resource: str = "rollouts") -> float:
+    value = metrics.registry.get_sample_value(
+        "kongsplit_watch_restarts_total", {"resource": resource}
+    )
+    return value or 0.0
+
+
+class Running:
+    """Run a watcher for the duration of an ``async with``."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Watcher:
+        self.task = asyncio.create_task(self.watcher.run(), name="test-watcher")
+        return self.watcher
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def rollout(ns: str, name: str, **fields: Any) -> dict[str, Any]:
+    return obj(ROLLOUTS, ns, name, **fields)
+
+
+async def test_initial_list_then_changes(backend: Backend, metrics: Metrics) -> None:
+    await backend.create(ROLLOUTS, rollout("ns1", "a", spec={"replicas": 1}))
+    await backend.create(ROLLOUTS, rollout("ns2", "b"))
+    log = EventLog()
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics)
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        assert sorted(log.seen()) == [("ADDED", "ns1", "a"), ("ADDED", "ns2", "b")]
+        # Objects arrive whole and as the API sent them (camelCase, apiVersion/kind filled in).
+        first = next(o for _, o in log.events if o["metadata"]["name"] == "a")
+        assert first["apiVersion"] == "argoproj.io/v1alpha1" and first["kind"] == "Rollout"
+        assert first["spec"] == {"replicas": 1}
+        assert first["metadata"]["resourceVersion"]
+
+        await _watching(backend)
+        await backend.patch(ROLLOUTS, "ns1", "a", {"spec": {"replicas": 2}})
+        await backend.create(ROLLOUTS, rollout("ns3", "c"))
+        await backend.delete(ROLLOUTS, "ns2", "b")
+        await log.wait_for(lambda log: len(log.events) >= 5)
+        await asyncio.sleep(0.1)  # nothing else (no replays) may follow
+    assert log.seen()[2:] == [
+        ("MODIFIED", "ns1", "a"),
+        ("ADDED", "ns3", "c"),
+        ("DELETED", "ns2", "b"),
+    ]
+    assert log.events[2][1]["spec"] == {"replicas": 2}
+    assert restarts(metrics) == 0
+
+
+async def test_namespaced_watch_sees_only_its_namespaces(backend: Backend) -> None:
+    for ns in ("ns1", "ns2", "other"):
+        await backend.create(ROLLOUTS, rollout(ns, "r"))
+    log = EventLog()
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, namespaces=["ns1", "ns2"], on_event=log)
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        assert sorted(log.seen()) == [("ADDED", "ns1", "r"), ("ADDED", "ns2", "r")]
+        await _watching(backend, 2)
+        await backend.patch(ROLLOUTS, "other", "r", {"spec": {"x": 1}})
+        await backend.patch(ROLLOUTS, "ns2", "r", {"spec": {"x": 1}})
+        await log.wait_for(lambda log: len(log.events) >= 3)
+        await asyncio.sleep(0.1)
+    assert log.seen()[2:] == [("MODIFIED", "ns2", "r")]
+    assert backend.lists() == 2  # one list per namespace, no cluster-wide list
+
+
+async def test_listed_waits_for_every_namespace(backend: Backend) -> None:
+    backend.hold_watches()  # irrelevant to lists; keeps the streams quiet
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, namespaces=["a", "b", "c"], on_event=EventLog())
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        assert backend.lists() == 3
+        backend.release_watches(expire=False)
+
+
+async def test_410_mid_watch_relists_without_redelivering(
+    backend: Backend, metrics: Metrics
+) -> None:
+    await backend.create(ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics)
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        await _watching(backend)
+        backend.expire_watches()
+        await _until(lambda: restarts(metrics) == 1 and backend.lists() == 2)
+        await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"after": True}})
+        await log.wait_for(lambda log: len(log.events) >= 2)
+        await asyncio.sleep(0.1)
+    # The relist found nothing new, so it delivered nothing; the watch goes on afterwards.
+    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+
+
+async def test_gap_then_410_delivers_exactly_what_changed(
+    backend: Backend, metrics: Metrics
+) -> None:
+    for name in ("keep", "change", "vanish"):
+        await backend.create(ROLLOUTS, rollout("ns", name))
+    log = EventLog()
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics)
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        await _watching(backend)
+        # A gap: the watch ends, the next one is held while the world changes.
+        backend.hold_watches()
+        backend.end_watches()
+        await _until(lambda: backend.watches() >= 2)
+        await backend.patch(ROLLOUTS, "ns", "change", {"spec": {"v": 2}})
+        await backend.delete(ROLLOUTS, "ns", "vanish")
+        await backend.create(ROLLOUTS, rollout("ns", "new"))
+        backend.release_watches(expire=True)
+        await log.wait_for(lambda log: len(log.events) >= 6)
+        await asyncio.sleep(0.1)
+    assert sorted(log.seen()[3:]) == [
+        ("ADDED", "ns", "new"),
+        ("DELETED", "ns", "vanish"),
+        ("MODIFIED", "ns", "change"),
+    ]
+    tombstone = next(o for t, o in log.events if t == "DELETED")
+    assert tombstone["kind"] == "Rollout" and tombstone["metadata"]["namespace"] == "ns"
+    changed = next(o for t, o in log.events if t == "MODIFIED")
+    assert changed["spec"] == {"v": 2}
+    assert restarts(metrics) == 1
+
+
+async def test_server_side_timeout_resumes_without_relist(
+    backend: Backend, metrics: Metrics
+) -> None:
+    await backend.create(ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    watcher = Watcher(
+        backend.api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, timeout_seconds=1
+    )
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        await _until(lambda: backend.watches() >= 2, within=4)
+        await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
+        await log.wait_for(lambda log: len(log.events) >= 2)
+        await asyncio.sleep(0.05)
+    assert backend.lists() == 1
+    assert restarts(metrics) == 0
+    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+
+
+async def test_error_event_other_than_410_backs_off_and_resumes(
+    backend: Backend, metrics: Metrics
+) -> None:
+    await backend.create(ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    watcher = Watcher(
+        backend.api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, backoff_base=0.05
+    )
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+        await _watching(backend)
+        if isinstance(backend, KmockBackend):
+            backend.k.expire_watches(code=500)
+        else:
+            assert isinstance(backend, SimBackend)
+            backend.sim.expire_watches(code=500)
+        await _until(lambda: backend.watches() >= 2)
+        await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
+        await log.wait_for(lambda log: len(log.events) >= 2)
+    assert backend.lists() == 1  # resumed the watch; no relist for a non-410 error
+    assert restarts(metrics) == 1
+
+
+async def test_api_errors_back_off_then_recover(
+    kube_mock: KubeMock, kube_api: ApiClient, metrics: Metrics
+) -> None:
+    failures = 0
+
+    def flaky(request: kmock.Request) -> Any:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            raise kmock.KubernetesError(503, "ServiceUnavailable", "etcd is sad")
+        return NotImplemented  # from now on, the emulator answers
+
+    kube_mock[kmock.action.LIST] << flaky
+    await create(kube_mock, ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    watcher = Watcher(kube_api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, backoff_base=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+    # Three failures, three growing pauses (jittered: at least half of 0.05 + 0.1 + 0.2).
+    assert loop.time() - started >= 0.17
+    assert failures == 3 and restarts(metrics) == 3
+    assert log.seen() == [("ADDED", "ns", "a")]
+
+
+async def test_connection_refused_then_recovers(
+    kmock_watch_shim: None, metrics: Metrics
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = api_client_for(f"http://127.0.0.1:{port}")
+    log = EventLog()
+    watcher = Watcher(api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, backoff_base=0.05)
+    try:
+        async with Running(watcher):
+            await _until(lambda: restarts(metrics) >= 2)  # refused, and refused again
+            assert not watcher.listed.is_set()
+            async with KubeMock() as k, kmock.Server(k, port=port):
+                await create(k, ROLLOUTS, rollout("ns", "a"))
+                await asyncio.wait_for(watcher.listed.wait(), 5)
+                await log.wait_for(lambda log: len(log.events) >= 1)
+                await patch(k, ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
+                await log.wait_for(lambda log: len(log.events) >= 2)
+    finally:
+        await api.close()
+    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+
+
+async def test_callback_bug_stops_the_watcher_loudly(backend: Backend) -> None:
+    await backend.create(ROLLOUTS, rollout("ns", "a"))
+
+    def broken(event_type: str, obj: dict[str, Any]) -> None:
+        raise RuntimeError("bug in the daemon")
+
+    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, on_event=broken)
+    with pytest.raises(RuntimeError, match="bug in the daemon"):
+        await asyncio.wait_for(watcher.run(), 5)
+
+
+async def test_other_resources_use_their_own_paths(backend: Backend) -> None:
+    services = Resource("", "v1", "services", "Service")
+    await backend.create("v1/services", obj("v1/services", "ns", "svc", spec={"type": "ClusterIP"}))
+    log = EventLog()
+    watcher = Watcher(backend.api, services, on_event=log)
+    async with Running(watcher):
+        await asyncio.wait_for(watcher.listed.wait(), 5)
+    assert log.seen() == [("ADDED", "ns", "svc")]
+    assert log.events[0][1]["apiVersion"] == "v1"
+
+
+@pytest.mark.parametrize("failures", [1, 2, 5, 10, 50])
+def test_backoff_delay_is_jittered_exponential_and_capped(failures: int) -> None:
+    for _ in range(50):
+        delay = backoff_delay(failures, base=0.5, cap=30.0)
+        full = min(30.0, 0.5 * 2 ** (failures - 1))
+        assert full / 2 <= delay <= full
+
+
+async def _until(predicate: Any, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def _watching(backend: Backend, streams: int = 1) -> None:
+    """Until the watch streams are open (kmock has no history: earlier changes would be lost)."""
+    await _until(lambda: backend.watches() >= streams)
+    await asyncio.sleep(0.05)
