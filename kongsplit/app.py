@@ -214,6 +214,7 @@ class Daemon:
             await w.listed.wait()
         assert self.reconciler is not None
         rec = self.reconciler
+        rec.caches_listed.set()
         elector = self.elector
         if elector is None:
             await rec.initial_sync()

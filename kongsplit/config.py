@@ -7,6 +7,7 @@ Every error names where the bad value came from (file and key, or env var) and w
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -115,14 +116,18 @@ def parse_duration(value: Any) -> float:
     """Seconds from a number or a string with a unit: ``10``, ``"10s"``, ``"2m"``, ``"500ms"``."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 10, '10s' or '2m', got a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 10, '10s' or '2m', got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+            seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        else:
+            raise ValueError(f"expected a duration such as 10, '10s' or '2m', got {value!r}")
+    except OverflowError:
+        seconds = math.inf  # an integer too large for a float: refused just below
+    # YAML reads ".nan" and ".inf" as floats; neither is a duration a timer can wait.
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be a positive, finite number of seconds, got {value!r}")
     return seconds
 
 
@@ -393,16 +398,32 @@ def load_settings(
     settings = Settings()
     path = path or env.get("KONGSPLIT_CONFIG") or None
     if path:
-        settings = _apply(settings, _read_file(path))
-    settings = _apply(settings, _read_env(env))
+        settings = _apply_layer(settings, _read_file(path))
+    settings = _apply_layer(settings, _read_env(env))
     if flags:
         raw: Raw = {}
         for section, values in flags.items():
             for key, value in values.items():
                 if value is not None:
                     raw.setdefault(section, {})[key] = (f"flag for {section}.{key}", value)
-        settings = _apply(settings, raw)
+        settings = _apply_layer(settings, raw)
     _check_whole(settings)
+    return settings
+
+
+def _apply_layer(settings: Settings, raw: Raw) -> Settings:
+    """Apply one layer (file, env or flags) on top of the lower ones.
+
+    ``token`` and ``tokenFile`` are one choice: a layer that sets only one of them replaces
+    the other from a lower layer (``--token-file`` over a file's ``token``), as precedence
+    promises. Both set in the same layer stays an error (``_check_whole``).
+    """
+    kong = raw.get("kong", {})
+    settings = _apply(settings, raw)
+    if "token" in kong and "tokenFile" not in kong and settings.kong.token:
+        settings = replace(settings, kong=replace(settings.kong, token_file=None))
+    elif "tokenFile" in kong and "token" not in kong and settings.kong.token_file:
+        settings = replace(settings, kong=replace(settings.kong, token=None))
     return settings
 
 

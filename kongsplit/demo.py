@@ -1,14 +1,382 @@
-"""Placeholder until the demo command lands."""
+"""``kongsplit demo``: the real daemon against the built-in Kubernetes and Kong simulators.
+
+Everything runs in one process over real sockets: a Kubernetes API fake (``sim.kube``), a Kong
+Admin API simulator with two nodes (``sim.kong``) and the unmodified daemon (``app.Daemon``)
+with leader election. The script plays Argo Rollouts' part — it writes Rollout status and
+ReplicaSet availability the way the controller would — and shows what lands in Kong:
+
+1. ``checkout`` walks a canary 10 → 25 → 50 → 75 → 100 and is promoted; half-way someone
+   changes a weight behind kongsplit's back and the drift sweep puts it back.
+2. ``payments`` reaches 25 % and is aborted: the canary must drop to 0 at once.
+
+Each step waits (bounded) until Kong's Admin API reports the expected weights; the summary says
+how long each took. Exit 0 when every expectation held, 1 otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import aiohttp
+
+from kongsplit.app import Daemon
+from kongsplit.config import load_settings
+from kongsplit.logs import setup_logging
+from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kube import KubeSim
+
+ROLLOUTS = ("argoproj.io/v1alpha1", "rollouts")
+STEPS = [
+    {"setWeight": 10},
+    {"pause": {}},
+    {"setWeight": 25},
+    {"pause": {}},
+    {"setWeight": 50},
+    {"pause": {"duration": "1m"}},
+    {"setWeight": 75},
+    {"pause": {"duration": "1m"}},
+]
+REPLICAS = 4
+APPS = {  # Rollout → (stable Service clusterIP, canary Service clusterIP)
+    "checkout": ("10.96.0.10", "10.96.0.11"),
+    "payments": ("10.96.0.20", "10.96.0.21"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument(
+        "--step-seconds",
+        type=float,
+        default=1.0,
+        help="how long each canary step is shown (default 1.0)",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="no screen redraws (the default when output is not a terminal)",
+    )
+    parser.add_argument(
+        "--log-file",
+        default=None,
+        help="write the daemon's JSON logs here (default: a temporary file)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    return 1
+    return asyncio.run(
+        Demo(
+            args.step_seconds, plain=args.plain or not sys.stdout.isatty(), log_file=args.log_file
+        ).main()
+    )
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def service(name: str, ip: str, pod_hash: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "selector": {"app": name.rsplit("-", 1)[0], "rollouts-pod-template-hash": pod_hash},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    }
+
+
+def replicaset(app: str, pod_hash: str, replicas: int, available: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{app}-{pod_hash}",
+            "namespace": "shop",
+            "labels": {"app": app, "rollouts-pod-template-hash": pod_hash},
+        },
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "availableReplicas": available},
+    }
+
+
+def rollout(app: str, pod_hash: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {
+            "name": app,
+            "namespace": "shop",
+            "annotations": {
+                "kongsplit.io/upstream": f"{app}.shop.svc",
+                "kongsplit.io/port": "http",
+            },
+        },
+        "spec": {
+            "replicas": REPLICAS,
+            "strategy": {
+                "canary": {
+                    "stableService": f"{app}-stable",
+                    "canaryService": f"{app}-canary",
+                    "trafficRouting": {},
+                    "steps": STEPS,
+                }
+            },
+        },
+        "status": {"observedGeneration": "1", "currentPodHash": pod_hash, "stableRS": pod_hash},
+    }
+
+
+# --------------------------------------------------------------------------- the show
+
+
+@dataclass
+class StepResult:
+    rollout: str
+    label: str
+    expected: dict[str, int]
+    seconds: float | None  # None: Kong never showed it
+
+
+@dataclass
+class Demo:
+    step_seconds: float
+    plain: bool
+    log_file: str | None = None
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    results: list[StepResult] = field(default_factory=list)
+    events_seen: list[str] = field(default_factory=list)
+
+    async def main(self) -> int:
+        tmp = tempfile.mkdtemp(prefix="kongsplit-demo-")
+        log_path = self.log_file or os.path.join(tmp, "daemon.log")
+        log_stream = open(log_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - once, at start; closed below
+        setup_logging("json", "info", stream=log_stream)
+        try:
+            return await self._main(tmp, log_path)
+        finally:
+            logging.getLogger().handlers.clear()
+            log_stream.close()
+
+    async def _main(self, tmp: str, log_path: str) -> int:
+        async with KubeSim() as kube, KongSim(nodes=2, propagation_delay=0.2) as kong:
+            kubeconfig = os.path.join(tmp, "kubeconfig")
+            kube.write_kubeconfig(kubeconfig)
+            settings = load_settings(
+                env={},
+                flags={
+                    "kong": {"url": kong.urls[0], "nodes": list(kong.urls)},
+                    "kubernetes": {"kubeconfig": kubeconfig},
+                    "server": {"listen": "127.0.0.1:0"},
+                    "reconcile": {"interval": max(0.5, self.step_seconds)},
+                    "leaderElection": {
+                        "enabled": True,
+                        "leaseNamespace": "kongsplit",
+                        "leaseDurationSeconds": 4,
+                        "identity": "kongsplit-demo",
+                    },
+                },
+            )
+            self._say(f"Kubernetes API fake  {kube.url}")
+            self._say(f"Kong Admin API sim   {', '.join(kong.urls)} (2 nodes, DB mode)")
+            self._say(f"daemon logs          {log_path}\n")
+            for app, (stable_ip, canary_ip) in APPS.items():
+                kube.apply(service(f"{app}-stable", stable_ip, "v1hash"))
+                kube.apply(service(f"{app}-canary", canary_ip, "v1hash"))
+                kube.apply(replicaset(app, "v1hash", REPLICAS, REPLICAS))
+                kube.apply(rollout(app, "v1hash"))
+            daemon = Daemon(settings)
+            task = asyncio.create_task(daemon.main(), name="daemon")
+            try:
+                async with aiohttp.ClientSession() as http:
+                    ok = await self._script(kube, kong, daemon, http)
+            finally:
+                daemon.stop()
+                code = await task
+            ok = ok and code == 0
+            self._summary(daemon, ok)
+            return 0 if ok else 1
+
+    async def _script(
+        self, kube: KubeSim, kong: KongSim, daemon: Daemon, http: aiohttp.ClientSession
+    ) -> bool:
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        ok = await self._expect(
+            http, kong, "checkout", "v1 fully promoted", stable=100, canary=0, within=15
+        )
+        ok &= await self._expect(http, kong, "payments", "v1 fully promoted", stable=100, canary=0)
+        # A new revision: Argo resets the index, points the canary Service at the new hash.
+        for app in ("checkout", "payments"):
+            kube.apply(replicaset(app, "v2hash", 1, 0))
+            kube.patch(
+                "v1",
+                "services",
+                "shop",
+                f"{app}-canary",
+                {"spec": {"selector": {"rollouts-pod-template-hash": "v2hash"}}},
+            )
+            kube.patch(
+                *ROLLOUTS,
+                "shop",
+                app,
+                {"status": {"currentPodHash": "v2hash", "currentStepIndex": 0}},
+            )
+        ok &= await self._expect(
+            http, kong, "checkout", "v2 created, no pod ready yet", stable=100, canary=0
+        )
+        for index, weight in ((0, 10), (2, 25), (4, 50), (6, 75)):
+            pods = -(-weight * REPLICAS // 100)
+            kube.apply(replicaset("checkout", "v2hash", pods, pods))
+            kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index}})
+            ok &= await self._expect(
+                http, kong, "checkout", f"setWeight {weight}", stable=100 - weight, canary=weight
+            )
+            if weight == 25:
+                # payments reaches 25 too, then is aborted below.
+                kube.apply(replicaset("payments", "v2hash", 1, 1))
+                kube.patch(*ROLLOUTS, "shop", "payments", {"status": {"currentStepIndex": 2}})
+                ok &= await self._expect(
+                    http, kong, "payments", "setWeight 25", stable=75, canary=25
+                )
+            if weight == 50:
+                # Someone edits Kong by hand; the drift sweep must put it back.
+                kong.set_weight("checkout.shop.svc", "10.96.0.11:80", 90)
+                self.events_seen.append("checkout: canary target set to 90 behind kongsplit's back")
+                ok &= await self._expect(
+                    http,
+                    kong,
+                    "checkout",
+                    "drift put back",
+                    stable=50,
+                    canary=50,
+                    within=max(5.0, 3 * self.step_seconds),
+                )
+            await asyncio.sleep(self.step_seconds / 2)
+            kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index + 1}})
+            await self._show(http, kong, f"checkout paused after setWeight {weight}")
+            await asyncio.sleep(self.step_seconds / 2)
+        # Abort payments: canary to 0 at once (its pods go away 30 s later in a real cluster).
+        kube.patch(
+            *ROLLOUTS, "shop", "payments", {"status": {"abort": True, "currentStepIndex": 0}}
+        )
+        ok &= await self._expect(http, kong, "payments", "aborted", stable=100, canary=0)
+        # checkout: end of steps, canary fully scaled → 100, then promotion.
+        kube.apply(replicaset("checkout", "v2hash", REPLICAS, REPLICAS))
+        kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": len(STEPS)}})
+        ok &= await self._expect(http, kong, "checkout", "all steps done", stable=0, canary=100)
+        kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"stableRS": "v2hash"}})
+        await asyncio.sleep(self.step_seconds / 2)
+        await self._show(http, kong, "checkout promoted; stable Service not switched yet (hold)")
+        kube.patch(
+            "v1",
+            "services",
+            "shop",
+            "checkout-stable",
+            {"spec": {"selector": {"rollouts-pod-template-hash": "v2hash"}}},
+        )
+        ok &= await self._expect(
+            http, kong, "checkout", "promoted, stable = v2", stable=100, canary=0
+        )
+        ok &= await self._verify(http, daemon, "checkout")
+        return ok
+
+    # ---- helpers ---------------------------------------------------------------------------
+    async def _kong_weights(
+        self, http: aiohttp.ClientSession, kong: KongSim, upstream: str
+    ) -> dict[str, int]:
+        async with http.get(f"{kong.urls[0]}/upstreams/{upstream}/targets") as resp:
+            if resp.status != 200:
+                return {}
+            body = await resp.json()
+        return {t["target"]: t["weight"] for t in body.get("data", [])}
+
+    async def _expect(
+        self,
+        http: aiohttp.ClientSession,
+        kong: KongSim,
+        app: str,
+        label: str,
+        *,
+        stable: int,
+        canary: int,
+        within: float = 5.0,
+    ) -> bool:
+        stable_ip, canary_ip = APPS[app]
+        want = {f"{stable_ip}:80": stable, f"{canary_ip}:80": canary}
+        start = time.monotonic()
+        seen: dict[str, int] = {}
+        while time.monotonic() - start < within:
+            seen = await self._kong_weights(http, kong, f"{app}.shop.svc")
+            if all(seen.get(t) == w for t, w in want.items()):
+                took = time.monotonic() - start
+                self.results.append(StepResult(app, label, want, took))
+                await self._show(
+                    http, kong, f"{app}: {label}  (Kong had it after {took * 1000:.0f} ms)"
+                )
+                return True
+            await asyncio.sleep(0.01)
+        self.results.append(StepResult(app, label, want, None))
+        self._say(f"!! {app}: {label}: Kong shows {seen}, expected {want}")
+        return False
+
+    async def _verify(self, http: aiohttp.ClientSession, daemon: Daemon, app: str) -> bool:
+        """Ask kongsplit's /verify, as an Argo AnalysisTemplate would (nodes lag 0.2 s)."""
+        url = f"http://127.0.0.1:{daemon.port}/verify/shop/{app}"
+        deadline = time.monotonic() + 10
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            async with http.get(url) as resp:
+                body = await resp.json()
+            if body.get("verified"):
+                self._say(f"/verify/shop/{app}: verified on {len(body['observed'])} Kong nodes")
+                return True
+            await asyncio.sleep(0.1)
+        self._say(f"!! /verify/shop/{app} never verified: {body}")
+        return False
+
+    async def _show(self, http: aiohttp.ClientSession, kong: KongSim, title: str) -> None:
+        lines = [f"── {title}"]
+        for app, (stable_ip, _) in APPS.items():
+            weights = await self._kong_weights(http, kong, f"{app}.shop.svc")
+            total = sum(weights.values()) or 1
+            for target, weight in sorted(weights.items()):
+                role = "stable" if target == f"{stable_ip}:80" else "canary"
+                bar = "█" * round(30 * weight / total)
+                lines.append(f"   {app:<9} {role:<6} {target:<15} {weight:>4}  {bar}")
+        if self.plain:
+            self._say("\n".join(lines))
+        else:
+            self.out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
+            self.out.flush()
+
+    def _summary(self, daemon: Daemon, ok: bool) -> None:
+        self._say("\n== summary")
+        for r in self.results:
+            took = "MISSED" if r.seconds is None else f"{r.seconds * 1000:7.0f} ms"
+            self._say(f"   {r.rollout:<9} {r.label:<40} {took}")
+        drift = _metric_total(daemon, "kongsplit_drift_corrections_total")
+        self._say(f"   drift corrections counted: {drift:.0f}")
+        for note in self.events_seen:
+            self._say(f"   event: {note}")
+        self._say("demo " + ("passed: every split landed in Kong" if ok else "FAILED"))
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _metric_total(daemon: Daemon, name: str) -> float:
+    total = 0.0
+    for family in daemon.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                total += sample.value
+    return total

@@ -63,8 +63,6 @@ def desired_state(
     """
     key = rollout.key
     mapping = parse_annotations(rollout.annotations, key=key, default_workspace=default_workspace)
-    if isinstance(mapping, ObjectError):
-        return Desired(key, None, None, None, skipped=str(mapping), error=mapping)
     canary_rs, stable_rs = pick_replicasets(rollout, replicasets or ())
     stable_hash: str | None = None
     _, stable_name = resolve_services(rollout)
@@ -73,6 +71,10 @@ def desired_state(
     result = compute(
         rollout, canary_rs=canary_rs, stable_rs=stable_rs, stable_service_hash=stable_hash
     )
+    if isinstance(mapping, ObjectError):
+        # A bad annotation stops the writes, not Argo: its weights are still shown (DESIGN §4).
+        split = result if isinstance(result, Split) else None
+        return Desired(key, split, None, None, skipped=str(mapping), error=mapping)
     if isinstance(result, Skip):
         error = None
         if result.invalid:
@@ -89,6 +91,16 @@ def desired_state(
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
         return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
+    if services is not None:
+        # Not a defect of the Rollout: the Service may simply not exist (or be listed) yet.
+        # DESIGN §4 lists "services missing" among the skip reasons, so no error is raised.
+        wanted = [result.stable_service, result.canary_service]
+        wanted += [d.service for d in result.additional]
+        missing = [f"{key.namespace}/{s}" for s in wanted if s is not None and s not in services]
+        if missing:
+            noun = "Service" if len(missing) == 1 else "Services"
+            reason = f"{noun} {', '.join(missing)} not found: nothing to target until it exists"
+            return Desired(key, result, mapping, None, skipped=reason)
     plan = plan_targets(result, mapping, key=key, services=services, cluster_domain=cluster_domain)
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)

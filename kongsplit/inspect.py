@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kubeconfig",
-        help="compare each managed upstream with its Rollout's desired weights (not wired yet)",
+        help="read annotated Rollouts (and their Services, ReplicaSets) from this cluster and "
+        "mark each target whose weight differs from what the Rollout wants",
     )
 
 
@@ -100,10 +101,6 @@ def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> 
     except ConfigError as e:
         _error(str(e))
         return 2
-    if args.kubeconfig and desired is None:
-        # TODO(lead): build a DesiredProvider from kongsplit.weights/targets + a Kubernetes read
-        # of annotated Rollouts (and their Services) once those modules exist.
-        _error("--kubeconfig: matching Rollouts is not available in this build; showing Kong only")
     kong = settings.kong
     try:
         admin = KongAdmin.from_config(kong, retry=_INSPECT_RETRY)
@@ -117,9 +114,15 @@ def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> 
                 upstream=args.upstream,
                 nodes=kong.verify_nodes,
                 desired=desired,
+                kubeconfig=args.kubeconfig,
+                cluster_domain=settings.kubernetes.cluster_domain,
             )
         )
-    except KongError as e:
+    except Exception as e:  # one line on stderr, never a traceback
+        from kongsplit.kube import KubeError
+
+        if not isinstance(e, KongError | KubeError):
+            raise
         _error(str(e))
         return 1
     if args.json:
@@ -135,9 +138,73 @@ async def _collect(
     upstream: str | None,
     nodes: Sequence[str],
     desired: DesiredProvider | None,
+    kubeconfig: str | None,
+    cluster_domain: str,
 ) -> dict[str, Any]:
     async with admin:
+        if desired is None and kubeconfig:
+            wanted = await desired_from_kubernetes(
+                kubeconfig, workspace=admin.workspace, cluster_domain=cluster_domain
+            )
+            desired = wanted.get
         return await collect_report(admin, upstream=upstream, nodes=nodes, desired=desired)
+
+
+async def desired_from_kubernetes(
+    kubeconfig: str | None, *, workspace: str | None, cluster_domain: str = "cluster.local"
+) -> dict[str, dict[str, int]]:
+    """upstream → {target: weight} for every annotated Rollout in ``workspace``, read once.
+
+    Uses the same engine as the daemon and ``kongsplit plan`` (``desired.desired_state``).
+    Rollouts that are invalid, skipped or in another workspace are left out (no drift marker).
+    """
+    # Imported here: kubernetes-asyncio is heavy and only needed with --kubeconfig.
+    from kongsplit import kube
+    from kongsplit.desired import desired_state
+    from kongsplit.rollouts import ReplicaSet, Rollout, parse_replicaset, parse_rollout
+    from kongsplit.targets import Service, parse_service
+
+    api = await kube.make_api_client(kubeconfig)
+    try:
+        lists = [
+            await kube.request(api, "GET", kube.api_path(group, version, plural))
+            for group, version, plural in (
+                ("argoproj.io", "v1alpha1", "rollouts"),
+                ("", "v1", "services"),
+                ("apps", "v1", "replicasets"),
+            )
+        ]
+    finally:
+        await api.close()
+    rollouts, services, replicasets = (lst.get("items") or [] for lst in lists)
+    services_by_ns: dict[str, dict[str, Service]] = {}
+    for item in services:
+        svc = parse_service(item)
+        if isinstance(svc, Service):
+            services_by_ns.setdefault(svc.namespace, {})[svc.name] = svc
+    rs_by_ns: dict[str, list[ReplicaSet]] = {}
+    for item in replicasets:
+        rs = parse_replicaset(item)
+        if isinstance(rs, ReplicaSet):
+            rs_by_ns.setdefault(rs.namespace, []).append(rs)
+    out: dict[str, dict[str, int]] = {}
+    for item in rollouts:
+        rollout = parse_rollout(item)
+        if not isinstance(rollout, Rollout):
+            continue  # an ObjectError: invalid Rollouts have no desired weights to compare
+        ns = rollout.key.namespace
+        result = desired_state(
+            rollout,
+            services=services_by_ns.get(ns, {}),
+            replicasets=rs_by_ns.get(ns, []),
+            default_workspace=workspace,
+            cluster_domain=cluster_domain,
+        )
+        plan = result.plan
+        if plan is None or (plan.workspace or "default") != (workspace or "default"):
+            continue
+        out.setdefault(plan.upstream, {}).update(plan.weights())
+    return out
 
 
 async def collect_report(

@@ -415,13 +415,27 @@ class KongAdmin:
         url = (base.rstrip("/") if base else self.url) + path
         policy = self.retry
         started = time.monotonic()
+        # The first attempt runs outside tenacity: it is the hot path (a weight change is one
+        # PATCH) and nearly always succeeds; the retry machinery is only built when it fails.
+        try:
+            return await self._attempt(
+                method, url, path, params=params, body=body, where=where, allow_304=allow_304
+            )
+        except KongUnavailable as e:
+            first_wait = policy.backoff(1, e.retry_after)
+            budget = policy.max_elapsed - (time.monotonic() - started)
+            if policy.attempts <= 1 or not _retryable(e) or first_wait > budget:
+                raise
+            log.debug("retrying %s %s in %.2fs: %s", method, path, first_wait, e)
+            await asyncio.sleep(first_wait)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_elapsed),
-            wait=_wait_for(policy),
+            stop=stop_after_attempt(policy.attempts - 1)
+            | stop_before_delay(max(0.0, policy.max_elapsed - (time.monotonic() - started))),
+            wait=_wait_for(policy, retries_before=1),
             retry=retry_if_exception(_retryable),
             reraise=True,
         )
-        attempts = 0
+        attempts = 1
         try:
             async for attempt in retrying:
                 with attempt:
@@ -431,8 +445,6 @@ class KongAdmin:
                         params=params, body=body, where=where, allow_304=allow_304,
                     )
         except KongUnavailable as e:
-            if attempts <= 1:
-                raise
             elapsed = time.monotonic() - started
             raise KongUnavailable(
                 f"{e} (gave up after {attempts} attempts in {elapsed:.1f}s)",
@@ -935,11 +947,11 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
-def _wait_for(policy: RetryPolicy) -> Any:
+def _wait_for(policy: RetryPolicy, *, retries_before: int = 0) -> Any:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
         retry_after = exc.retry_after if isinstance(exc, KongUnavailable) else None
-        return policy.backoff(state.attempt_number, retry_after)
+        return policy.backoff(state.attempt_number + retries_before, retry_after)
 
     return wait
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from kongsplit.desired import Desired, desired_state
@@ -44,6 +44,8 @@ class _Input:
     saw_services: bool
     saw_replicasets: bool
     errors: list[str]
+    # (namespace, name) → where the Service came from, so its errors name its own document
+    service_sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _collect(objects: list[Located]) -> _Input:
@@ -60,6 +62,7 @@ def _collect(objects: list[Located]) -> _Input:
             parsed = parse_service(located.obj)
             if isinstance(parsed, Service):
                 data.services[parsed.namespace][parsed.name] = parsed
+                data.service_sources[parsed.namespace, parsed.name] = located.source
         elif kind == "ReplicaSet" and api.startswith("apps/"):
             data.saw_replicasets = True
             parsed = parse_replicaset(located.obj)
@@ -80,13 +83,28 @@ def _plan_all(
         ns = rollout.key.namespace
         desired = desired_state(
             rollout,
-            services=data.services.get(ns, {}) if data.saw_services else None,
+            # Services are "known" per namespace: a file of another namespace's Services must
+            # not turn this Rollout's dns-form fallback into "Service not found".
+            services=data.services.get(ns),
             replicasets=data.replicasets.get(ns, []) if data.saw_replicasets else None,
             default_workspace=workspace,
             cluster_domain=cluster_domain,
         )
-        if desired.error is not None:
-            data.errors.append(f"{located.source}: {desired.error}")
+        error = desired.error
+        if error is not None:
+            service_source = (
+                data.service_sources.get((error.namespace, error.name))
+                if error.kind == "Service" and error.namespace and error.name
+                else None
+            )
+            if service_source is not None:
+                # A Service's own defect (headless, ExternalName…): point at that Service's
+                # document, and say which Rollout could not be planned because of it.
+                data.errors.append(
+                    f"{service_source}: {error} (needed by Rollout {rollout.key}, {located.source})"
+                )
+            else:
+                data.errors.append(f"{located.source}: {error}")
         results.append((located, desired))
     return results
 

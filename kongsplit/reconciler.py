@@ -348,6 +348,9 @@ class Reconciler:
         self._reported: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
         self.kong_ok = asyncio.Event()  # a request to Kong succeeded since the last failure
         self.synced = asyncio.Event()  # first full pass done while leading (readiness)
+        # Workers start once every watcher has listed: judging a Rollout before its Services
+        # are known would report them "missing" for nothing.
+        self.caches_listed = asyncio.Event()
         self._kong_down = False
         self._limit = asyncio.Semaphore(settings.reconcile.concurrency)
 
@@ -388,6 +391,7 @@ class Reconciler:
 
     # ---- tasks ----------------------------------------------------------------------------
     async def worker(self) -> None:
+        await self.caches_listed.wait()
         while True:
             key, flags = await self.queue.get()
             try:

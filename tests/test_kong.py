@@ -435,3 +435,12 @@ async def test_health_per_node() -> None:
             [h] = await admin.health("u.svc", node_url=url)
             assert (h.target, h.node_weight) == ("10.0.0.1:80", 30)
         assert {r.node for r in s.requests if r.path.endswith("/health")} == {0, 1}
+
+
+def test_backoff_is_jittered_exponential_and_honours_retry_after() -> None:
+    policy = RetryPolicy(initial_backoff=0.1, max_backoff=1.0, max_retry_after=5.0)
+    for n, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4), (6, 1.0)):
+        waits = {policy.backoff(n) for _ in range(50)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits) and len(waits) > 1
+    assert policy.backoff(1, retry_after=2.0) == 2.0
+    assert policy.backoff(1, retry_after=60.0) == 5.0  # capped

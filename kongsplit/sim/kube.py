@@ -112,7 +112,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Watch:
     resource: SimResource
     namespace: str | None

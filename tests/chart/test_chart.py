@@ -233,10 +233,13 @@ def test_token_only_from_a_secret(
     for doc in docs:
         if doc["kind"] == "Secret":
             pytest.fail("the chart must never create a Secret (the token Secret is the user's)")
-    containers = [c for d in by_kind(docs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]]
+    containers = [
+        c for d in by_kind(docs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]
+    ]
     for doc in by_kind(docs, "ConfigMap"):
         if "values.yaml" in doc["data"]:
-            containers += yaml.safe_load(doc["data"]["values.yaml"])["deployment"]["sidecarContainers"]
+            kong_values = yaml.safe_load(doc["data"]["values.yaml"])
+            containers += kong_values["deployment"]["sidecarContainers"]
         else:
             assert "token:" not in doc["data"]["config.yaml"].replace("tokenFile:", "")
     for c in containers:
@@ -269,12 +272,15 @@ def test_token_only_from_a_secret(
             id="token-in-extra-env",
         ),
         pytest.param({"config.kong.bogus": "1"}, {}, "bogus", id="unknown-config-key"),
-        pytest.param({"config.reconcile.concurrency": "0"}, {}, "concurrency", id="zero-concurrency"),
+        pytest.param(
+            {"config.reconcile.concurrency": "0"}, {}, "concurrency", id="zero-concurrency"
+        ),
         pytest.param({"config.kong.onDelete": "delete"}, {}, "onDelete", id="bad-on-delete"),
         pytest.param({"config.log.level": "trace"}, {}, "level", id="bad-log-level"),
         pytest.param({"config.kong.url": "kong:8001"}, {}, "url", id="url-without-scheme"),
         pytest.param(
-            {"config.kubernetes.namespaces": "{a}"}, {}, "namespaces", id="namespaces-not-from-values"
+            {"config.kubernetes.namespaces": "{a}"}, {}, "namespaces",
+            id="namespaces-not-from-values",
         ),
         pytest.param(
             {"config.leaderElection.leaseNamespace": "kube-system"}, {}, "leaseNamespace",
@@ -325,9 +331,9 @@ def test_values_yaml_documents_every_key() -> None:
         while documented and documented[-1][0] >= indent:
             documented.pop()
         j = i - 1
-        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
+        while j >= 0 and lines[j].lstrip().startswith("#") and "# --" not in lines[j]:
             j -= 1
-        own = j >= 0 and lines[j].strip().startswith("# --")
+        own = j >= 0 and lines[j].lstrip().startswith("# --")
         inherited = any(doc for _, doc in documented)
         is_parent = line.rstrip().endswith(":")
         if not is_parent:
@@ -445,3 +451,15 @@ def test_sidecar_snippet_in_the_docs_is_what_the_chart_renders(helm_template: An
         m = re.search(r"<!-- sidecar-values:begin -->\s*```yaml\n(.*?)```", text, flags=re.S)
         assert m, f"{doc} has no sidecar-values block"
         assert yaml.safe_load(m.group(1)) == rendered_snippet, f"{doc} drifted from the chart"
+
+
+def test_missing_tool_fails_in_ci_and_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI always installs the tools, so there a missing one must fail the run, not skip."""
+    from chart_support import find_tool
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="install-tools"):
+        find_tool("no-such-tool-kongsplit")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="install-tools"):
+        find_tool("no-such-tool-kongsplit")

@@ -177,8 +177,8 @@ args:
   - --config
   - {{ include "kongsplit.configDir" . }}/config.yaml
 env:
-  # Leader identity (config leaderElection.identity defaults to $POD_NAME) and the namespace of
-  # the Lease (the release namespace, the only one where the Role grants Lease access).
+  # Who this replica is (leaderElection.identity defaults to $POD_NAME) and where its Lease
+  # lives (the release namespace, the only one where the Role grants Lease access).
   - name: POD_NAME
     valueFrom:
       fieldRef:

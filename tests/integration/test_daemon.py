@@ -1,0 +1,277 @@
+"""The daemon as a whole: the issue's "Done means", each proved over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kongsplit.sim.kong import KongSim
+
+from .conftest import (
+    CANARY_IP,
+    CANARY_T,
+    REPLICASETS,
+    ROLLOUTS,
+    SERVICES,
+    STABLE_IP,
+    STABLE_T,
+    STEPS,
+    UPSTREAM,
+    Harness,
+    eventually,
+    metric,
+    replicaset,
+    rollout,
+    service,
+    weights,
+)
+
+
+async def start_canary(h: Harness) -> None:
+    """Argo starts revision v2: new RS (scaling), canary Service → v2, index 0."""
+    await h.create(REPLICASETS, replicaset("v2", 1, 0))
+    await h.patch(SERVICES, "web-canary", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentPodHash": "v2", "currentStepIndex": 0}})
+
+
+async def test_full_canary_progression_lands_step_by_step(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="initial 100/0")
+    await start_canary(h)
+    seen: list[tuple[int, int]] = []
+    for index, step in enumerate(STEPS):
+        if "setWeight" in step:
+            w = step["setWeight"]
+            pods = -(-w * 4 // 100)
+            await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": pods}, "status": {"availableReplicas": pods}})
+        await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": index}})
+        want = next(s["setWeight"] for s in reversed(STEPS[: index + 1]) if "setWeight" in s)
+        await eventually(lambda w=want: weights(h.kong) == {STABLE_T: 100 - w, CANARY_T: w}, what=f"step {index}")
+        seen.append((100 - want, want))
+    assert [c for _, c in seen] == [10, 10, 25, 25, 50, 50, 75, 75]
+    # End of steps with the canary fully scaled: everything on the canary.
+    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": len(STEPS)}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, what="end of steps")
+    assert metric(daemon, "kongsplit_desired_weight", role="canary") == 100
+    assert metric(daemon, "kongsplit_observed_weight", role="canary") == 100
+    assert metric(daemon, "kongsplit_apply_latency_seconds_count") >= 5
+
+
+async def test_scaling_canary_holds_previous_step_until_available(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}, what="10")
+    # Step 2 (setWeight 25) needs 1 pod of 4 → still 1: already there, so 25 applies.
+    # Make 50 need 2 pods while only 1 is available: the previous step's 25 must hold.
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="25")
+    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 2}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 4}})
+    await asyncio.sleep(0.3)
+    assert weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, "50 applied before the canary scaled"
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 2}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 50, CANARY_T: 50}, what="50 once available")
+
+
+async def test_abort_drives_canary_to_zero(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.start()
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25})
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await h.patch(ROLLOUTS, "web", {"status": {"abort": True, "currentStepIndex": 0}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="abort")
+    assert loop.time() - t0 < 2  # far inside Argo's 30 s abortScaleDownDelaySeconds
+
+
+async def test_promotion_waits_for_stable_selector(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.start()
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": len(STEPS)}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 0, CANARY_T: 100})
+    # Argo marks it promoted; the stable Service still selects v1: hold (no traffic back to v1).
+    await h.patch(ROLLOUTS, "web", {"status": {"stableRS": "v2"}})
+    await asyncio.sleep(0.4)
+    assert weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, "moved weight before the selector switch"
+    await h.patch(SERVICES, "web-stable", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="stable = max")
+
+
+async def test_weight_changed_behind_our_back_is_put_back_and_counted(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await eventually(lambda: daemon.reconciler is not None and daemon.reconciler.synced.is_set())
+    h.kong.set_weight(UPSTREAM, CANARY_T, 40)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="drift fixed")
+    assert loop.time() - t0 <= 0.5 + 0.3  # one reconcile.interval (0.5 s) plus slack
+    assert metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1
+
+
+async def test_kong_wiped_is_rebuilt(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await eventually(lambda: daemon.reconciler is not None and daemon.reconciler.synced.is_set())
+    h.kong.wipe()
+    assert weights(h.kong) == {}
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3, what="rebuilt")
+    assert metric(daemon, "kongsplit_drift_corrections_total", kind="missing") >= 1
+
+
+async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10})
+    # Open a gap: watches are held, ended; changes land; then they come back with 410.
+    h.kube.hold_watches()
+    h.kube.end_watches()
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
+    h.kube.release_watches(expire=True)
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="update after 410")
+    assert metric(daemon, "kongsplit_watch_restarts_total") >= 1
+
+
+async def test_rollout_edited_while_kong_down_converges(harness: Harness, unused_tcp_port: int) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    port = int(h.kong.url.rsplit(":", 1)[1])
+    await h.kong.stop()
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
+    await eventually(lambda: metric(daemon, "kongsplit_kong_up") == 0, within=10, what="kong_up 0")
+    await h.kong.start(port=port)
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, within=10, what="converged")
+
+
+async def test_two_daemons_with_leader_election_never_both_write(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+
+    def settings(identity: str) -> Any:
+        return h.settings(
+            leaderElection={"enabled": True, "identity": identity, "leaseDurationSeconds": 2,
+                            "leaseNamespace": "kongsplit"},
+        )
+
+    a = await h.start(settings("a"))
+    b = await h.start(settings("b"))
+    both = 0
+    writers: set[int] = set()
+    # Record which node-local client wrote each request: each daemon has its own User-Agent port.
+    for _ in range(100):
+        la = a.elector is not None and a.elector.is_leader
+        lb = b.elector is not None and b.elector.is_leader
+        both += la and lb
+        if la:
+            writers.add(1)
+        if lb:
+            writers.add(2)
+        await asyncio.sleep(0.01)
+    assert both == 0
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    leader, follower = (a, b) if a.elector is not None and a.elector.is_leader else (b, a)
+    assert follower.elector is not None and not follower.elector.is_leader
+    assert metric(leader, "kongsplit_leader") == 1 and metric(follower, "kongsplit_leader") == 0
+    # The follower writes nothing, even when Kong drifts; the leader corrects.
+    assert await h.stop(leader) == 0
+    await eventually(lambda: follower.elector is not None and follower.elector.is_leader, within=4,
+                     what="takeover within the lease duration")
+    h.kong.set_weight(UPSTREAM, CANARY_T, 33)
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3,
+                     what="new leader corrects drift")
+
+
+async def test_bad_input_leaves_others_untouched(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.create(SERVICES, service("headless-stable", None, "v1"))
+    await h.create(SERVICES, service("headless-canary", None, "v1"))
+    bad = [
+        rollout("bad-annotation", annotations={"kongsplit.io/upstream": "10.0.0.1:80"}),
+        rollout("bad-port", annotations={"kongsplit.io/upstream": "p.shop.svc", "kongsplit.io/port": "grpc"}),
+        rollout("missing-services", upstream="m.shop.svc", stable_service="nope-stable",
+                canary_service="nope-canary"),
+        rollout("headless", upstream="h.shop.svc", stable_service="headless-stable",
+                canary_service="headless-canary"),
+    ]
+    absurd = rollout("absurd", upstream="a.shop.svc")
+    absurd["status"]["currentStepIndex"] = "seven"
+    absurd["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 1000}]
+    bad.append(absurd)
+    for obj in bad:
+        await h.create(ROLLOUTS, obj)
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="good Rollout served")
+    await eventually(lambda: metric(daemon, "kongsplit_reconcile_errors_total") >= len(bad), what="errors")
+    for upstream in ("p.shop.svc", "m.shop.svc", "h.shop.svc", "a.shop.svc"):
+        assert weights(h.kong, upstream) == {}
+    events = [o for (r, _, _), o in h.kube.objects.items() if str(r).endswith("events")]
+    await eventually(
+        lambda: len({e["involvedObject"]["name"] for (r, _, _), e in h.kube.objects.items()
+                     if str(r).endswith("events") and e.get("type") == "Warning"}) >= len(bad),
+        what="a warning Event per bad Rollout",
+    )
+    del events
+    assert daemon.tasks and all(not t.done() for t in daemon.tasks.values())
+
+
+async def test_http_endpoints(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    base = f"http://127.0.0.1:{daemon.port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as r:
+            assert r.status == 200
+        await eventually(lambda: daemon._ready()[0], what="ready")
+        async with http.get(f"{base}/readyz") as r:
+            assert r.status == 200
+        async with http.get(f"{base}/state") as r:
+            state = await r.json()
+        assert state["rollouts"][0]["in_sync"] is True
+        async with http.get(f"{base}/verify/shop/web") as r:
+            body = await r.json()
+        assert body["verified"] is True and body["desired"] == {STABLE_T: 100, CANARY_T: 0}
+        h.kong.set_weight(UPSTREAM, STABLE_T, 5)
+        async with http.get(f"{base}/verify/shop/web") as r:
+            assert (await r.json())["verified"] is False
+        async with http.get(f"{base}/verify/shop/unknown") as r:
+            assert r.status == 404 and (await r.json())["verified"] is False
+        async with http.get(f"{base}/metrics") as r:
+            text = await r.text()
+        for name in ("kongsplit_desired_weight", "kongsplit_observed_weight", "kongsplit_kong_up",
+                     "kongsplit_managed_rollouts", "kongsplit_leader", "kongsplit_build_info",
+                     "kongsplit_kong_requests_total", "kongsplit_apply_latency_seconds"):
+            assert name in text, name
+
+
+del CANARY_IP, STABLE_IP, KongSim, pytest
