@@ -91,16 +91,6 @@ def desired_state(
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
         return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
-    if services is not None:
-        # Not a defect of the Rollout: the Service may simply not exist (or be listed) yet.
-        # DESIGN §4 lists "services missing" among the skip reasons, so no error is raised.
-        wanted = [result.stable_service, result.canary_service]
-        wanted += [d.service for d in result.additional]
-        missing = [f"{key.namespace}/{s}" for s in wanted if s is not None and s not in services]
-        if missing:
-            noun = "Service" if len(missing) == 1 else "Services"
-            reason = f"{noun} {', '.join(missing)} not found: nothing to target until it exists"
-            return Desired(key, result, mapping, None, skipped=reason)
     plan = plan_targets(result, mapping, key=key, services=services, cluster_domain=cluster_domain)
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)

@@ -84,6 +84,7 @@ class LeaderElector:
         self.following.set()
         self._valid_until = 0.0  # clock time until which our lease is certainly ours
         self._lease: dict[str, Any] | None = None  # the lease as we last wrote it (leader only)
+        self._written: dict[str, Any] | None = None  # the same, kept past a step-down for release
         self._observed: _Observed | None = None
         self._released = False
         self._set_metric(0)
@@ -105,10 +106,11 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the lease up so a follower takes over at once (call when shutting down)."""
         self._released = True
-        lease = self._lease
-        was_leader = self.is_leader
         self._step_down("released")
-        if lease is None or not was_leader:
+        # The lease as we last wrote it: if anyone wrote it since, the PUT fails with a 409 and
+        # nothing is lost; if we still hold it, the PUT hands it over.
+        lease, self._written = self._written, None
+        if lease is None:
             return
         now = kube.format_micro_time()
         spec = dict(lease.get("spec") or {})
@@ -118,6 +120,9 @@ class LeaderElector:
         try:
             await kube.request(self._api, "PUT", self._path, body=body)
             logger.info("leader lease released", extra=self._extra())
+        except kube.KubeApiError as e:
+            if e.status != 409:  # 409: someone else holds it by now, nothing to give up
+                logger.warning("could not release the leader lease: %s", e, extra=self._extra())
         except kube.KubeError as e:
             logger.warning("could not release the leader lease: %s", e, extra=self._extra())
 
@@ -147,7 +152,7 @@ class LeaderElector:
             logger.warning("stopped leading: %s", why, extra=self._extra())
 
     def _become_leader(self, lease: dict[str, Any], sent_at: float) -> None:
-        self._lease = lease
+        self._lease = self._written = lease
         self._valid_until = sent_at + self.renew_deadline
         if not self.leading.is_set():
             self.following.clear()

@@ -27,6 +27,7 @@ from kongsplit.desired import Desired, desired_state
 from kongsplit.events import ObjectRef
 from kongsplit.kong import KongAdmin
 from kongsplit.kong_plan import DesiredTarget as KongTarget
+from kongsplit.kong_plan import Drift
 from kongsplit.kong_types import KongClientError, KongError, KongNotReady, KongUnavailable
 from kongsplit.kongtarget import owner_tags_for
 from kongsplit.metrics import Metrics
@@ -427,6 +428,7 @@ class Reconciler:
             except KongError:
                 continue
             logger.info("Kong Admin API reachable again; re-reading every managed upstream")
+            self.kong.cache.clear()  # Kong may have restarted: ids learnt before may be gone
             self._kong_down = False
             self.kong_ok.set()
             self.resync_all()
@@ -593,9 +595,9 @@ class Reconciler:
             self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
             self._event(ref, "Warning", REASON_DRIFT, msg)
         state.foreign = foreign
-        # Drift is a difference from what we last put there, found by re-reading Kong.
-        if refresh and state.applied is not None:
-            counted = result.drift_counts(corrected_only=True)
+        # Drift is Kong differing from what we last put there (not from a new desired state).
+        if state.applied is not None:
+            counted = _drift_counts(result.drift, state.applied)
             for kind, n in counted.items():
                 self.metrics.drift_corrections.labels(
                     key.namespace, key.name, plan.upstream, kind
@@ -755,6 +757,18 @@ class Reconciler:
             self.metrics.observed_weight.labels(
                 state.key.namespace, state.key.name, state.upstream, role
             ).set(weight)
+
+
+def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in found:
+        if not d.corrected:
+            continue
+        if d.kind == "foreign" or d.target is None or (
+            d.target in applied and applied[d.target] != d.observed
+        ):
+            counts[d.kind] = counts.get(d.kind, 0) + 1
+    return counts
 
 
 def _by_role(weights: dict[str, int], roles: dict[str, str]) -> dict[str, int]:

@@ -23,12 +23,26 @@ from kongsplit.config import (
 #: Every key of the config file as DESIGN.md §4 lists it.
 DESIGN_KEYS = {
     "kong": [
-        "url", "token", "tokenFile", "workspace", "nodes", "createUpstreams",
-        "exclusiveUpstreams", "onDelete", "timeoutSeconds", "configPollInterval",
+        "url",
+        "token",
+        "tokenFile",
+        "workspace",
+        "nodes",
+        "createUpstreams",
+        "exclusiveUpstreams",
+        "onDelete",
+        "timeoutSeconds",
+        "configPollInterval",
     ],
     "kubernetes": ["kubeconfig", "namespaces", "clusterDomain"],
     "reconcile": ["interval", "concurrency"],
-    "leaderElection": ["enabled", "leaseName", "leaseNamespace", "leaseDurationSeconds", "identity"],
+    "leaderElection": [
+        "enabled",
+        "leaseName",
+        "leaseNamespace",
+        "leaseDurationSeconds",
+        "identity",
+    ],
     "server": ["listen"],
     "log": ["format", "level"],
 }
@@ -79,7 +93,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kong.url == "http://localhost:8001"
     assert s.kong.verify_nodes == ("http://localhost:8001",)
     assert (s.kong.create_upstreams, s.kong.exclusive_upstreams, s.kong.on_delete) == (
-        True, False, "keep",
+        True,
+        False,
+        "keep",
     )
     assert (s.kong.timeout_seconds, s.kong.config_poll_interval) == (10.0, 2.0)
     assert s.kubernetes.cluster_domain == "cluster.local"
@@ -192,41 +208,85 @@ def test_empty_file_or_sections_give_defaults(tmp_path: Path, text: str) -> None
 @pytest.mark.parametrize(
     ("env", "attr", "expected"),
     [
-        pytest.param({"KONGSPLIT_KONG_URL": "http://kong:8001"}, "kong.url", "http://kong:8001",
-                     id="url"),
+        pytest.param(
+            {"KONGSPLIT_KONG_URL": "http://kong:8001"}, "kong.url", "http://kong:8001", id="url"
+        ),
         pytest.param({"KONGSPLIT_KONG_TOKEN_FILE": "/t"}, "kong.token_file", "/t", id="tokenFile"),
         pytest.param({"KONGSPLIT_KONG_TOKEN": "s3cret"}, "kong.token", "s3cret", id="token"),
-        pytest.param({"KONGSPLIT_KONG_NODES": "http://a:8001, http://b:8001,"}, "kong.nodes",
-                     ("http://a:8001", "http://b:8001"), id="nodes-comma-list"),
-        pytest.param({"KONGSPLIT_KONG_CREATE_UPSTREAMS": "no"}, "kong.create_upstreams", False,
-                     id="bool-no"),
-        pytest.param({"KONGSPLIT_KONG_EXCLUSIVE_UPSTREAMS": "1"}, "kong.exclusive_upstreams",
-                     True, id="bool-1"),
-        pytest.param({"KONGSPLIT_KONG_ON_DELETE": "Stable"}, "kong.on_delete", "stable",
-                     id="onDelete-case"),
-        pytest.param({"KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY": "true"},
-                     "kong.tls.insecure_skip_verify", True, id="tls-insecure"),
-        pytest.param({"KONGSPLIT_KONG_TLS_CA_FILE": "/ca"}, "kong.tls.ca_file", "/ca",
-                     id="tls-ca"),
-        pytest.param({"KONGSPLIT_KUBERNETES_NAMESPACES": "a,b"}, "kubernetes.namespaces",
-                     ("a", "b"), id="namespaces"),
-        pytest.param({"KONGSPLIT_KUBERNETES_CLUSTER_DOMAIN": "k8s.lan"},
-                     "kubernetes.cluster_domain", "k8s.lan", id="clusterDomain"),
-        pytest.param({"KONGSPLIT_RECONCILE_INTERVAL": "30"}, "reconcile.interval", 30.0,
-                     id="interval-plain-number"),
-        pytest.param({"KONGSPLIT_RECONCILE_CONCURRENCY": " 8 "}, "reconcile.concurrency", 8,
-                     id="concurrency"),
-        pytest.param({"KONGSPLIT_LEADER_ELECTION_ENABLED": "off"}, "leader_election.enabled",
-                     False, id="le-off"),
-        pytest.param({"KONGSPLIT_LEADER_ELECTION_LEASE_DURATION_SECONDS": "1m"},
-                     "leader_election.lease_duration_seconds", 60.0, id="lease-duration"),
-        pytest.param({"KONGSPLIT_SERVER_LISTEN": "127.0.0.1:9999"}, "server.host_port",
-                     ("127.0.0.1", 9999), id="listen"),
+        pytest.param(
+            {"KONGSPLIT_KONG_NODES": "http://a:8001, http://b:8001,"},
+            "kong.nodes",
+            ("http://a:8001", "http://b:8001"),
+            id="nodes-comma-list",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_CREATE_UPSTREAMS": "no"}, "kong.create_upstreams", False, id="bool-no"
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_EXCLUSIVE_UPSTREAMS": "1"},
+            "kong.exclusive_upstreams",
+            True,
+            id="bool-1",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_ON_DELETE": "Stable"}, "kong.on_delete", "stable", id="onDelete-case"
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY": "true"},
+            "kong.tls.insecure_skip_verify",
+            True,
+            id="tls-insecure",
+        ),
+        pytest.param({"KONGSPLIT_KONG_TLS_CA_FILE": "/ca"}, "kong.tls.ca_file", "/ca", id="tls-ca"),
+        pytest.param(
+            {"KONGSPLIT_KUBERNETES_NAMESPACES": "a,b"},
+            "kubernetes.namespaces",
+            ("a", "b"),
+            id="namespaces",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KUBERNETES_CLUSTER_DOMAIN": "k8s.lan"},
+            "kubernetes.cluster_domain",
+            "k8s.lan",
+            id="clusterDomain",
+        ),
+        pytest.param(
+            {"KONGSPLIT_RECONCILE_INTERVAL": "30"},
+            "reconcile.interval",
+            30.0,
+            id="interval-plain-number",
+        ),
+        pytest.param(
+            {"KONGSPLIT_RECONCILE_CONCURRENCY": " 8 "}, "reconcile.concurrency", 8, id="concurrency"
+        ),
+        pytest.param(
+            {"KONGSPLIT_LEADER_ELECTION_ENABLED": "off"},
+            "leader_election.enabled",
+            False,
+            id="le-off",
+        ),
+        pytest.param(
+            {"KONGSPLIT_LEADER_ELECTION_LEASE_DURATION_SECONDS": "1m"},
+            "leader_election.lease_duration_seconds",
+            60.0,
+            id="lease-duration",
+        ),
+        pytest.param(
+            {"KONGSPLIT_SERVER_LISTEN": "127.0.0.1:9999"},
+            "server.host_port",
+            ("127.0.0.1", 9999),
+            id="listen",
+        ),
         pytest.param({"KONGSPLIT_LOG_LEVEL": "WARNING"}, "log.level", "warning", id="log-level"),
-        pytest.param({"KONGSPLIT_KONG_WORKSPACE": ""}, "kong.workspace", None,
-                     id="empty-optional-is-unset"),
-        pytest.param({"KONGSPLIT_UNRELATED": "x", "PATH": "/bin"}, "kong.url",
-                     "http://localhost:8001", id="other-vars-ignored"),
+        pytest.param(
+            {"KONGSPLIT_KONG_WORKSPACE": ""}, "kong.workspace", None, id="empty-optional-is-unset"
+        ),
+        pytest.param(
+            {"KONGSPLIT_UNRELATED": "x", "PATH": "/bin"},
+            "kong.url",
+            "http://localhost:8001",
+            id="other-vars-ignored",
+        ),
     ],
 )
 def test_env_sets_keys(env: dict[str, str], attr: str, expected: Any) -> None:
@@ -247,12 +307,13 @@ def test_config_path_from_env(tmp_path: Path) -> None:
     [
         pytest.param("http://file:1", None, None, "http://file:1", id="file-only"),
         pytest.param("http://file:1", "http://env:2", None, "http://env:2", id="env-beats-file"),
-        pytest.param("http://file:1", "http://env:2", "http://flag:3", "http://flag:3",
-                     id="flag-beats-env"),
-        pytest.param(None, "http://env:2", "http://flag:3", "http://flag:3",
-                     id="flag-beats-env-no-file"),
-        pytest.param("http://file:1", None, "http://flag:3", "http://flag:3",
-                     id="flag-beats-file"),
+        pytest.param(
+            "http://file:1", "http://env:2", "http://flag:3", "http://flag:3", id="flag-beats-env"
+        ),
+        pytest.param(
+            None, "http://env:2", "http://flag:3", "http://flag:3", id="flag-beats-env-no-file"
+        ),
+        pytest.param("http://file:1", None, "http://flag:3", "http://flag:3", id="flag-beats-file"),
         pytest.param(None, None, None, "http://localhost:8001", id="default"),
     ],
 )
@@ -293,14 +354,38 @@ def test_tls_flags_beat_env_and_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("file_text", "env", "flags", "token", "token_file"),
     [
-        pytest.param("kong: {token: t}\n", {"KONGSPLIT_KONG_TOKEN_FILE": "/env"}, None,
-                     None, "/env", id="env-tokenFile-replaces-file-token"),
-        pytest.param("kong: {tokenFile: /file}\n", {"KONGSPLIT_KONG_TOKEN": "t"}, None,
-                     "t", None, id="env-token-replaces-file-tokenFile"),
-        pytest.param("kong: {token: t}\n", {}, {"kong": {"tokenFile": "/flag"}},
-                     None, "/flag", id="flag-tokenFile-replaces-file-token"),
-        pytest.param("kong: {tokenFile: /file}\n", {}, {"kong": {"tokenFile": None}},
-                     None, "/file", id="unset-flag-keeps-file"),
+        pytest.param(
+            "kong: {token: t}\n",
+            {"KONGSPLIT_KONG_TOKEN_FILE": "/env"},
+            None,
+            None,
+            "/env",
+            id="env-tokenFile-replaces-file-token",
+        ),
+        pytest.param(
+            "kong: {tokenFile: /file}\n",
+            {"KONGSPLIT_KONG_TOKEN": "t"},
+            None,
+            "t",
+            None,
+            id="env-token-replaces-file-tokenFile",
+        ),
+        pytest.param(
+            "kong: {token: t}\n",
+            {},
+            {"kong": {"tokenFile": "/flag"}},
+            None,
+            "/flag",
+            id="flag-tokenFile-replaces-file-token",
+        ),
+        pytest.param(
+            "kong: {tokenFile: /file}\n",
+            {},
+            {"kong": {"tokenFile": None}},
+            None,
+            "/file",
+            id="unset-flag-keeps-file",
+        ),
     ],
 )
 def test_token_and_token_file_follow_precedence(
@@ -321,59 +406,106 @@ def test_token_and_token_file_follow_precedence(
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        pytest.param("kongg: {}\n", ["unknown key 'kongg'", "known: kong, kubernetes"],
-                     id="unknown-section"),
-        pytest.param("kong: {urll: x}\n", ["unknown key 'kong.urll'", "url", "tls"],
-                     id="unknown-kong-key"),
-        pytest.param("reconcile: {intervall: 5}\n", ["unknown key 'reconcile.intervall'"],
-                     id="unknown-reconcile-key"),
-        pytest.param("kong: {tls: {caFil: x}}\n", ["unknown key 'kong.tls.caFil'", "caFile"],
-                     id="unknown-tls-key"),
-        pytest.param("leader_election: {enabled: true}\n", ["unknown key 'leader_election'"],
-                     id="snake-case-section"),
-        pytest.param("kong: {token_file: /t}\n", ["unknown key 'kong.token_file'"],
-                     id="snake-case-key"),
+        pytest.param(
+            "kongg: {}\n", ["unknown key 'kongg'", "known: kong, kubernetes"], id="unknown-section"
+        ),
+        pytest.param(
+            "kong: {urll: x}\n", ["unknown key 'kong.urll'", "url", "tls"], id="unknown-kong-key"
+        ),
+        pytest.param(
+            "reconcile: {intervall: 5}\n",
+            ["unknown key 'reconcile.intervall'"],
+            id="unknown-reconcile-key",
+        ),
+        pytest.param(
+            "kong: {tls: {caFil: x}}\n",
+            ["unknown key 'kong.tls.caFil'", "caFile"],
+            id="unknown-tls-key",
+        ),
+        pytest.param(
+            "leader_election: {enabled: true}\n",
+            ["unknown key 'leader_election'"],
+            id="snake-case-section",
+        ),
+        pytest.param(
+            "kong: {token_file: /t}\n", ["unknown key 'kong.token_file'"], id="snake-case-key"
+        ),
         pytest.param("kong: [url]\n", ["kong: expected a mapping"], id="section-list"),
         pytest.param("kong: {tls: yes}\n", ["kong.tls: expected a mapping"], id="tls-scalar"),
         pytest.param("- kong\n", ["expected a mapping at the top, got list"], id="top-list"),
         pytest.param("kong: {url: [\n", ["not valid YAML"], id="not-yaml"),
-        pytest.param("kong: {url: ftp://x}\n", ["kong.url", "http:// or https://"],
-                     id="url-scheme"),
+        pytest.param(
+            "kong: {url: ftp://x}\n", ["kong.url", "http:// or https://"], id="url-scheme"
+        ),
         pytest.param("kong: {url: 8001}\n", ["kong.url", "'8001'"], id="url-number"),
         pytest.param("kong: {nodes: [http://a, b]}\n", ["kong.nodes", "'b'"], id="nodes-bad"),
-        pytest.param("kong: {onDelete: delete}\n", ["kong.onDelete", "keep, stable", "'delete'"],
-                     id="onDelete"),
-        pytest.param("kong: {createUpstreams: maybe}\n", ["kong.createUpstreams", "'maybe'"],
-                     id="bool"),
-        pytest.param("kong: {timeoutSeconds: ten}\n", ["kong.timeoutSeconds", "'ten'"],
-                     id="duration-word"),
-        pytest.param("reconcile: {interval: 0}\n", ["reconcile.interval", "positive"],
-                     id="duration-zero"),
-        pytest.param("reconcile: {interval: .nan}\n", ["reconcile.interval", "finite"],
-                     id="duration-nan"),
-        pytest.param("reconcile: {interval: .inf}\n", ["reconcile.interval", "finite"],
-                     id="duration-inf"),
-        pytest.param("reconcile: {concurrency: 0}\n", ["reconcile.concurrency", "positive"],
-                     id="concurrency-zero"),
-        pytest.param("reconcile: {concurrency: 1.5}\n", ["reconcile.concurrency", "1.5"],
-                     id="concurrency-fraction"),
-        pytest.param("reconcile: {concurrency: true}\n", ["reconcile.concurrency", "True"],
-                     id="concurrency-bool"),
-        pytest.param("kubernetes: {namespaces: {a: 1}}\n", ["kubernetes.namespaces", "list"],
-                     id="namespaces-map"),
-        pytest.param("kubernetes: {clusterDomain: ''}\n", ["kubernetes.clusterDomain",
-                                                           "non-empty"], id="domain-empty"),
-        pytest.param("server: {listen: 9102}\n", ["server.listen", "HOST:PORT"],
-                     id="listen-no-host"),
-        pytest.param("server: {listen: 'h:70000'}\n", ["server.listen", "'h:70000'"],
-                     id="listen-port-range"),
+        pytest.param(
+            "kong: {onDelete: delete}\n",
+            ["kong.onDelete", "keep, stable", "'delete'"],
+            id="onDelete",
+        ),
+        pytest.param(
+            "kong: {createUpstreams: maybe}\n", ["kong.createUpstreams", "'maybe'"], id="bool"
+        ),
+        pytest.param(
+            "kong: {timeoutSeconds: ten}\n", ["kong.timeoutSeconds", "'ten'"], id="duration-word"
+        ),
+        pytest.param(
+            "reconcile: {interval: 0}\n", ["reconcile.interval", "positive"], id="duration-zero"
+        ),
+        pytest.param(
+            "reconcile: {interval: .nan}\n", ["reconcile.interval", "finite"], id="duration-nan"
+        ),
+        pytest.param(
+            "reconcile: {interval: .inf}\n", ["reconcile.interval", "finite"], id="duration-inf"
+        ),
+        pytest.param(
+            "reconcile: {concurrency: 0}\n",
+            ["reconcile.concurrency", "positive"],
+            id="concurrency-zero",
+        ),
+        pytest.param(
+            "reconcile: {concurrency: 1.5}\n",
+            ["reconcile.concurrency", "1.5"],
+            id="concurrency-fraction",
+        ),
+        pytest.param(
+            "reconcile: {concurrency: true}\n",
+            ["reconcile.concurrency", "True"],
+            id="concurrency-bool",
+        ),
+        pytest.param(
+            "kubernetes: {namespaces: {a: 1}}\n",
+            ["kubernetes.namespaces", "list"],
+            id="namespaces-map",
+        ),
+        pytest.param(
+            "kubernetes: {clusterDomain: ''}\n",
+            ["kubernetes.clusterDomain", "non-empty"],
+            id="domain-empty",
+        ),
+        pytest.param(
+            "server: {listen: 9102}\n", ["server.listen", "HOST:PORT"], id="listen-no-host"
+        ),
+        pytest.param(
+            "server: {listen: 'h:70000'}\n", ["server.listen", "'h:70000'"], id="listen-port-range"
+        ),
         pytest.param("log: {format: xml}\n", ["log.format", "json, text"], id="log-format"),
-        pytest.param("leaderElection: {leaseDurationSeconds: 1}\n",
-                     ["leaderElection.leaseDurationSeconds", "at least 2"], id="lease-too-short"),
-        pytest.param("kong: {token: t, tokenFile: /t}\n", ["kong.token", "kong.tokenFile"],
-                     id="token-and-tokenFile-same-layer"),
-        pytest.param("kong: {tls: {certFile: /c}}\n", ["certFile", "keyFile", "together"],
-                     id="cert-without-key"),
+        pytest.param(
+            "leaderElection: {leaseDurationSeconds: 1}\n",
+            ["leaderElection.leaseDurationSeconds", "at least 2"],
+            id="lease-too-short",
+        ),
+        pytest.param(
+            "kong: {token: t, tokenFile: /t}\n",
+            ["kong.token", "kong.tokenFile"],
+            id="token-and-tokenFile-same-layer",
+        ),
+        pytest.param(
+            "kong: {tls: {certFile: /c}}\n",
+            ["certFile", "keyFile", "together"],
+            id="cert-without-key",
+        ),
     ],
 )
 def test_file_errors_name_file_and_key(tmp_path: Path, text: str, words: list[str]) -> None:
@@ -390,19 +522,34 @@ def test_file_errors_name_file_and_key(tmp_path: Path, text: str, words: list[st
 @pytest.mark.parametrize(
     ("env", "words"),
     [
-        pytest.param({"KONGSPLIT_KONG_URL": "kong:8001"}, ["environment KONGSPLIT_KONG_URL",
-                                                          "'kong:8001'"], id="url"),
-        pytest.param({"KONGSPLIT_KONG_URL": ""}, ["environment KONGSPLIT_KONG_URL", "non-empty"],
-                     id="url-empty"),
-        pytest.param({"KONGSPLIT_RECONCILE_INTERVAL": "10x"},
-                     ["environment KONGSPLIT_RECONCILE_INTERVAL", "'10x'"], id="duration"),
-        pytest.param({"KONGSPLIT_RECONCILE_CONCURRENCY": "lots"},
-                     ["environment KONGSPLIT_RECONCILE_CONCURRENCY", "'lots'"], id="int"),
-        pytest.param({"KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY": "sure"},
-                     ["environment KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY", "'sure'"],
-                     id="tls-bool"),
-        pytest.param({"KONGSPLIT_LOG_FORMAT": "yaml"}, ["environment KONGSPLIT_LOG_FORMAT"],
-                     id="log-format"),
+        pytest.param(
+            {"KONGSPLIT_KONG_URL": "kong:8001"},
+            ["environment KONGSPLIT_KONG_URL", "'kong:8001'"],
+            id="url",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_URL": ""},
+            ["environment KONGSPLIT_KONG_URL", "non-empty"],
+            id="url-empty",
+        ),
+        pytest.param(
+            {"KONGSPLIT_RECONCILE_INTERVAL": "10x"},
+            ["environment KONGSPLIT_RECONCILE_INTERVAL", "'10x'"],
+            id="duration",
+        ),
+        pytest.param(
+            {"KONGSPLIT_RECONCILE_CONCURRENCY": "lots"},
+            ["environment KONGSPLIT_RECONCILE_CONCURRENCY", "'lots'"],
+            id="int",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY": "sure"},
+            ["environment KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY", "'sure'"],
+            id="tls-bool",
+        ),
+        pytest.param(
+            {"KONGSPLIT_LOG_FORMAT": "yaml"}, ["environment KONGSPLIT_LOG_FORMAT"], id="log-format"
+        ),
     ],
 )
 def test_env_errors_name_the_variable(env: dict[str, str], words: list[str]) -> None:

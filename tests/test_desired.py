@@ -190,7 +190,9 @@ def test_experiment_destinations_become_targets() -> None:
     ("kwargs", "services", "words"),
     [
         pytest.param(
-            {"status": {"observedGeneration": "2"}}, SERVICES, "observedGeneration 2",
+            {"status": {"observedGeneration": "2"}},
+            SERVICES,
+            "observedGeneration 2",
             id="observed-generation-lags",
         ),
         pytest.param(
@@ -243,20 +245,23 @@ def test_bad_annotation_is_an_error_but_weights_are_still_argos() -> None:
 
 
 @pytest.mark.parametrize(
-    ("services", "skipped"),
+    ("services", "missing"),
     [
-        pytest.param({}, "Services shop/checkout-stable, shop/checkout-canary not found",
-                     id="both-missing"),
-        pytest.param({"checkout-stable": SERVICES["checkout-stable"]},
-                     "Service shop/checkout-canary not found", id="canary-missing"),
+        pytest.param({}, "checkout-stable", id="both-missing-first-named"),
+        pytest.param(
+            {"checkout-stable": SERVICES["checkout-stable"]}, "checkout-canary", id="canary-missing"
+        ),
     ],
 )
-def test_missing_services_are_skipped_not_errors(
-    services: dict[str, Service], skipped: str
+def test_missing_service_is_reported_with_weights(
+    services: dict[str, Service], missing: str
 ) -> None:
+    # The reconciler files this under reason "missing_service"; weights are still Argo's.
     desired = desired_state(rollout(), services=services, replicasets=None)
-    assert desired.error is None
-    assert desired.skipped is not None and desired.skipped.startswith(skipped)
+    assert isinstance(desired.error, ObjectError)
+    assert desired.error.field == "spec.strategy.canary"
+    assert desired.error.message == f"Service shop/{missing} not found"
+    assert desired.skipped == str(desired.error)
     assert weights(desired) == (25, 75)
     assert desired.plan is None
 

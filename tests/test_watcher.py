@@ -182,7 +182,8 @@ class Running:
         return self.watcher
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
+        if self.task is None:
+            return
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
 
@@ -373,17 +374,22 @@ async def test_connection_refused_then_recovers(
     api = api_client_for(f"http://127.0.0.1:{port}")
     log = EventLog()
     watcher = Watcher(api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, backoff_base=0.05)
+    running = Running(watcher)
     try:
-        async with Running(watcher):
-            await _until(lambda: restarts(metrics) >= 2)  # refused, and refused again
-            assert not watcher.listed.is_set()
-            async with KubeMock() as k, kmock.Server(k, port=port):
-                await create(k, ROLLOUTS, rollout("ns", "a"))
-                await asyncio.wait_for(watcher.listed.wait(), 5)
-                await log.wait_for(lambda log: len(log.events) >= 1)
-                await patch(k, ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
-                await log.wait_for(lambda log: len(log.events) >= 2)
+        await running.__aenter__()
+        await _until(lambda: restarts(metrics) >= 2)  # refused, and refused again
+        assert not watcher.listed.is_set()
+        async with KubeMock() as k, kmock.Server(k, port=port):
+            await create(k, ROLLOUTS, rollout("ns", "a"))
+            await asyncio.wait_for(watcher.listed.wait(), 5)
+            await log.wait_for(lambda log: len(log.events) >= 1)
+            await _until(lambda: k.open_watches >= 1)
+            await patch(k, ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
+            await log.wait_for(lambda log: len(log.events) >= 2)
+            # Stop watching before the server goes (it would wait for the open stream).
+            await running.__aexit__()
     finally:
+        await running.__aexit__()
         await api.close()
     assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
 

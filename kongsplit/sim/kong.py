@@ -978,9 +978,7 @@ async def _create_target(ctx: _Ctx) -> web.Response:
                 ctx.ws, up, existing, data, coerce=ctx.body.coerce, node=ctx.node.index
             )
             return _json(200, entity, {"Deprecation": "true"})
-    created = ctx.store.insert_target(
-        ctx.ws, up, data, coerce=ctx.body.coerce, node=ctx.node.index
-    )
+    created = ctx.store.insert_target(ctx.ws, up, data, coerce=ctx.body.coerce, node=ctx.node.index)
     return _json(201, created)
 
 

@@ -16,23 +16,32 @@ DEMO_UPSTREAM = "demo.default.80.svc"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--listen", default="127.0.0.1:8001", metavar="HOST:PORT",
+        "--listen",
+        default="127.0.0.1:8001",
+        metavar="HOST:PORT",
         help="address of node 0; node i listens on PORT+i (default 127.0.0.1:8001)",
     )
     parser.add_argument("--mode", choices=MODES, default="postgres", help="Kong deployment mode")
     parser.add_argument("--nodes", type=int, default=1, help="number of Kong nodes (default 1)")
     parser.add_argument(
-        "--propagation-delay", type=float, default=0.0, metavar="S",
+        "--propagation-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
         help="seconds until other nodes' balancers see a change (db_update_frequency)",
     )
     parser.add_argument("--version", dest="kong_version", default="3.9.3", help="Kong version")
     parser.add_argument("--token", default=None, help="require this Kong-Admin-Token (RBAC)")
     parser.add_argument(
-        "--workspace", action="append", default=[], metavar="W",
+        "--workspace",
+        action="append",
+        default=[],
+        metavar="W",
         help="an extra Enterprise workspace (repeatable)",
     )
     parser.add_argument(
-        "--seed-demo", action="store_true",
+        "--seed-demo",
+        action="store_true",
         help=f"create upstream {DEMO_UPSTREAM} with a stable (100) and a canary (0) target",
     )
 

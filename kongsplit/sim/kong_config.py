@@ -42,10 +42,26 @@ _META_KEYS = frozenset({"_format_version", "_transform", "_comment", "_workspace
 # Entity types the simulator does not model but keeps verbatim across a load/export cycle.
 _OPAQUE_ENTITIES = frozenset(
     {
-        "services", "routes", "plugins", "consumers", "consumer_groups", "certificates",
-        "ca_certificates", "snis", "vaults", "keys", "key_sets", "filter_chains", "acls",
-        "keyauth_credentials", "basicauth_credentials", "hmacauth_credentials",
-        "jwt_secrets", "oauth2_credentials", "mtls_auth_credentials", "parameters",
+        "services",
+        "routes",
+        "plugins",
+        "consumers",
+        "consumer_groups",
+        "certificates",
+        "ca_certificates",
+        "snis",
+        "vaults",
+        "keys",
+        "key_sets",
+        "filter_chains",
+        "acls",
+        "keyauth_credentials",
+        "basicauth_credentials",
+        "hmacauth_credentials",
+        "jwt_secrets",
+        "oauth2_credentials",
+        "mtls_auth_credentials",
+        "parameters",
     }
 )
 _ID_NAMESPACE = uuid.UUID("fd02801f-0957-4a15-a9e1-ba8c5d8d4a22")  # the simulator's own
@@ -176,9 +192,7 @@ def validate_config(
         if up_id is not None:
             raw["upstream"] = {"id": up_id}
             if raw.get("id") is None and isinstance(written, str):
-                raw["id"] = str(
-                    uuid.uuid5(_ID_NAMESPACE, f"{workspace}:targets:{up_id}:{written}")
-                )
+                raw["id"] = str(uuid.uuid5(_ID_NAMESPACE, f"{workspace}:targets:{up_id}:{written}"))
         tentity: Entity = {}
         if not terrs:
             tentity, terrs = validate_fields(TARGET_FIELDS, raw, coerce=False, partial=False)

@@ -79,7 +79,12 @@ class Faults:
         """The next ``n`` matching requests answer ``status`` with Kong's default body."""
         self.rules.append(
             FaultRule(
-                "status", n, status=status, method=method, path_prefix=path_prefix, node=node,
+                "status",
+                n,
+                status=status,
+                method=method,
+                path_prefix=path_prefix,
+                node=node,
                 message=message,
             )
         )
@@ -96,8 +101,13 @@ class Faults:
         """The next ``n`` matching requests answer 429 with a ``Retry-After`` header."""
         self.rules.append(
             FaultRule(
-                "status", n, status=429, retry_after=retry_after, method=method,
-                path_prefix=path_prefix, node=node,
+                "status",
+                n,
+                status=429,
+                retry_after=retry_after,
+                method=method,
+                path_prefix=path_prefix,
+                node=node,
             )
         )
 
@@ -126,9 +136,7 @@ class Faults:
         node: int | None = None,
     ) -> None:
         """Close the connection of the next ``n`` matching requests without answering."""
-        self.rules.append(
-            FaultRule("reset", n, method=method, path_prefix=path_prefix, node=node)
-        )
+        self.rules.append(FaultRule("reset", n, method=method, path_prefix=path_prefix, node=node))
 
     def clear(self) -> None:
         self.rules.clear()

@@ -298,9 +298,7 @@ class Store:
         if entity["id"] in ws.targets:
             raise unique_violation({"id": entity["id"]})
         if entity["target"] in index:
-            raise unique_violation(
-                {"target": entity["target"], "upstream": {"id": upstream["id"]}}
-            )
+            raise unique_violation({"target": entity["target"], "upstream": {"id": upstream["id"]}})
         self._stamp_target(entity, created=True)
         entity = self._shape(entity, tuple(TARGET_FIELDS))
         ws.targets[entity["id"]] = entity
@@ -342,9 +340,7 @@ class Store:
         index = ws.targets_by_upstream.setdefault(upstream["id"], {})
         other = index.get(entity["target"])
         if other is not None and other != current["id"]:
-            raise unique_violation(
-                {"target": entity["target"], "upstream": {"id": upstream["id"]}}
-            )
+            raise unique_violation({"target": entity["target"], "upstream": {"id": upstream["id"]}})
         entity["id"] = current["id"]
         entity["created_at"] = current["created_at"]
         self._stamp_target(entity, created=False)

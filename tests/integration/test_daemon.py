@@ -7,10 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from kongsplit.sim.kong import KongSim
-
-from .conftest import (
+from daemon_support import (
     CANARY_IP,
     CANARY_T,
     REPLICASETS,
@@ -29,11 +26,15 @@ from .conftest import (
     weights,
 )
 
+from kongsplit.sim.kong import KongSim
+
 
 async def start_canary(h: Harness) -> None:
     """Argo starts revision v2: new RS (scaling), canary Service → v2, index 0."""
     await h.create(REPLICASETS, replicaset("v2", 1, 0))
-    await h.patch(SERVICES, "web-canary", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}})
+    await h.patch(
+        SERVICES, "web-canary", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}}
+    )
     await h.patch(ROLLOUTS, "web", {"status": {"currentPodHash": "v2", "currentStepIndex": 0}})
 
 
@@ -48,14 +49,22 @@ async def test_full_canary_progression_lands_step_by_step(harness: Harness) -> N
         if "setWeight" in step:
             w = step["setWeight"]
             pods = -(-w * 4 // 100)
-            await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": pods}, "status": {"availableReplicas": pods}})
+            await h.patch(
+                REPLICASETS,
+                "web-v2",
+                {"spec": {"replicas": pods}, "status": {"availableReplicas": pods}},
+            )
         await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": index}})
         want = next(s["setWeight"] for s in reversed(STEPS[: index + 1]) if "setWeight" in s)
-        await eventually(lambda w=want: weights(h.kong) == {STABLE_T: 100 - w, CANARY_T: w}, what=f"step {index}")
+        await eventually(
+            lambda w=want: weights(h.kong) == {STABLE_T: 100 - w, CANARY_T: w}, what=f"step {index}"
+        )
         seen.append((100 - want, want))
     assert [c for _, c in seen] == [10, 10, 25, 25, 50, 50, 75, 75]
     # End of steps with the canary fully scaled: everything on the canary.
-    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}})
+    await h.patch(
+        REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}}
+    )
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": len(STEPS)}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, what="end of steps")
     assert metric(daemon, "kongsplit_desired_weight", role="canary") == 100
@@ -80,7 +89,9 @@ async def test_scaling_canary_holds_previous_step_until_available(harness: Harne
     await asyncio.sleep(0.3)
     assert weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, "50 applied before the canary scaled"
     await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 2}})
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 50, CANARY_T: 50}, what="50 once available")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 50, CANARY_T: 50}, what="50 once available"
+    )
 
 
 async def test_abort_drives_canary_to_zero(harness: Harness) -> None:
@@ -94,7 +105,9 @@ async def test_abort_drives_canary_to_zero(harness: Harness) -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await h.patch(ROLLOUTS, "web", {"status": {"abort": True, "currentStepIndex": 0}})
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="abort")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="abort"
+    )
     assert loop.time() - t0 < 2  # far inside Argo's 30 s abortScaleDownDelaySeconds
 
 
@@ -103,14 +116,20 @@ async def test_promotion_waits_for_stable_selector(harness: Harness) -> None:
     await h.seed()
     await h.start()
     await start_canary(h)
-    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}})
+    await h.patch(
+        REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}}
+    )
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": len(STEPS)}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 0, CANARY_T: 100})
     # Argo marks it promoted; the stable Service still selects v1: hold (no traffic back to v1).
     await h.patch(ROLLOUTS, "web", {"status": {"stableRS": "v2"}})
     await asyncio.sleep(0.4)
-    assert weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, "moved weight before the selector switch"
-    await h.patch(SERVICES, "web-stable", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}})
+    assert weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, (
+        "moved weight before the selector switch"
+    )
+    await h.patch(
+        SERVICES, "web-stable", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}}
+    )
     await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="stable = max")
 
 
@@ -123,7 +142,9 @@ async def test_weight_changed_behind_our_back_is_put_back_and_counted(harness: H
     h.kong.set_weight(UPSTREAM, CANARY_T, 40)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="drift fixed")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="drift fixed"
+    )
     assert loop.time() - t0 <= 0.5 + 0.3  # one reconcile.interval (0.5 s) plus slack
     assert metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1
 
@@ -136,7 +157,9 @@ async def test_kong_wiped_is_rebuilt(harness: Harness) -> None:
     await eventually(lambda: daemon.reconciler is not None and daemon.reconciler.synced.is_set())
     h.kong.wipe()
     assert weights(h.kong) == {}
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3, what="rebuilt")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3, what="rebuilt"
+    )
     assert metric(daemon, "kongsplit_drift_corrections_total", kind="missing") >= 1
 
 
@@ -152,12 +175,18 @@ async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
     h.kube.hold_watches()
     h.kube.end_watches()
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
+    await asyncio.sleep(0.3)  # the watchers' new watch requests now wait at the gate
+    assert weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}
     h.kube.release_watches(expire=True)
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="update after 410")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="update after 410"
+    )
     assert metric(daemon, "kongsplit_watch_restarts_total") >= 1
 
 
-async def test_rollout_edited_while_kong_down_converges(harness: Harness, unused_tcp_port: int) -> None:
+async def test_rollout_edited_while_kong_down_converges(
+    harness: Harness, unused_tcp_port: int
+) -> None:
     h = harness
     await h.seed()
     daemon = await h.start()
@@ -169,7 +198,9 @@ async def test_rollout_edited_while_kong_down_converges(harness: Harness, unused
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
     await eventually(lambda: metric(daemon, "kongsplit_kong_up") == 0, within=10, what="kong_up 0")
     await h.kong.start(port=port)
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, within=10, what="converged")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, within=10, what="converged"
+    )
 
 
 async def test_two_daemons_with_leader_election_never_both_write(harness: Harness) -> None:
@@ -178,8 +209,12 @@ async def test_two_daemons_with_leader_election_never_both_write(harness: Harnes
 
     def settings(identity: str) -> Any:
         return h.settings(
-            leaderElection={"enabled": True, "identity": identity, "leaseDurationSeconds": 2,
-                            "leaseNamespace": "kongsplit"},
+            leaderElection={
+                "enabled": True,
+                "identity": identity,
+                "leaseDurationSeconds": 2,
+                "leaseNamespace": "kongsplit",
+            },
         )
 
     a = await h.start(settings("a"))
@@ -203,11 +238,17 @@ async def test_two_daemons_with_leader_election_never_both_write(harness: Harnes
     assert metric(leader, "kongsplit_leader") == 1 and metric(follower, "kongsplit_leader") == 0
     # The follower writes nothing, even when Kong drifts; the leader corrects.
     assert await h.stop(leader) == 0
-    await eventually(lambda: follower.elector is not None and follower.elector.is_leader, within=4,
-                     what="takeover within the lease duration")
+    await eventually(
+        lambda: follower.elector is not None and follower.elector.is_leader,
+        within=4,
+        what="takeover within the lease duration",
+    )
     h.kong.set_weight(UPSTREAM, CANARY_T, 33)
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3,
-                     what="new leader corrects drift")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0},
+        within=3,
+        what="new leader corrects drift",
+    )
 
 
 async def test_bad_input_leaves_others_untouched(harness: Harness) -> None:
@@ -217,11 +258,22 @@ async def test_bad_input_leaves_others_untouched(harness: Harness) -> None:
     await h.create(SERVICES, service("headless-canary", None, "v1"))
     bad = [
         rollout("bad-annotation", annotations={"kongsplit.io/upstream": "10.0.0.1:80"}),
-        rollout("bad-port", annotations={"kongsplit.io/upstream": "p.shop.svc", "kongsplit.io/port": "grpc"}),
-        rollout("missing-services", upstream="m.shop.svc", stable_service="nope-stable",
-                canary_service="nope-canary"),
-        rollout("headless", upstream="h.shop.svc", stable_service="headless-stable",
-                canary_service="headless-canary"),
+        rollout(
+            "bad-port",
+            annotations={"kongsplit.io/upstream": "p.shop.svc", "kongsplit.io/port": "grpc"},
+        ),
+        rollout(
+            "missing-services",
+            upstream="m.shop.svc",
+            stable_service="nope-stable",
+            canary_service="nope-canary",
+        ),
+        rollout(
+            "headless",
+            upstream="h.shop.svc",
+            stable_service="headless-stable",
+            canary_service="headless-canary",
+        ),
     ]
     absurd = rollout("absurd", upstream="a.shop.svc")
     absurd["status"]["currentStepIndex"] = "seven"
@@ -230,17 +282,25 @@ async def test_bad_input_leaves_others_untouched(harness: Harness) -> None:
     for obj in bad:
         await h.create(ROLLOUTS, obj)
     daemon = await h.start()
-    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="good Rollout served")
-    await eventually(lambda: metric(daemon, "kongsplit_reconcile_errors_total") >= len(bad), what="errors")
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="good Rollout served"
+    )
+    await eventually(
+        lambda: metric(daemon, "kongsplit_reconcile_errors_total") >= len(bad), what="errors"
+    )
     for upstream in ("p.shop.svc", "m.shop.svc", "h.shop.svc", "a.shop.svc"):
         assert weights(h.kong, upstream) == {}
-    events = [o for (r, _, _), o in h.kube.objects.items() if str(r).endswith("events")]
-    await eventually(
-        lambda: len({e["involvedObject"]["name"] for (r, _, _), e in h.kube.objects.items()
-                     if str(r).endswith("events") and e.get("type") == "Warning"}) >= len(bad),
-        what="a warning Event per bad Rollout",
-    )
-    del events
+    warned: set[str] = set()
+    for _ in range(300):
+        warned = {
+            e["involvedObject"]["name"]
+            for e in await h.events()
+            if e.get("type") == "Warning" and e.get("reason") == "InvalidKongsplitAnnotation"
+        }
+        if warned >= {o["metadata"]["name"] for o in bad}:
+            break
+        await asyncio.sleep(0.02)
+    assert warned == {o["metadata"]["name"] for o in bad}
     assert daemon.tasks and all(not t.done() for t in daemon.tasks.values())
 
 
@@ -268,9 +328,16 @@ async def test_http_endpoints(harness: Harness) -> None:
             assert r.status == 404 and (await r.json())["verified"] is False
         async with http.get(f"{base}/metrics") as r:
             text = await r.text()
-        for name in ("kongsplit_desired_weight", "kongsplit_observed_weight", "kongsplit_kong_up",
-                     "kongsplit_managed_rollouts", "kongsplit_leader", "kongsplit_build_info",
-                     "kongsplit_kong_requests_total", "kongsplit_apply_latency_seconds"):
+        for name in (
+            "kongsplit_desired_weight",
+            "kongsplit_observed_weight",
+            "kongsplit_kong_up",
+            "kongsplit_managed_rollouts",
+            "kongsplit_leader",
+            "kongsplit_build_info",
+            "kongsplit_kong_requests_total",
+            "kongsplit_apply_latency_seconds",
+        ):
             assert name in text, name
 
 

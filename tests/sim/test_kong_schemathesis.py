@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -27,6 +28,9 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from kongsplit.sim import KongSim  # noqa: E402
+from kongsplit.sim.kong_schema import format_target  # noqa: E402
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "reference" / "kong-admin-oss-3.9-openapi.yaml"
@@ -87,7 +91,11 @@ def load_schema() -> Any:
 schema = load_schema()
 
 
-class _SimThread:
+SEEDED = ("seed-a.svc", "seed-b.svc")
+SEED_TARGETS = (("example.com:8000", 100), ("203.0.113.42", 0))
+
+
+class SimThread:
     """A KongSim in its own thread and event loop: schemathesis calls it synchronously."""
 
     def __init__(self) -> None:
@@ -99,18 +107,10 @@ class _SimThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.sim.start())
-        self.seed()
         self.ready.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.sim.stop())
         self.loop.close()
-
-    def seed(self) -> None:
-        # Names from the spec's examples, so example-driven cases meet existing entities.
-        for name in ("my-upstream", "api.example.internal"):
-            self.sim.add_upstream(name)
-            self.sim.add_target(name, "example.com:8000")
-            self.sim.add_target(name, "203.0.113.42", weight=0)
 
     def start(self) -> None:
         self.thread.start()
@@ -120,19 +120,64 @@ class _SimThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
+    def in_loop(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the simulator's thread, between requests."""
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
+
+    def reseed(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        """Make sure the seeded upstreams and targets exist (cases delete and rename them);
+        return (name, id, [(target, target id)]) for each."""
+
+        def ensure() -> list[tuple[str, str, list[tuple[str, str]]]]:
+            out = []
+            names = {u["name"]: u for u in self.sim.upstreams()}
+            for name in SEEDED:
+                up = names.get(name) or self.sim.add_upstream(name)
+                have = {t["target"]: t for t in self.sim.targets(name)}
+                for target, weight in SEED_TARGETS:
+                    if format_target(target) not in have:
+                        self.sim.add_target(name, target, weight)
+                out.append(
+                    (name, up["id"], [(t["target"], t["id"]) for t in self.sim.targets(name)])
+                )
+            return out
+
+        return self.in_loop(ensure)
+
 
 @pytest.fixture(scope="module")
-def kong_url() -> Iterator[str]:
-    runner = _SimThread()
+def kong() -> Iterator[SimThread]:
+    runner = SimThread()
     runner.start()
     try:
-        yield runner.sim.url
+        yield runner
     finally:
         runner.stop()
-        import collections, os
-        if os.environ.get("SIMSTATS"):
-            c = collections.Counter((r.method, "/".join(r.path.split("/")[:2] + [x for x in r.path.split("/")[3:] if x in ("targets","health","all","healthy","unhealthy")]), r.status) for r in runner.sim.requests)
-            for k, v in sorted(c.items()): print(k, v)
+
+
+def aim_at_seeded(case: Any, seeded: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
+    """Point three out of four generated path parameters at existing entities (by name, id,
+    host:port or id), so that the success paths get exercised as well as the 404s."""
+    params = case.path_parameters
+    if not params:
+        return
+    given = params.get("upstream_id_or_name")
+    if given is None:
+        return
+    pick = zlib.crc32(given.encode()) % 8
+    if pick == 0:
+        return  # keep the generated value: most likely a 404
+    name, up_id, targets = seeded[pick % len(seeded)]
+    params["upstream_id_or_name"] = name if pick % 2 else up_id
+    if "target_id_or_target" in params and targets:
+        t_pick = zlib.crc32(params["target_id_or_target"].encode()) % 5
+        if t_pick:
+            target, target_id = targets[t_pick % len(targets)]
+            params["target_id_or_target"] = target if t_pick % 2 else target_id
 
 
 def test_patch_applies_cleanly() -> None:
@@ -151,13 +196,34 @@ def test_patch_applies_cleanly() -> None:
     max_examples=MAX_EXAMPLES,
     deadline=None,
     database=None,
+    derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_simulator_conforms(case: Any, kong_url: str) -> None:
+def test_simulator_conforms(case: Any, kong: SimThread) -> None:
+    aim_at_seeded(case, kong.reseed())
     if case.path_parameters and case.path_parameters.get("target_id_or_target") == "all":
         # Kong routes GET .../targets/all to the listing, not to a target called "all".
         return
     case.call_and_validate(
-        base_url=kong_url,
+        base_url=kong.sim.url,
         checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
     )
+
+
+def test_run_reached_success_paths(kong: SimThread) -> None:
+    """The run above must not have been 404s and 400s only: every operation also succeeded."""
+    ok = {(r.method, _template(r.path)) for r in kong.sim.requests if 200 <= r.status < 300}
+    tried = {(r.method, _template(r.path)) for r in kong.sim.requests}
+    if not tried:
+        pytest.skip("the schemathesis run was deselected")
+    assert tried - ok == set()
+    assert len(tried) >= 17
+
+
+def _template(path: str) -> str:
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "upstreams":
+        parts[2] = "{u}"
+    if len(parts) > 4 and parts[3] == "targets" and parts[4] != "all":
+        parts[4] = "{t}"
+    return "/".join(parts)

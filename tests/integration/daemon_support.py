@@ -1,0 +1,226 @@
+"""Support for the daemon tests: the real daemon against kmock (a Kubernetes API emulator we did not write) and the Kong
+simulator, over real sockets. Helpers here build the objects Argo Rollouts would write."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from kongsplit.app import Daemon
+from kongsplit.config import Settings, load_settings
+from kongsplit.sim.kong import KongSim
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kmock_shims import (
+    REPLICASETS,
+    ROLLOUTS,
+    SERVICES,
+    KubeMock,
+    create,
+    kmock_watch_shim,  # noqa: F401 - fixture
+    kube_mock,  # noqa: F401 - fixture
+    patch,
+)
+
+UPSTREAM = "web.shop.svc"
+STABLE_IP, CANARY_IP = "10.96.0.10", "10.96.0.11"
+STABLE_T, CANARY_T = f"{STABLE_IP}:80", f"{CANARY_IP}:80"
+STEPS = [
+    {"setWeight": 10},
+    {"pause": {}},
+    {"setWeight": 25},
+    {"pause": {}},
+    {"setWeight": 50},
+    {"pause": {}},
+    {"setWeight": 75},
+    {"pause": {}},
+]
+
+
+def rollout(
+    name: str = "web",
+    *,
+    upstream: str = UPSTREAM,
+    pod_hash: str = "v1",
+    stable_rs: str = "v1",
+    index: int | None = None,
+    annotations: dict[str, str] | None = None,
+    stable_service: str = "web-stable",
+    canary_service: str = "web-canary",
+    replicas: int = 4,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": "1",
+        "currentPodHash": pod_hash,
+        "stableRS": stable_rs,
+    }
+    if index is not None:
+        status["currentStepIndex"] = index
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "generation": 1,
+            "annotations": annotations
+            if annotations is not None
+            else {"kongsplit.io/upstream": upstream},
+        },
+        "spec": {
+            "replicas": replicas,
+            "strategy": {
+                "canary": {
+                    "stableService": stable_service,
+                    "canaryService": canary_service,
+                    "trafficRouting": {},
+                    "steps": STEPS,
+                }
+            },
+        },
+        "status": status,
+    }
+
+
+def service(
+    name: str, ip: str | None, pod_hash: str, *, ports: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "clusterIP": ip if ip is not None else "None",
+            "selector": {"app": "web", "rollouts-pod-template-hash": pod_hash},
+            "ports": ports or [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
+    }
+
+
+def replicaset(pod_hash: str, replicas: int, available: int, app: str = "web") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{app}-{pod_hash}",
+            "namespace": "shop",
+            "labels": {"app": app, "rollouts-pod-template-hash": pod_hash},
+        },
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "availableReplicas": available},
+    }
+
+
+def weights(kong: KongSim, upstream: str = UPSTREAM) -> dict[str, int]:
+    try:
+        return {t["target"]: t["weight"] for t in kong.targets(upstream)}
+    except (KeyError, LookupError):
+        return {}
+
+
+async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: str = "") -> None:
+    """Poll ``check`` every 10 ms; fail after ``within`` seconds (no fixed sleeps in tests)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not within {within}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+def metric(daemon: Daemon, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in daemon.metrics.registry.collect():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+class Harness:
+    """kmock + KongSim + daemons; objects are changed over HTTP so watchers see it."""
+
+    def __init__(self, kube: KubeMock, kong: KongSim, tmp: Path) -> None:
+        self.kube = kube
+        self.kong = kong
+        self.kubeconfig = tmp / "kubeconfig"
+        self.kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
+            f"clusters: [{{name: kmock, cluster: {{server: '{str(kube.url).rstrip('/')}'}}}}]\n"
+            "users: [{name: kmock, user: {}}]\n"
+            "contexts: [{name: kmock, context: {cluster: kmock, user: kmock}}]\n"
+        )
+        self.daemons: list[tuple[Daemon, asyncio.Task[int]]] = []
+
+    def settings(self, **overrides: Any) -> Settings:
+        flags: dict[str, dict[str, Any]] = {
+            "kong": {"url": self.kong.url},
+            "kubernetes": {"kubeconfig": str(self.kubeconfig)},
+            "server": {"listen": "127.0.0.1:0"},
+            "reconcile": {"interval": 0.5, "concurrency": 4},
+            "leaderElection": {"enabled": False},
+        }
+        for section, values in overrides.items():
+            flags.setdefault(section, {}).update(values)
+        return load_settings(env={}, flags=flags)
+
+    async def start(self, settings: Settings | None = None) -> Daemon:
+        daemon = Daemon(settings or self.settings(), registry=CollectorRegistry())
+        task = asyncio.create_task(daemon.serve(), name="daemon-under-test")
+        self.daemons.append((daemon, task))
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        async with asyncio.timeout(10):
+            for w in daemon.watchers:
+                await w.listed.wait()
+            while self.kube.open_watches < len(self.daemons) * len(daemon.watchers):
+                await asyncio.sleep(0.01)
+        # kmock replays objects at the start of a watch and subscribes to its event bus only
+        # afterwards (it ignores resourceVersion), so a change made in that gap is lost by the
+        # emulator itself. Let the streams settle before the test changes anything.
+        await asyncio.sleep(0.2)
+        return daemon
+
+    async def stop(self, daemon: Daemon) -> int:
+        for d, task in self.daemons:
+            if d is daemon:
+                d.stop()
+                return await asyncio.wait_for(task, 15)
+        raise AssertionError("unknown daemon")
+
+    async def create(self, resource: str, obj: dict[str, Any]) -> None:
+        await create(self.kube, resource, obj)
+
+    async def patch(self, resource: str, name: str, body: dict[str, Any]) -> None:
+        await patch(self.kube, resource, "shop", name, body)
+
+    async def events(self) -> list[dict[str, Any]]:
+        """Every core/v1 Event in namespace shop, read over HTTP."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{str(self.kube.url).rstrip('/')}/api/v1/namespaces/shop/events") as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+        items: list[dict[str, Any]] = body.get("items") or []
+        return items
+
+    async def seed(self, *, rollout_obj: dict[str, Any] | None = None) -> None:
+        await self.create(SERVICES, service("web-stable", STABLE_IP, "v1"))
+        await self.create(SERVICES, service("web-canary", CANARY_IP, "v1"))
+        await self.create(REPLICASETS, replicaset("v1", 4, 4))
+        await self.create(ROLLOUTS, rollout_obj or rollout())
+
+    async def close(self) -> None:
+        for d, task in self.daemons:
+            d.stop()
+        for _, task in self.daemons:
+            try:
+                await asyncio.wait_for(task, 15)
+            except Exception:
+                task.cancel()

@@ -1,0 +1,307 @@
+"""Leader election against kmock (PUT shim) and KubeSim, with real kubernetes-asyncio clients."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kmock
+import pytest
+from kmock_shims import LEASES, KubeMock, api_client_for, url_of
+from kmock_shims import kmock_watch_shim, kube_api, kube_mock  # noqa: F401 (fixtures)
+from kubernetes_asyncio.client import ApiClient
+from prometheus_client import CollectorRegistry
+
+from kongsplit.leader import LeaderElector
+from kongsplit.metrics import Metrics
+from kongsplit.sim.kube import KubeSim
+
+LEASE = ("default", "kongsplit")
+MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+# Short, so the suite stays fast: others may take over 1 s after the last renewal they saw.
+TIMING: dict[str, float] = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
+
+
+def elector(api: ApiClient, identity: str, **kw: Any) -> LeaderElector:
+    return LeaderElector(
+        api, name=LEASE[1], namespace=LEASE[0], identity=identity, **{**TIMING, **kw}
+    )
+
+
+class Sampler:
+    """Samples every elector's ``is_leader`` every few ms; counts moments with two leaders."""
+
+    def __init__(self, *electors: LeaderElector) -> None:
+        self.electors = list(electors)
+        self.both = 0
+        self.samples = 0
+        self.leaders: list[str | None] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            leading = [e.identity for e in self.electors if e.is_leader]
+            self.samples += 1
+            if len(leading) > 1:
+                self.both += 1
+            self.leaders.append(leading[0] if leading else None)
+            await asyncio.sleep(0.003)
+
+    async def __aenter__(self) -> Sampler:
+        self._task = asyncio.create_task(self._run(), name="sampler")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Tasks:
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, e: LeaderElector) -> None:
+        self.tasks[e.identity] = asyncio.create_task(e.run(), name=f"elector:{e.identity}")
+
+    async def stop(self, e: LeaderElector) -> None:
+        task = self.tasks.pop(e.identity)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def stop_all(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+
+@pytest.fixture()
+async def tasks() -> AsyncIterator[Tasks]:
+    t = Tasks()
+    try:
+        yield t
+    finally:
+        await t.stop_all()
+
+
+async def first_leader(*electors: LeaderElector, within: float = 3.0) -> LeaderElector:
+    async with asyncio.timeout(within):
+        while True:
+            for e in electors:
+                if e.is_leader:
+                    return e
+            await asyncio.sleep(0.005)
+
+
+async def get_lease(k: KubeMock) -> dict[str, Any]:
+    async with k.get(url_of(LEASES, *LEASE)) as resp:
+        assert resp.status == 200, await resp.text()
+        lease: dict[str, Any] = await resp.json()
+        return lease
+
+
+async def test_one_leads_the_other_follows_then_takes_over(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
+    a = elector(kube_api, "a", metrics=Metrics(reg_a))
+    b = elector(kube_api, "b", metrics=Metrics(reg_b))
+    loop = asyncio.get_running_loop()
+    async with Sampler(a, b) as sampler:
+        tasks.start(a)
+        tasks.start(b)
+        leader = await first_leader(a, b)
+        follower = b if leader is a else a
+        # The follower stays a follower while the leader renews (well past one lease duration).
+        await asyncio.sleep(1.5)
+        assert leader.is_leader and not follower.is_leader
+        assert follower.following.is_set() and not follower.leading.is_set()
+        lead_reg = reg_a if leader is a else reg_b
+        follow_reg = reg_b if leader is a else reg_a
+        assert lead_reg.get_sample_value("kongsplit_leader") == 1
+        assert follow_reg.get_sample_value("kongsplit_leader") == 0
+        lease = await get_lease(kube_mock)
+        assert lease["spec"]["holderIdentity"] == leader.identity
+        assert lease["spec"]["leaseDurationSeconds"] == 1
+        assert MICRO_TIME.match(lease["spec"]["renewTime"])
+        assert MICRO_TIME.match(lease["spec"]["acquireTime"])
+
+        # The leader dies without releasing: the follower waits out the lease, then leads.
+        stopped = loop.time()
+        await tasks.stop(leader)
+        assert not leader.is_leader
+        await first_leader(follower, within=3.0)
+        took = loop.time() - stopped
+        assert 0.5 < took < 1.0 + 0.6  # lease duration (from its last sighting) + retry slack
+        lease = await get_lease(kube_mock)
+        assert lease["spec"]["holderIdentity"] == follower.identity
+        assert lease["spec"]["leaseTransitions"] == 1
+    assert sampler.both == 0 and sampler.samples > 300
+
+
+async def test_release_hands_over_at_once(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    a, b = elector(kube_api, "a"), elector(kube_api, "b")
+    loop = asyncio.get_running_loop()
+    async with Sampler(a, b) as sampler:
+        tasks.start(a)
+        leader = await first_leader(a)
+        tasks.start(b)
+        await asyncio.sleep(0.3)
+        assert not b.is_leader
+        released = loop.time()
+        await tasks.stop(a)
+        await a.release()
+        lease = await get_lease(kube_mock)
+        assert not lease["spec"].get("holderIdentity") or lease["spec"]["holderIdentity"] == "b"
+        await first_leader(b, within=1.0)
+        assert loop.time() - released < 0.5  # one retry period, not a lease duration
+        assert leader is a and not a.is_leader
+    assert sampler.both == 0
+
+
+async def test_conflict_on_renew_steps_down(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    a = elector(kube_api, "a")
+    async with Sampler(a) as sampler:
+        tasks.start(a)
+        await first_leader(a)
+        conflicts = 0
+
+        def conflict_once(request: kmock.Request) -> Any:
+            nonlocal conflicts
+            if conflicts == 0:
+                conflicts += 1
+                raise kmock.KubernetesError(409, "Conflict", "the object has been modified")
+            return NotImplemented
+
+        kube_mock["put", kmock.resource(LEASES)] << conflict_once
+        await a.following.wait()  # stepped down on the 409
+        assert conflicts == 1 and not a.is_leader
+        # The lease still names it, so it re-acquires on its next attempt.
+        await first_leader(a, within=1.0)
+    assert None in sampler.leaders
+
+
+async def test_leader_stops_before_its_lease_can_expire_when_renewals_hang(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    a, b = elector(kube_api, "a"), elector(kube_api, "b")
+    loop = asyncio.get_running_loop()
+    async with Sampler(a, b) as sampler:
+        tasks.start(a)
+        await first_leader(a)
+        tasks.start(b)
+        await asyncio.sleep(0.3)
+        hang = asyncio.Event()
+
+        async def hanging(request: kmock.Request) -> Any:
+            if request.data and request.data.get("spec", {}).get("holderIdentity") == "a":
+                await hang.wait()  # a's renewals never come back
+            return NotImplemented
+
+        kube_mock["put", kmock.resource(LEASES)] << hanging
+        cut = loop.time()
+        await a.following.wait()
+        # Within its renew deadline after the last renewal that got through (plus one period).
+        assert loop.time() - cut <= TIMING["renew_deadline"] + TIMING["retry_period"] + 0.05
+        await first_leader(b, within=3.0)
+        hang.set()
+    assert sampler.both == 0
+
+
+async def test_create_race_and_existing_foreign_lease(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    # Another controller holds a fresh lease: we follow and wait it out.
+    async with kube_mock.post(
+        url_of(LEASES, LEASE[0]),
+        json={
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE[1], "namespace": LEASE[0]},
+            "spec": {"holderIdentity": "someone", "leaseDurationSeconds": 1},
+        },
+    ) as resp:
+        assert resp.status < 300
+    a = elector(kube_api, "a")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks.start(a)
+    await first_leader(a, within=3.0)
+    assert loop.time() - started >= 0.9  # waited a full lease duration from its first sighting
+    lease = await get_lease(kube_mock)
+    assert lease["spec"]["holderIdentity"] == "a" and lease["spec"]["leaseTransitions"] == 1
+
+
+async def test_two_electors_against_kubesim(tasks: Tasks) -> None:
+    async with KubeSim() as sim:
+        api_a, api_b = api_client_for(sim.url), api_client_for(sim.url)
+        try:
+            a, b = elector(api_a, "a"), elector(api_b, "b")
+            async with Sampler(a, b) as sampler:
+                tasks.start(a)
+                tasks.start(b)
+                leader = await first_leader(a, b)
+                follower = b if leader is a else a
+                await asyncio.sleep(0.5)
+                await tasks.stop(leader)
+                await leader.release()
+                await first_leader(follower, within=1.0)
+                await tasks.stop_all()
+            assert sampler.both == 0
+            lease = sim.get("coordination.k8s.io/v1", "leases", *LEASE)
+            assert lease is not None and lease["spec"]["holderIdentity"] == follower.identity
+        finally:
+            await api_a.close()
+            await api_b.close()
+
+
+async def test_unreachable_api_never_leads(tasks: Tasks) -> None:
+    api = api_client_for("http://127.0.0.1:9")  # discard port: nothing listens
+    try:
+        a = elector(api, "a")
+        tasks.start(a)
+        await asyncio.sleep(0.3)
+        assert not a.is_leader and a.following.is_set()
+    finally:
+        await tasks.stop_all()
+        await api.close()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        pytest.param({"renew_deadline": 1.0}, id="deadline-not-below-duration"),
+        pytest.param({"retry_period": 0.7}, id="retry-not-below-deadline"),
+        pytest.param({"identity": ""}, id="no-identity"),
+    ],
+)
+def test_invalid_timings_are_refused(kw: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"name": "l", "namespace": "n", "identity": "x", **TIMING, **kw}
+    with pytest.raises(ValueError):
+        LeaderElector(None, **args)  # type: ignore[arg-type]
+
+
+def test_is_leader_follows_the_injected_clock() -> None:
+    now = [100.0]
+    e = LeaderElector(
+        None,  # type: ignore[arg-type]
+        name="l",
+        namespace="n",
+        identity="x",
+        clock=lambda: now[0],
+        **TIMING,
+    )
+    e._become_leader({"spec": {}}, sent_at=100.0)
+    assert e.is_leader
+    now[0] = 100.59
+    assert e.is_leader
+    now[0] = 100.6  # the renew deadline after the renewal was *sent*: no longer trusted
+    assert not e.is_leader
