@@ -266,4 +266,3 @@ class LeaderElector:
 def _duration_seconds(duration: float) -> int:
     # The field is an integer; round up so others never wait less than we mean.
     return max(1, int(-(-duration // 1)))
-

@@ -1,8 +1,13 @@
 """kmock 0.8 (kopf author's Kubernetes API emulator), made to serve kubernetes-asyncio and us.
 
-Reusable by any test module: import the fixtures you need into your module or conftest::
+Reusable by any test module: load this module as a plugin (its fixtures become available)
+and import its helpers::
 
-    from kmock_shims import KubeMock, kube_api, kube_mock, kmock_watch_shim  # noqa: F401
+    pytest_plugins = ("kmock_shims",)
+    from kmock_shims import ROLLOUTS, KubeMock, create, obj, patch, until
+
+(PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin; the
+marker keeps pytest from warning that it cannot rewrite its asserts.)
 
 The shims (kmock is pinned to 0.8 because (1) reaches into a private module):
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -309,6 +315,15 @@ async def kube_api(kube_mock: KubeMock) -> AsyncIterator[k8s_client.ApiClient]:
         yield api
     finally:
         await api.close()
+
+
+async def until(predicate: Any, within: float = 5.0, every: float = 0.01) -> None:
+    """Poll ``predicate()`` until it holds; fail (TimeoutError) after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        for _ in itertools.count():
+            if predicate():
+                return
+            await asyncio.sleep(every)
 
 
 class EventLog:

@@ -10,7 +10,6 @@ from typing import Any
 import kmock
 import pytest
 from kmock_shims import LEASES, KubeMock, api_client_for, url_of
-from kmock_shims import kmock_watch_shim, kube_api, kube_mock  # noqa: F401 (fixtures)
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +22,8 @@ MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 # Short, so the suite stays fast: others may take over 1 s after the last renewal they saw.
 TIMING: dict[str, float] = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
+
+pytest_plugins = ("kmock_shims",)  # kube_mock, kube_api, kmock_watch_shim
 
 
 def elector(api: ApiClient, identity: str, **kw: Any) -> LeaderElector:

@@ -18,8 +18,8 @@ from kmock_shims import (
     delete,
     obj,
     patch,
+    until,
 )
-from kmock_shims import kmock_watch_shim, kube_api, kube_mock  # noqa: F401 (fixtures)
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +27,8 @@ from kongsplit.metrics import Metrics
 from kongsplit.sim.kube import KubeSim
 from kongsplit.watcher import ROLLOUTS as ROLLOUT_RESOURCE
 from kongsplit.watcher import Resource, Watcher, backoff_delay
+
+pytest_plugins = ("kmock_shims",)  # kube_mock, kube_api, kmock_watch_shim
 
 
 class Backend:
@@ -138,9 +140,7 @@ class SimBackend(Backend):
 
 
 @pytest.fixture(params=["kmock", "sim"])
-async def backend(
-    request: pytest.FixtureRequest, kmock_watch_shim: None
-) -> AsyncIterator[Backend]:
+async def backend(request: pytest.FixtureRequest, kmock_watch_shim: None) -> AsyncIterator[Backend]:
     b: Backend
     if request.param == "kmock":
         async with KubeMock() as k, kmock.Server(k):
@@ -240,7 +240,9 @@ async def test_namespaced_watch_sees_only_its_namespaces(backend: Backend) -> No
 
 async def test_listed_waits_for_every_namespace(backend: Backend) -> None:
     backend.hold_watches()  # irrelevant to lists; keeps the streams quiet
-    watcher = Watcher(backend.api, ROLLOUT_RESOURCE, namespaces=["a", "b", "c"], on_event=EventLog())
+    watcher = Watcher(
+        backend.api, ROLLOUT_RESOURCE, namespaces=["a", "b", "c"], on_event=EventLog()
+    )
     async with Running(watcher):
         await asyncio.wait_for(watcher.listed.wait(), 5)
         assert backend.lists() == 3
@@ -257,7 +259,7 @@ async def test_410_mid_watch_relists_without_redelivering(
         await asyncio.wait_for(watcher.listed.wait(), 5)
         await _watching(backend)
         backend.expire_watches()
-        await _until(lambda: restarts(metrics) == 1 and backend.lists() == 2)
+        await until(lambda: restarts(metrics) == 1 and backend.lists() == 2)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"after": True}})
         await log.wait_for(lambda log: len(log.events) >= 2)
         await asyncio.sleep(0.1)
@@ -278,7 +280,7 @@ async def test_gap_then_410_delivers_exactly_what_changed(
         # A gap: the watch ends, the next one is held while the world changes.
         backend.hold_watches()
         backend.end_watches()
-        await _until(lambda: backend.watches() >= 2)
+        await until(lambda: backend.watches() >= 2)
         await backend.patch(ROLLOUTS, "ns", "change", {"spec": {"v": 2}})
         await backend.delete(ROLLOUTS, "ns", "vanish")
         await backend.create(ROLLOUTS, rollout("ns", "new"))
@@ -307,7 +309,7 @@ async def test_server_side_timeout_resumes_without_relist(
     )
     async with Running(watcher):
         await asyncio.wait_for(watcher.listed.wait(), 5)
-        await _until(lambda: backend.watches() >= 2, within=4)
+        await until(lambda: backend.watches() >= 2, within=4)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
         await log.wait_for(lambda log: len(log.events) >= 2)
         await asyncio.sleep(0.05)
@@ -332,7 +334,7 @@ async def test_error_event_other_than_410_backs_off_and_resumes(
         else:
             assert isinstance(backend, SimBackend)
             backend.sim.expire_watches(code=500)
-        await _until(lambda: backend.watches() >= 2)
+        await until(lambda: backend.watches() >= 2)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
         await log.wait_for(lambda log: len(log.events) >= 2)
     assert backend.lists() == 1  # resumed the watch; no relist for a non-410 error
@@ -365,9 +367,7 @@ async def test_api_errors_back_off_then_recover(
     assert log.seen() == [("ADDED", "ns", "a")]
 
 
-async def test_connection_refused_then_recovers(
-    kmock_watch_shim: None, metrics: Metrics
-) -> None:
+async def test_connection_refused_then_recovers(kmock_watch_shim: None, metrics: Metrics) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -377,13 +377,13 @@ async def test_connection_refused_then_recovers(
     running = Running(watcher)
     try:
         await running.__aenter__()
-        await _until(lambda: restarts(metrics) >= 2)  # refused, and refused again
+        await until(lambda: restarts(metrics) >= 2)  # refused, and refused again
         assert not watcher.listed.is_set()
         async with KubeMock() as k, kmock.Server(k, port=port):
             await create(k, ROLLOUTS, rollout("ns", "a"))
             await asyncio.wait_for(watcher.listed.wait(), 5)
             await log.wait_for(lambda log: len(log.events) >= 1)
-            await _until(lambda: k.open_watches >= 1)
+            await until(lambda: k.open_watches >= 1)
             await patch(k, ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
             await log.wait_for(lambda log: len(log.events) >= 2)
             # Stop watching before the server goes (it would wait for the open stream).
@@ -424,13 +424,7 @@ def test_backoff_delay_is_jittered_exponential_and_capped(failures: int) -> None
         assert full / 2 <= delay <= full
 
 
-async def _until(predicate: Any, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def _watching(backend: Backend, streams: int = 1) -> None:
     """Until the watch streams are open (kmock has no history: earlier changes would be lost)."""
-    await _until(lambda: backend.watches() >= streams)
+    await until(lambda: backend.watches() >= streams)
     await asyncio.sleep(0.05)

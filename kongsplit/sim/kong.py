@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -56,6 +57,8 @@ from kongsplit.sim.kong_schema import (
 from kongsplit.sim.kong_store import BalancerState, Entity, Store, Workspace
 
 __all__ = ["MODES", "KongSim", "RequestRecord"]
+
+log = logging.getLogger(__name__)
 
 MODES = ("postgres", "off", "control_plane", "data_plane")
 _ROOTS = frozenset({"upstreams", "targets", "status", "config", "kong"})
@@ -367,7 +370,7 @@ class KongSim:
         for n in self._nodes if node is None else [self._nodes[node]]:
             loaded = kong_config.parse_config_text(text)
             kong_config.load_config(n.store, loaded, self.profile)
-            n.config_hash = kong_config.md5(text)
+            n.config_hash = kong_config.EMPTY_HASH if loaded.empty else kong_config.md5(text)
             n.health_marks.clear()
 
     def config_hash(self, node: int = 0) -> str:
@@ -415,6 +418,10 @@ class KongSim:
             response: web.StreamResponse = await handler(ctx)
         except KongApiError as err:
             response = _json(err.status, err.body, err.headers)
+        except Exception:
+            # What Kong answers to an unhandled Lua error; logged so a simulator bug is visible.
+            log.exception("kong-sim: unexpected error handling %s %s", request.method, path)
+            response = _json(500, {"message": "An unexpected error occurred"})
         self._record(
             request, node, response.status, parsed.raw if parsed else None, query, path, workspace
         )
@@ -708,7 +715,6 @@ async def _root(ctx: _Ctx) -> web.Response:
         "router_flavor": "traditional_compatible",
         "prefix": "/usr/local/kong",
         "nginx_admin_client_max_body_size": "10m",
-        "pg_password": None if sim.db_less else "******",
         "lmdb_map_size": "2048m",
         "enforce_rbac": "on" if sim.token is not None else "off",
         "rbac_auth_header": "Kong-Admin-Token",

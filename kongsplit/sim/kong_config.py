@@ -20,7 +20,6 @@ from aiohttp import web
 from kongsplit.sim.kong_schema import (
     TARGET_FIELDS,
     UPSTREAM_FIELDS,
-    KongApiError,
     VersionProfile,
     apply_upstream_shorthands,
     declarative_error,
@@ -363,32 +362,29 @@ async def post_config(ctx: _Ctx) -> web.Response:
     flatten = ctx.query.get("flatten_errors") in ("1", "true")
     check_hash = ctx.query.get("check_hash") in ("1", "true")
     data = ctx.body.data
-    try:
-        if "_format_version" in data:
-            # Table form: parsed already; its hash is computed after parsing, so check_hash
-            # can never short-cut it (§3.3).
-            loaded = validate_config(data, flatten=flatten)
-            new_hash = _table_hash(data)
-        else:
-            text = data.get("config")
-            if isinstance(text, dict):
-                text = json.dumps(text)
-            if not isinstance(text, str) or not text:
-                raise message_error(400, "expected a declarative configuration")
-            new_hash = md5(text)
-            if check_hash and new_hash == ctx.node.config_hash:
-                return _json(304, None)
-            try:
-                parsed = yaml.safe_load(text)
-            except yaml.YAMLError as err:
-                raise declarative_error(
-                    {"error": str(err)}, f"failed parsing declarative configuration: {err}"
-                ) from None
-            if not isinstance(parsed, dict):
-                raise declarative_error({"error": "expected an object"}, "expected an object")
-            loaded = validate_config(parsed, flatten=flatten)
-    except KongApiError:
-        raise
+    if "_format_version" in data:
+        # Table form: parsed already; its hash is computed after parsing, so check_hash
+        # can never short-cut it (§3.3).
+        loaded = validate_config(data, flatten=flatten)
+        new_hash = _table_hash(data)
+    else:
+        text = data.get("config")
+        if isinstance(text, dict):
+            text = json.dumps(text)
+        if not isinstance(text, str) or not text:
+            raise message_error(400, "expected a declarative configuration")
+        new_hash = md5(text)
+        if check_hash and new_hash == ctx.node.config_hash:
+            return _json(304, None)
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise declarative_error(
+                {"error": str(err)}, f"failed parsing declarative configuration: {err}"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise declarative_error({"error": "expected an object"}, "expected an object")
+        loaded = validate_config(parsed, flatten=flatten)
     load_config(ctx.store, loaded, ctx.sim.profile)
     ctx.node.config_hash = EMPTY_HASH if loaded.empty else new_hash
     ctx.node.health_marks.clear()

@@ -278,7 +278,7 @@ class KubeSim:
     def expire_watches(self, code: int = 410) -> None:
         """Open watches get an ERROR event (410 Expired) and end; older versions are gone too."""
         if code == 410:
-            self._floor = self._rv
+            self._compact()
         for w in list(self._watches):
             if not w.stop.done():
                 w.stop.set_result(code)
@@ -297,8 +297,14 @@ class KubeSim:
         """Let held watches go on; with ``expire``, they answer 410 instead."""
         self._gate_code = 410 if expire else None
         if expire:
-            self._floor = self._rv
+            self._compact()
         self._gate.set()
+
+    def _compact(self) -> None:
+        """Forget history as etcd compaction would: every version so far is now too old."""
+        self._bump()
+        self._floor = self._rv
+        self._history.clear()
 
     @property
     def open_watches(self) -> int:
@@ -523,7 +529,13 @@ class KubeSim:
                             "namespaced": r.namespaced,
                             "kind": r.kind,
                             "verbs": [
-                                "create", "delete", "get", "list", "patch", "update", "watch",
+                                "create",
+                                "delete",
+                                "get",
+                                "list",
+                                "patch",
+                                "update",
+                                "watch",
                             ],
                         }
                         for r in RESOURCES
