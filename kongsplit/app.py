@@ -172,6 +172,7 @@ class Daemon:
                 "events": events.run,
                 "sweeper": rec.sweeper,
                 "kong-prober": rec.kong_prober,
+                "config-watcher": rec.config_watcher,
                 "leadership": self._leadership,
             }
             for w in self.watchers:

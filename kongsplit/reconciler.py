@@ -28,7 +28,13 @@ from kongsplit.events import ObjectRef
 from kongsplit.kong import KongAdmin
 from kongsplit.kong_plan import DesiredTarget as KongTarget
 from kongsplit.kong_plan import Drift
-from kongsplit.kong_types import KongClientError, KongError, KongNotReady, KongUnavailable
+from kongsplit.kong_types import (
+    KongClientError,
+    KongError,
+    KongMode,
+    KongNotReady,
+    KongUnavailable,
+)
 from kongsplit.kongtarget import owner_tags_for
 from kongsplit.metrics import Metrics
 from kongsplit.rollouts import (
@@ -354,6 +360,10 @@ class Reconciler:
         self.caches_listed = asyncio.Event()
         self._kong_down = False
         self._limit = asyncio.Semaphore(settings.reconcile.concurrency)
+        # DB-less: the configuration hashes our own POST /config produced, and the drift kind
+        # (restart / foreign_config) to count for each Rollout re-applied after a foreign change.
+        self._own_hashes: deque[str] = deque(maxlen=32)
+        self._config_drift: dict[RolloutKey, str] = {}
 
     # ---- inputs from the watchers (synchronous and cheap: they only queue keys) -------------
     def on_rollout(self, event: str, obj: dict[str, Any]) -> None:
@@ -432,6 +442,49 @@ class Reconciler:
             self._kong_down = False
             self.kong_ok.set()
             self.resync_all()
+
+    async def config_watcher(self) -> None:
+        """DB-less only: poll ``/status`` ``configuration_hash`` (DESIGN.md §1, §3).
+
+        A hash we did not produce means another writer (Kong Ingress Controller, a restart with
+        ``declarative_config``) replaced the node's config; 32 zeros mean the node restarted
+        empty. Either way every managed Rollout is re-applied and the correction counted with
+        kind ``foreign_config`` or ``restart``.
+        """
+        interval = self.settings.kong.config_poll_interval
+        last: str | None = None
+        while True:
+            await asyncio.sleep(interval)
+            if self.kong.mode != KongMode.DBLESS or not self.is_leader():
+                continue
+            try:
+                status = await self.kong.status()
+            except KongError:
+                continue
+            current = status.configuration_hash
+            if current is None or current == last:
+                continue
+            if last is not None and current not in self._own_hashes:
+                kind = "restart" if status.empty else "foreign_config"
+                logger.warning(
+                    "Kong's configuration changed behind kongsplit (%s, hash %s); re-applying",
+                    kind,
+                    current,
+                )
+                self.kong.cache.clear()
+                for key, state in self.states.items():
+                    if state.applied is not None:
+                        self._config_drift.setdefault(key, kind)
+                self.resync_all()
+            last = current
+
+    async def _note_own_config(self) -> None:
+        try:
+            status = await self.kong.status()
+        except KongError:
+            return
+        if status.configuration_hash:
+            self._own_hashes.append(status.configuration_hash)
 
     async def initial_sync(self) -> None:
         """Readiness: one successful answer from Kong, then every Rollout processed once."""
@@ -595,9 +648,14 @@ class Reconciler:
             self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
             self._event(ref, "Warning", REASON_DRIFT, msg)
         state.foreign = foreign
+        if result.config_posted:
+            await self._note_own_config()
         # Drift is Kong differing from what we last put there (not from a new desired state).
+        config_kind = self._config_drift.pop(key, None)
         if state.applied is not None:
             counted = _drift_counts(result.drift, state.applied)
+            if config_kind is not None and (counted or result.changed):
+                counted = {config_kind: 1}
             for kind, n in counted.items():
                 self.metrics.drift_corrections.labels(
                     key.namespace, key.name, plan.upstream, kind
@@ -764,8 +822,10 @@ def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, 
     for d in found:
         if not d.corrected:
             continue
-        if d.kind == "foreign" or d.target is None or (
-            d.target in applied and applied[d.target] != d.observed
+        if (
+            d.kind == "foreign"
+            or d.target is None
+            or (d.target in applied and applied[d.target] != d.observed)
         ):
             counts[d.kind] = counts.get(d.kind, 0) + 1
     return counts

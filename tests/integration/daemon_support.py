@@ -1,5 +1,5 @@
-"""Support for the daemon tests: the real daemon against kmock (a Kubernetes API emulator we did not write) and the Kong
-simulator, over real sockets. Helpers here build the objects Argo Rollouts would write."""
+"""Support for the daemon tests: the real daemon against kmock (a Kubernetes API emulator we
+did not write) and the Kong simulator, over real sockets; builders for Argo's objects."""
 
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ class Harness:
             for w in daemon.watchers:
                 await w.listed.wait()
             while self.kube.open_watches < len(self.daemons) * len(daemon.watchers):
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # noqa: ASYNC110 - kmock offers nothing to await
         # kmock replays objects at the start of a watch and subscribes to its event bus only
         # afterwards (it ignores resourceVersion), so a change made in that gap is lost by the
         # emulator itself. Let the streams settle before the test changes anything.
@@ -217,7 +217,7 @@ class Harness:
         await self.create(ROLLOUTS, rollout_obj or rollout())
 
     async def close(self) -> None:
-        for d, task in self.daemons:
+        for d, _ in self.daemons:
             d.stop()
         for _, task in self.daemons:
             try:
