@@ -7,6 +7,7 @@ bounded by the number of managed Rollouts.
 
 from __future__ import annotations
 
+import contextlib
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,7 +48,7 @@ def package_version() -> str:
 
 
 class Metrics:
-    """Every metric kongsplit exports. Counters are named without ``_total`` (the library adds it)."""
+    """Every metric kongsplit exports; counters are named without ``_total`` (added for us)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -146,7 +147,5 @@ class Metrics:
         """Drop the per-Rollout series of a Rollout no longer managed."""
         for role in ROLES:
             for gauge in (self.desired_weight, self.observed_weight):
-                try:
+                with contextlib.suppress(KeyError):  # that role was never set
                     gauge.remove(namespace, rollout, upstream, role)
-                except KeyError:
-                    pass

@@ -22,4 +22,5 @@ async def _no_leftover_tasks() -> AsyncIterator[None]:
         for task in leftover:
             task.cancel()
         await asyncio.gather(*leftover, return_exceptions=True)
-        pytest.fail(f"test left {len(leftover)} task(s) running: {sorted(t.get_name() for t in leftover)}")
+        names = sorted(t.get_name() for t in leftover)
+        pytest.fail(f"test left {len(leftover)} task(s) running: {names}")
