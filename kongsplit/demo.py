@@ -103,6 +103,15 @@ def replicaset(app: str, pod_hash: str, replicas: int, available: int) -> dict[s
             "name": f"{app}-{pod_hash}",
             "namespace": "shop",
             "labels": {"app": app, "rollouts-pod-template-hash": pod_hash},
+            "ownerReferences": [
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Rollout",
+                    "name": app,
+                    "uid": f"uid-{app}",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {"replicas": replicas},
         "status": {"replicas": replicas, "availableReplicas": available},
@@ -116,6 +125,7 @@ def rollout(app: str, pod_hash: str) -> dict[str, Any]:
         "metadata": {
             "name": app,
             "namespace": "shop",
+            "uid": f"uid-{app}",
             "annotations": {
                 "kongsplit.io/upstream": f"{app}.shop.svc",
                 "kongsplit.io/port": "http",
@@ -160,7 +170,7 @@ class Demo:
         tmp = tempfile.mkdtemp(prefix="kongsplit-demo-")
         log_path = self.log_file or os.path.join(tmp, "daemon.log")
         log_stream = open(log_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - once, at start; closed below
-        setup_logging("json", "info", stream=log_stream)
+        setup_logging("json", os.environ.get("KONGSPLIT_DEMO_LOG_LEVEL", "info"), stream=log_stream)
         try:
             return await self._main(tmp, log_path)
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey, is_canary_replicaset
+from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey
 from kongsplit.targets import Service, TargetMapping, TargetPlan, parse_annotations, plan_targets
 from kongsplit.weights import Skip, Split, compute, resolve_services
 
@@ -32,19 +32,39 @@ class Desired:
 def pick_replicasets(
     rollout: Rollout, replicasets: Iterable[ReplicaSet]
 ) -> tuple[ReplicaSet | None, ReplicaSet | None]:
-    """(canary RS, stable RS) among the ReplicaSets of the Rollout's namespace."""
-    canary = stable = None
-    for rs in replicasets:
-        if is_canary_replicaset(rollout, rs):
-            canary = rs
-        elif (
-            rollout.stable_rs is not None
-            and rs.namespace == rollout.key.namespace
-            and rs.pod_template_hash == rollout.stable_rs
-            and (rollout.uid is None or not rs.owner_uids or rollout.uid in rs.owner_uids)
-        ):
-            stable = rs
-    return canary, stable
+    """(canary RS, stable RS) among the ReplicaSets of the Rollout's namespace.
+
+    A ReplicaSet counts when its pod-template-hash matches and it is not owned by another
+    object. Two Rollouts can share a hash (identical templates), so among several candidates
+    the one owned by this Rollout wins, then the one Argo would have named
+    ``<rollout>-<hash>``; with no way to tell them apart, none is trusted (the engine then
+    applies no replica gate rather than another Rollout's).
+    """
+    return (
+        _pick(rollout, replicasets, rollout.current_pod_hash),
+        _pick(rollout, replicasets, rollout.stable_rs),
+    )
+
+
+def _pick(
+    rollout: Rollout, replicasets: Iterable[ReplicaSet], pod_hash: str | None
+) -> ReplicaSet | None:
+    if pod_hash is None:
+        return None
+    candidates = [
+        rs
+        for rs in replicasets
+        if rs.namespace == rollout.key.namespace
+        and rs.pod_template_hash == pod_hash
+        and (rollout.uid is None or not rs.owner_uids or rollout.uid in rs.owner_uids)
+    ]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    owned = [rs for rs in candidates if rollout.uid is not None and rollout.uid in rs.owner_uids]
+    if len(owned) == 1:
+        return owned[0]
+    named = [rs for rs in candidates if rs.name == f"{rollout.key.name}-{pod_hash}"]
+    return named[0] if len(named) == 1 else None
 
 
 def desired_state(

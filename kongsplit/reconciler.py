@@ -72,6 +72,13 @@ class Store:
         )  # carries a kongsplit.io/ annotation (even if invalid)
         self.services: dict[str, dict[str, Service]] = {}
         self.replicasets: dict[str, dict[str, ReplicaSet]] = {}
+        # (namespace, pod-template-hash) → its ReplicaSets by name, so a reconcile looks at the
+        # one or two ReplicaSets its Rollout names instead of scanning the namespace (at 1,000
+        # Rollouts in one namespace the scan was most of a burst's CPU). ``_rs_order`` keeps the
+        # namespace's insertion order so candidates come out as the full scan would yield them.
+        self._rs_by_hash: dict[tuple[str, str], dict[str, ReplicaSet]] = {}
+        self._rs_order: dict[tuple[str, str], int] = {}
+        self._rs_seq = 0
         # (namespace, service or pod-template-hash) → Rollouts that care about it
         self._service_users: dict[tuple[str, str], set[RolloutKey]] = {}
         self._hash_users: dict[tuple[str, str], set[RolloutKey]] = {}
@@ -158,11 +165,24 @@ class Store:
         parsed = parse_replicaset(obj)
         if isinstance(parsed, ObjectError):
             return set()
-        bucket = self.replicasets.setdefault(parsed.namespace, {})
+        ns, name = parsed.namespace, parsed.name
+        bucket = self.replicasets.setdefault(ns, {})
+        old = bucket.pop(name, None) if deleted else bucket.get(name)
+        if old is not None and old.pod_template_hash is not None:
+            group = self._rs_by_hash.get((ns, old.pod_template_hash))
+            if group is not None:
+                group.pop(name, None)
+                if not group:
+                    del self._rs_by_hash[(ns, old.pod_template_hash)]
         if deleted:
-            bucket.pop(parsed.name, None)
+            self._rs_order.pop((ns, name), None)
         else:
-            bucket[parsed.name] = parsed
+            if old is None:
+                self._rs_seq += 1
+                self._rs_order[(ns, name)] = self._rs_seq
+            bucket[name] = parsed
+            if parsed.pod_template_hash is not None:
+                self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
         if parsed.pod_template_hash is None:
             return set()
         return set(self._hash_users.get((parsed.namespace, parsed.pod_template_hash), ()))
@@ -172,6 +192,18 @@ class Store:
 
     def replicasets_in(self, namespace: str) -> Iterable[ReplicaSet]:
         return self.replicasets.get(namespace, {}).values()
+
+    def replicasets_for(self, rollout: Rollout) -> list[ReplicaSet]:
+        """The ReplicaSets of the Rollout's namespace whose hash is its current or stable one:
+        the only ones ``pick_replicasets`` can choose, in the order ``replicasets_in`` yields."""
+        ns = rollout.key.namespace
+        found: dict[str, ReplicaSet] = {}
+        for h in (rollout.current_pod_hash, rollout.stable_rs):
+            if h is not None:
+                found.update(self._rs_by_hash.get((ns, h), {}))
+        if len(found) < 2:
+            return list(found.values())
+        return sorted(found.values(), key=lambda rs: self._rs_order[(ns, rs.name)])
 
 
 # --------------------------------------------------------------------------- the queue
@@ -521,7 +553,7 @@ class Reconciler:
         desired = desired_state(
             parsed,
             services=self.store.services_in(key.namespace),
-            replicasets=self.store.replicasets_in(key.namespace),
+            replicasets=self.store.replicasets_for(parsed),
             default_workspace=self.settings.kong.workspace,
             cluster_domain=self.settings.kubernetes.cluster_domain,
         )
@@ -565,6 +597,13 @@ class Reconciler:
             state.pending_since = None
             return
         wanted = plan.weights()
+        logger.debug(
+            "desired %s (rule %s%s)",
+            _fmt(wanted),
+            state.rule,
+            f", hold: {state.hold}" if state.hold else "",
+            extra={"rollout": str(key), "upstream": plan.upstream, "refresh": refresh},
+        )
         if state.hold is not None:
             # Argo's order says "write nothing now" — unless Kong holds nothing of ours yet.
             if state.applied is not None or await self._kong_has_ours(state, plan):

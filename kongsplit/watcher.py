@@ -138,8 +138,14 @@ class Watcher:
         rv: str | None = None  # None: we must (re)list
         first_list = True
         failures = 0
+        gone = 0  # 410s in a row without a useful watch in between
         while True:
             try:
+                if gone > 1:
+                    # A server that expires every fresh resourceVersion must not spin us.
+                    await asyncio.sleep(
+                        backoff_delay(gone - 1, base=self._backoff_base, cap=self._backoff_max)
+                    )
                 if rv is None:
                     rv = await self._relist(namespace, known)
                     failures = 0
@@ -155,18 +161,20 @@ class Watcher:
                 finally:
                     rv = state.rv
                     if state.streamed:
-                        failures = 0
+                        failures = gone = 0
                 # The server closed the stream at timeoutSeconds: carry on from where we are.
                 logger.debug("watch expired; resuming", extra={**extra, "resource_version": rv})
             except _Gone:
                 logger.info("watch resourceVersion expired (410); relisting", extra=extra)
                 self._count_restart()
                 rv = None
+                gone += 1
             except (kube.KubeError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
-                if isinstance(e, kube.KubeApiError) and e.status == 410:
+                if isinstance(e, kube.KubeApiError) and e.status == 410 and rv is not None:
                     logger.info("410 Gone; relisting", extra=extra)
                     self._count_restart()
                     rv = None
+                    gone += 1
                     continue
                 failures += 1
                 delay = backoff_delay(failures, base=self._backoff_base, cap=self._backoff_max)

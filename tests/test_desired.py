@@ -313,3 +313,22 @@ def test_pick_replicasets_respects_owner_uid() -> None:
     owned = ReplicaSet("shop", "y", "new", 2, 2, owner_uids=("uid-1",))
     assert pick_replicasets(r, [foreign]) == (None, None)
     assert pick_replicasets(r, [foreign, owned]) == (owned, None)
+
+
+def test_replicasets_sharing_a_hash_are_told_apart_by_owner_and_name() -> None:
+    """Two Rollouts with identical templates share a pod-template-hash: never use the other's RS."""
+    from kongsplit.desired import pick_replicasets
+    from kongsplit.rollouts import ReplicaSet, Rollout, RolloutKey
+
+    rollout = Rollout(
+        key=RolloutKey("shop", "checkout"), uid="uid-c", current_pod_hash="h2", stable_rs="h1"
+    )
+    mine = ReplicaSet("shop", "checkout-h2", "h2", 4, 4, owner_uids=("uid-c",))
+    theirs = ReplicaSet("shop", "payments-h2", "h2", 4, 0, owner_uids=("uid-p",))
+    unowned_other = ReplicaSet("shop", "payments-h2", "h2", 4, 0)
+    unowned_mine = ReplicaSet("shop", "checkout-h2", "h2", 4, 4)
+    assert pick_replicasets(rollout, [mine, theirs])[0] is mine
+    assert pick_replicasets(rollout, [theirs, mine])[0] is mine
+    assert pick_replicasets(rollout, [unowned_mine, unowned_other])[0] is unowned_mine
+    ambiguous = ReplicaSet("shop", "other-h2", "h2", 4, 0)
+    assert pick_replicasets(rollout, [ambiguous, unowned_other])[0] is None

@@ -66,10 +66,28 @@ async def test_table(sim: KongSim, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[1] == f"nodes: [1] {sim.urls[0]}  [2] {sim.urls[1]}"
     start = lines.index(f"upstream {U}  (kongsplit:shop/checkout; total weight 100)")
     header, *rows = lines[start + 1 : start + 5]
-    assert header.split() == ["TARGET", "WEIGHT", "SHARE", "OWNER",
-                              "NODE1", "HEALTH/WEIGHT", "NODE2", "HEALTH/WEIGHT"]
-    assert rows[0].split() == [STABLE, "75", "75.0%", "kongsplit:shop/checkout",
-                               "HEALTHCHECKS_OFF", "/", "75", "HEALTHCHECKS_OFF", "/", "75"]
+    assert header.split() == [
+        "TARGET",
+        "WEIGHT",
+        "SHARE",
+        "OWNER",
+        "NODE1",
+        "HEALTH/WEIGHT",
+        "NODE2",
+        "HEALTH/WEIGHT",
+    ]
+    assert rows[0].split() == [
+        STABLE,
+        "75",
+        "75.0%",
+        "kongsplit:shop/checkout",
+        "HEALTHCHECKS_OFF",
+        "/",
+        "75",
+        "HEALTHCHECKS_OFF",
+        "/",
+        "75",
+    ]
     assert rows[1].split()[:4] == [CANARY, "25", "25.0%", "kongsplit:shop/checkout"]
     assert rows[2].split()[:4] == [FOREIGN, "0", "0.0%", "foreign"]
     assert "upstream other.svc  (not managed by kongsplit; total weight 100)" in lines
@@ -82,7 +100,10 @@ async def test_json_subprocess(sim: KongSim) -> None:
     assert (code, err) == (0, "")
     report = json.loads(out)
     assert report["kong"] == {
-        "url": sim.url, "version": "3.9.3", "edition": "community", "mode": "db",
+        "url": sim.url,
+        "version": "3.9.3",
+        "edition": "community",
+        "mode": "db",
         "workspace": None,
     }
     assert report["nodes"] == [sim.url]
@@ -92,8 +113,17 @@ async def test_json_subprocess(sim: KongSim) -> None:
     assert upstream["total_weight"] == 100 and upstream["in_sync"] is None
     assert upstream["errors"] == []
     stable = upstream["targets"][0]
-    assert set(stable) == {"target", "id", "weight", "share", "owner", "tags", "desired_weight",
-                           "drift", "nodes"}
+    assert set(stable) == {
+        "target",
+        "id",
+        "weight",
+        "share",
+        "owner",
+        "tags",
+        "desired_weight",
+        "drift",
+        "nodes",
+    }
     assert stable["target"] == STABLE and stable["share"] == 75.0 and stable["tags"] == OWNER
     assert stable["desired_weight"] is None and stable["drift"] is None
     assert stable["nodes"] == [
@@ -117,7 +147,9 @@ async def test_desired_provider_marks_drift(
     [upstream] = json.loads(out)["upstreams"]
     assert upstream["in_sync"] is False
     assert [(t["target"], t["desired_weight"], t["drift"]) for t in upstream["targets"]] == [
-        (STABLE, 50, True), (CANARY, 50, True), (FOREIGN, None, False)
+        (STABLE, 50, True),
+        (CANARY, 50, True),
+        (FOREIGN, None, False),
     ]
     args.json = False
     code = await asyncio.to_thread(inspect.run, args, desired=desired)
@@ -191,8 +223,13 @@ async def test_kubeconfig_compares_with_the_rollout(tmp_path: Path) -> None:
         kong.add_target(U, "10.96.14.20:80", 75, tags=OWNER)
         kong.add_target(U, "10.96.14.21:80", 50, tags=OWNER)
         code, out, err = await _subprocess(
-            "-m", "kongsplit.inspect", "--kong-url", kong.url, "--json",
-            "--kubeconfig", str(kubeconfig),
+            "-m",
+            "kongsplit.inspect",
+            "--kong-url",
+            kong.url,
+            "--json",
+            "--kubeconfig",
+            str(kubeconfig),
         )
         assert (code, err) == (0, "")
         [upstream] = json.loads(out)["upstreams"]
@@ -202,7 +239,11 @@ async def test_kubeconfig_compares_with_the_rollout(tmp_path: Path) -> None:
             ("10.96.14.21:80", 25, True),
         ]
         code, out, err = await _subprocess(
-            "-m", "kongsplit.inspect", "--kong-url", kong.url,
-            "--kubeconfig", str(tmp_path / "missing"),
+            "-m",
+            "kongsplit.inspect",
+            "--kong-url",
+            kong.url,
+            "--kubeconfig",
+            str(tmp_path / "missing"),
         )
     assert code == 1 and "Traceback" not in err and "no such file" in err

@@ -60,8 +60,13 @@ async def test_html_502_page_is_unavailable_after_retries() -> None:
     html = "<html><head><title>502 Bad Gateway</title></head><body>" + "x" * 2000 + "</body></html>"
     async with KongAdmin(FAKE, retry=FAST, metrics=metrics, token=SECRET) as admin:
         with aioresponses() as mock:
-            mock.get(re.compile(r".*/upstreams/u/targets.*"), status=502, body=html,
-                     content_type="text/html", repeat=True)
+            mock.get(
+                re.compile(r".*/upstreams/u/targets.*"),
+                status=502,
+                body=html,
+                content_type="text/html",
+                repeat=True,
+            )
             with pytest.raises(KongUnavailable) as err:
                 await admin.list_targets("u")
     message = str(err.value)
@@ -85,12 +90,24 @@ async def test_non_json_200_is_a_response_error() -> None:
     ("url", "payload", "call"),
     [
         pytest.param("/", {"version": "3.9.3"}, "node_info", id="root-without-configuration"),
-        pytest.param("/upstreams/u/targets?size=1000", {"data": {"x": 1}}, "targets",
-                     id="targets-data-not-a-list"),
-        pytest.param("/upstreams/u/targets?size=1000", {"data": [{"id": "a"}], "next": None},
-                     "targets", id="target-without-fields"),
-        pytest.param("/upstreams/u/targets?size=1000", {"data": [], "next": "/x"}, "targets",
-                     id="next-without-offset"),
+        pytest.param(
+            "/upstreams/u/targets?size=1000",
+            {"data": {"x": 1}},
+            "targets",
+            id="targets-data-not-a-list",
+        ),
+        pytest.param(
+            "/upstreams/u/targets?size=1000",
+            {"data": [{"id": "a"}], "next": None},
+            "targets",
+            id="target-without-fields",
+        ),
+        pytest.param(
+            "/upstreams/u/targets?size=1000",
+            {"data": [], "next": "/x"},
+            "targets",
+            id="next-without-offset",
+        ),
         pytest.param("/config", {"config": 42}, "config", id="config-not-a-string"),
         pytest.param("/config", {"config": "a: [unclosed"}, "config", id="config-bad-yaml"),
     ],
@@ -112,8 +129,11 @@ async def test_json_of_the_wrong_shape_is_a_response_error(
 
 async def test_client_error_carries_kong_fields_and_is_not_retried() -> None:
     metrics = Metrics(CollectorRegistry())
-    body = {"code": 2, "name": "schema violation",
-            "message": "schema violation (weight: value should be between 0 and 65535)"}
+    body = {
+        "code": 2,
+        "name": "schema violation",
+        "message": "schema violation (weight: value should be between 0 and 65535)",
+    }
     async with KongAdmin(FAKE, retry=FAST, metrics=metrics) as admin:
         with aioresponses() as mock:
             mock.patch(FAKE + "/upstreams/u/targets/abc", status=400, payload=body, repeat=True)

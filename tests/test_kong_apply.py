@@ -103,9 +103,7 @@ def test_plan_skips_matching_weights() -> None:
 
 def test_plan_raise_before_lower_and_zero_creates_last() -> None:
     plan = plan_writes([], _want(100, 0), owner_tags=OWNER)
-    assert [(w.kind, w.target, w.weight) for w in plan.raises] == [
-        (WriteKind.CREATE, STABLE, 100)
-    ]
+    assert [(w.kind, w.target, w.weight) for w in plan.raises] == [(WriteKind.CREATE, STABLE, 100)]
     assert [(w.kind, w.target, w.weight) for w in plan.lowers] == [(WriteKind.CREATE, CANARY, 0)]
     assert plan.raises[0].tags == OWNER
 
@@ -348,8 +346,12 @@ async def test_sweep_reads_once_and_corrects_drift(sim: KongSim, admin: KongAdmi
     result = await admin.apply(U, _want(50, 50), owner_tags=OWNER, refresh=True)
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in sim.requests] == [
         ("GET", "targets"),
-        ("PATCH", sim.targets(U)[0]["id"] if sim.targets(U)[0]["target"] == CANARY
-         else sim.targets(U)[1]["id"]),
+        (
+            "PATCH",
+            sim.targets(U)[0]["id"]
+            if sim.targets(U)[0]["target"] == CANARY
+            else sim.targets(U)[1]["id"],
+        ),
     ]
     assert result.drift_counts() == {"weight": 1}
     assert _weights(sim) == {STABLE: 50, CANARY: 50}

@@ -179,8 +179,8 @@ def test_rbac_is_exactly_design_section_5(
         assert rules_by_resource(lease_role["rules"]) == {
             ("coordination.k8s.io", "leases"): LEASE_VERBS
         }
-        lease_name = values_doc.get("config", {}).get("leaderElection", {}).get(
-            "leaseName", "kongsplit"
+        lease_name = (
+            values_doc.get("config", {}).get("leaderElection", {}).get("leaseName", "kongsplit")
         )
         for rule in lease_role["rules"]:
             if set(rule["verbs"]) != {"create"}:
@@ -224,9 +224,7 @@ def test_every_rbac_rule_has_a_why_comment() -> None:
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
-def test_token_only_from_a_secret(
-    rendered: dict[str, list[dict[str, Any]]], values: Path
-) -> None:
+def test_token_only_from_a_secret(rendered: dict[str, list[dict[str, Any]]], values: Path) -> None:
     docs = rendered[values.name.removesuffix("-values.yaml")]
     text = yaml.safe_dump_all(docs)
     assert not re.search(r"(?i)kong-admin-token:\s", text)
@@ -279,16 +277,22 @@ def test_token_only_from_a_secret(
         pytest.param({"config.log.level": "trace"}, {}, "level", id="bad-log-level"),
         pytest.param({"config.kong.url": "kong:8001"}, {}, "url", id="url-without-scheme"),
         pytest.param(
-            {"config.kubernetes.namespaces": "{a}"}, {}, "namespaces",
+            {"config.kubernetes.namespaces": "{a}"},
+            {},
+            "namespaces",
             id="namespaces-not-from-values",
         ),
         pytest.param(
-            {"config.leaderElection.leaseNamespace": "kube-system"}, {}, "leaseNamespace",
+            {"config.leaderElection.leaseNamespace": "kube-system"},
+            {},
+            "leaseNamespace",
             id="lease-outside-release-namespace",
         ),
         pytest.param({"metrics.serviceMonitor.bogus": "1"}, {}, "bogus", id="unknown-monitor-key"),
         pytest.param(
-            {"metrics.prometheusRule.alerts.down.severity": "page"}, {}, "severity",
+            {"metrics.prometheusRule.alerts.down.severity": "page"},
+            {},
+            "severity",
             id="bad-severity",
         ),
         pytest.param({"analysisTemplate.count": "0"}, {}, "count", id="zero-count"),

@@ -146,6 +146,11 @@ async def test_weight_changed_behind_our_back_is_put_back_and_counted(harness: H
         lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=2, what="drift fixed"
     )
     assert loop.time() - t0 <= 0.5 + 0.3  # one reconcile.interval (0.5 s) plus slack
+    await eventually(
+        lambda: metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1,
+        what="weight drift counted once",
+    )
+    await asyncio.sleep(0.6)  # one more sweep: nothing new to count
     assert metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1
 
 
@@ -160,7 +165,10 @@ async def test_kong_wiped_is_rebuilt(harness: Harness) -> None:
     await eventually(
         lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=3, what="rebuilt"
     )
-    assert metric(daemon, "kongsplit_drift_corrections_total", kind="missing") >= 1
+    await eventually(
+        lambda: metric(daemon, "kongsplit_drift_corrections_total", kind="missing") >= 1,
+        what="missing counted",
+    )
 
 
 async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
