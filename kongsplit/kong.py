@@ -846,20 +846,9 @@ class KongAdmin:
         for phase in (plan.raises, plan.lowers):
             if not phase:
                 continue
-            results: list[Target | BaseException | None]
-            if len(phase) == 1:
-                # The common case (one weight moves per phase): awaited in place, not wrapped in
-                # a task by gather, which costs a loop iteration and CPU on every change.
-                try:
-                    results = [await self._write(upstream, ws, phase[0])]
-                except Exception as e:
-                    results = [e]
-            else:
-                results = list(
-                    await asyncio.gather(
-                        *(self._write(upstream, ws, w) for w in phase), return_exceptions=True
-                    )
-                )
+            results = await asyncio.gather(
+                *(self._write(upstream, ws, w) for w in phase), return_exceptions=True
+            )
             failure: BaseException | None = None
             for write, result in zip(phase, results, strict=True):
                 if isinstance(result, BaseException):

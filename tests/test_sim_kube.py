@@ -301,7 +301,7 @@ async def test_expire_watches_sends_410_to_open_watches(
         raw_watch(api, "/apis/argoproj.io/v1alpha1/rollouts", resourceVersion=since)
     )
     async with asyncio.timeout(3):
-        while not sim.open_watches:  # noqa: ASYNC110 (the fake has no event for this)
+        while not sim.open_watches:
             await asyncio.sleep(0.01)
     sim.expire_watches()
     events = await asyncio.wait_for(task, 3)

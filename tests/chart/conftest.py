@@ -7,15 +7,19 @@ them, so with CI=true a missing tool fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp import web
 from chart_support import CHART, find_tool, run
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from kongsplit.metrics import Metrics
+from kongsplit.app import Daemon
+from kongsplit.config import load_settings
+from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kube import KubeSim
 
 
 @pytest.fixture(scope="session")
@@ -78,49 +82,150 @@ def helm_template(helm: str) -> Renderer:
     return render
 
 
-def fill_metrics(metrics: Metrics) -> None:
-    """A few label sets, as a leader in the middle of a canary would export them."""
-    labels = {"namespace": "shop", "rollout": "checkout", "upstream": "checkout.shop.svc"}
-    metrics.desired_weight.labels(**labels, role="canary").set(25)
-    metrics.desired_weight.labels(**labels, role="stable").set(75)
-    metrics.observed_weight.labels(**labels, role="canary").set(10)  # Kong lags: a mismatch
-    metrics.observed_weight.labels(**labels, role="stable").set(90)
-    metrics.drift_corrections.labels(**labels, kind="weight").inc(2)
-    metrics.kong_up.set(0)
-    metrics.kong_requests.labels(method="PATCH", code="200").inc(7)
-    metrics.kong_requests.labels(method="GET", code="0").inc()
-    metrics.kong_request_duration.observe(0.004)
-    metrics.apply_latency.observe(0.003)
-    metrics.reconcile_errors.labels(reason="kong_unavailable").inc()
-    metrics.managed_rollouts.set(1)
-    metrics.leader.set(1)
-    metrics.watch_restarts.labels(resource="rollouts").inc()
-    metrics.last_sync_timestamp.set_to_current_time()
-
-
 @pytest.fixture
-async def kongsplit_metrics_url() -> AsyncIterator[str]:
-    """URL of a running kongsplit-like `/metrics` on 127.0.0.1.
+async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
+    """``/metrics`` of a real, running kongsplit daemon on 127.0.0.1.
 
-    The daemon is not finished yet, so this serves `kongsplit.metrics.Metrics` on its own aiohttp
-    server with the exposition the daemon will give. The lead will switch this fixture to the real
-    daemon's server (`kongsplit.server`) once it exists; the tests only need the URL.
+    The daemon runs in-process against the built-in Kubernetes fake and Kong simulator and is
+    driven into the states the alerts are about: a Rollout mid-canary, one weight corrected
+    behind its back (drift counted), then Kong stopped while the Rollout moves on, so desired
+    (25) differs from observed (10) and ``kongsplit_kong_up`` is 0.
     """
-    registry = CollectorRegistry()
-    fill_metrics(Metrics(registry))
+    ns = "shop"
+    rollout = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {
+            "name": "checkout",
+            "namespace": ns,
+            "uid": "uid-checkout",
+            "annotations": {"kongsplit.io/upstream": "checkout.shop.svc"},
+        },
+        "spec": {
+            "replicas": 4,
+            "strategy": {
+                "canary": {
+                    "stableService": "checkout-stable",
+                    "canaryService": "checkout-canary",
+                    "trafficRouting": {},
+                    "steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}],
+                }
+            },
+        },
+        "status": {
+            "observedGeneration": "1",
+            "currentPodHash": "v2",
+            "stableRS": "v1",
+            "currentStepIndex": 0,
+        },
+    }
 
-    async def metrics_handler(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def service(name: str, ip: str, pod_hash: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "clusterIP": ip,
+                "selector": {"rollouts-pod-template-hash": pod_hash},
+                "ports": [{"name": "http", "port": 80}],
+            },
+        }
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/metrics"
-    finally:
-        await runner.cleanup()
+    replicaset = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "checkout-v2",
+            "namespace": ns,
+            "labels": {"rollouts-pod-template-hash": "v2"},
+        },
+        "spec": {"replicas": 1},
+        "status": {"replicas": 1, "availableReplicas": 1},
+    }
+    async with KubeSim() as kube, KongSim() as kong:
+        kubeconfig = tmp_path / "kubeconfig"
+        kube.write_kubeconfig(str(kubeconfig))
+        for obj in (
+            service("checkout-stable", "10.96.0.10", "v1"),
+            service("checkout-canary", "10.96.0.11", "v2"),
+            replicaset,
+            rollout,
+        ):
+            kube.apply(obj)
+        settings = load_settings(
+            env={},
+            flags={
+                "kong": {"url": kong.url},
+                "kubernetes": {"kubeconfig": str(kubeconfig)},
+                "server": {"listen": "127.0.0.1:0"},
+                "reconcile": {"interval": 0.3},
+                "leaderElection": {"enabled": True, "leaseNamespace": ns, "identity": "chart-test"},
+            },
+        )
+        daemon = Daemon(settings, registry=CollectorRegistry())
+        task = asyncio.create_task(daemon.serve())
+
+        def targets() -> dict[str, int]:
+            try:
+                return {t["target"]: t["weight"] for t in kong.targets("checkout.shop.svc")}
+            except LookupError:
+                return {}
+
+        def sample(name: str, **labels: str) -> float | None:
+            value = daemon.metrics.registry.get_sample_value(name, labels or None)
+            return value
+
+        async def until(check: Callable[[], bool], what: str) -> None:
+            deadline = asyncio.get_running_loop().time() + 15
+            while not check():
+                if asyncio.get_running_loop().time() > deadline:
+                    pytest.fail(f"daemon never reached: {what}")
+                await asyncio.sleep(0.02)
+
+        try:
+            await until(lambda: targets() == {"10.96.0.10:80": 90, "10.96.0.11:80": 10}, "10/90")
+            kong.set_weight("checkout.shop.svc", "10.96.0.11:80", 60)
+            await until(
+                lambda: (
+                    (
+                        sample(
+                            "kongsplit_drift_corrections_total",
+                            namespace=ns,
+                            rollout="checkout",
+                            upstream="checkout.shop.svc",
+                            kind="weight",
+                        )
+                        or 0
+                    )
+                    >= 1
+                ),
+                "drift counted",
+            )
+            await kong.stop()
+            kube.patch(
+                "argoproj.io/v1alpha1",
+                "rollouts",
+                ns,
+                "checkout",
+                {"status": {"currentStepIndex": 2}},
+            )
+            await until(
+                lambda: (
+                    sample("kongsplit_kong_up") == 0
+                    and sample(
+                        "kongsplit_desired_weight",
+                        namespace=ns,
+                        rollout="checkout",
+                        upstream="checkout.shop.svc",
+                        role="canary",
+                    )
+                    == 25
+                ),
+                "Kong down, desired 25",
+            )
+            assert daemon.port is not None
+            yield f"http://127.0.0.1:{daemon.port}/metrics"
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 15)

@@ -178,7 +178,7 @@ class Harness:
         async with asyncio.timeout(10):
             for w in daemon.watchers:
                 await w.listed.wait()
-            while self.kube.open_watches < len(self.daemons) * len(daemon.watchers):  # noqa: ASYNC110
+            while self.kube.open_watches < len(self.daemons) * len(daemon.watchers):
                 await asyncio.sleep(0.01)  # kmock offers nothing to await for this
         # kmock replays objects at the start of a watch and subscribes to its event bus only
         # afterwards (it ignores resourceVersion), so a change made in that gap is lost by the
