@@ -163,8 +163,8 @@ class Store:
 
     def set_replicaset(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
         parsed = parse_replicaset(obj)
-        if isinstance(parsed, ObjectError):
-            return set()
+        if isinstance(parsed, ObjectError) or parsed.pod_template_hash is None:
+            return set()  # only Argo's ReplicaSets carry the hash label: keep no others
         ns, name = parsed.namespace, parsed.name
         bucket = self.replicasets.setdefault(ns, {})
         old = bucket.pop(name, None) if deleted else bucket.get(name)
@@ -183,8 +183,6 @@ class Store:
             bucket[name] = parsed
             if parsed.pod_template_hash is not None:
                 self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
-        if parsed.pod_template_hash is None:
-            return set()
         return set(self._hash_users.get((parsed.namespace, parsed.pod_template_hash), ()))
 
     def services_in(self, namespace: str) -> dict[str, Service]:
@@ -460,20 +458,33 @@ class Reconciler:
                 self.resync_all()
 
     async def kong_prober(self, period: float = 1.0) -> None:
-        """While Kong is unreachable, knock once a second; when it answers, resync everything."""
+        """Keep ``kongsplit_kong_up`` true on every replica, and resync when Kong comes back.
+
+        A leader's writes and sweeps already talk to Kong; a follower would otherwise never
+        ask, so every replica knocks (``GET /``) once per ``reconcile.interval`` — once a
+        second while Kong is down. When it answers again, every managed upstream is re-read.
+        """
+        interval = self.settings.reconcile.interval
+        since_last = interval
         while True:
             await asyncio.sleep(period)
-            if not self._kong_down:
+            since_last += period
+            if not self._kong_down and since_last < interval:
                 continue
+            since_last = 0.0
             try:
                 await self.kong.node_info()
             except KongError:
+                self._note_kong_down()
+                continue
+            if not self._kong_down:
                 continue
             logger.info("Kong Admin API reachable again; re-reading every managed upstream")
             self.kong.cache.clear()  # Kong may have restarted: ids learnt before may be gone
             self._kong_down = False
             self.kong_ok.set()
-            self.resync_all()
+            if self.is_leader():
+                self.resync_all()
 
     async def config_watcher(self) -> None:
         """DB-less only: poll ``/status`` ``configuration_hash`` (DESIGN.md §1, §3).
@@ -529,6 +540,11 @@ class Reconciler:
                 self._note_kong_down()
                 await asyncio.sleep(1.0)
         self.kong_ok.set()
+        if self.kong.mode == KongMode.DBLESS and self.settings.leader_election.enabled:
+            logger.warning(
+                "Kong is DB-less: each kongsplit sidecar owns its own node, so leader election "
+                "should be off (leaderElection.enabled: false); only the leader writes now"
+            )
         self.resync_all()
         await self.queue.join()
         self.synced.set()

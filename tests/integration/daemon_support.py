@@ -186,6 +186,19 @@ class Harness:
         await asyncio.sleep(0.2)
         return daemon
 
+    async def start_unready(self, settings: Settings | None = None) -> Daemon:
+        """Start a daemon without waiting for it to list (for daemons expected to fail)."""
+        daemon = Daemon(settings or self.settings(), registry=CollectorRegistry())
+        self.daemons.append((daemon, asyncio.create_task(daemon.serve(), name="daemon-under-test")))
+        return daemon
+
+    async def wait(self, daemon: Daemon) -> int:
+        """The daemon's exit code, once it stops by itself."""
+        for d, task in self.daemons:
+            if d is daemon:
+                return await task
+        raise AssertionError("unknown daemon")
+
     async def stop(self, daemon: Daemon) -> int:
         for d, task in self.daemons:
             if d is daemon:

@@ -8,12 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 from daemon_support import (
-    CANARY_IP,
     CANARY_T,
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
-    STABLE_IP,
     STABLE_T,
     STEPS,
     UPSTREAM,
@@ -25,8 +23,6 @@ from daemon_support import (
     service,
     weights,
 )
-
-from kongsplit.sim.kong import KongSim
 
 
 async def start_canary(h: Harness) -> None:
@@ -349,4 +345,65 @@ async def test_http_endpoints(harness: Harness) -> None:
             assert name in text, name
 
 
-del CANARY_IP, STABLE_IP, KongSim, pytest
+async def test_unannotated_rollout_is_let_go_and_kong_left_alone(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await eventually(lambda: metric(daemon, "kongsplit_managed_rollouts") == 1)
+    await h.patch(ROLLOUTS, "web", {"metadata": {"annotations": {"kongsplit.io/upstream": None}}})
+    await eventually(lambda: metric(daemon, "kongsplit_managed_rollouts") == 0, what="let go")
+    h.kong.set_weight(UPSTREAM, CANARY_T, 7)  # no longer ours: never put back
+    await asyncio.sleep(1.2)  # two sweeps
+    assert weights(h.kong) == {STABLE_T: 100, CANARY_T: 7}
+    assert metric(daemon, "kongsplit_desired_weight", rollout="web") == 0  # series dropped
+
+
+async def test_on_delete_stable_moves_everything_back(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.start(h.settings(kong={"onDelete": "stable"}))
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10})
+    from kmock_shims import delete
+
+    await delete(h.kube, ROLLOUTS, "shop", "web")
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="back to stable")
+
+
+async def test_foreign_weighted_target_is_reported_not_touched(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    h.kong.add_upstream(UPSTREAM)
+    h.kong.add_target(UPSTREAM, "10.1.2.3:80", weight=50)  # someone else's, carrying weight
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong).get(STABLE_T) == 100, what="ours applied")
+    await eventually(
+        lambda: metric(daemon, "kongsplit_reconcile_errors_total", reason="foreign_targets") >= 1
+    )
+    await asyncio.sleep(0.6)  # a sweep: still untouched (kong.exclusiveUpstreams is off)
+    assert weights(h.kong)["10.1.2.3:80"] == 50
+    warned = [e for e in await h.events() if e.get("reason") == "KongWeightsDriftCorrected"]
+    assert any("10.1.2.3:80" in e["message"] for e in warned)
+
+
+async def test_a_dying_root_task_stops_the_daemon_loudly(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a root task (here: the Rollout handler raising) must not leave a zombie daemon.
+
+    No server can make our own code raise, so this is the one place the test patches kongsplit.
+    """
+    h = harness
+    await h.seed()
+    from kongsplit.reconciler import Reconciler
+
+    def broken(self: Reconciler, event: str, obj: dict[str, Any]) -> None:
+        raise RuntimeError("bug in on_rollout")
+
+    monkeypatch.setattr(Reconciler, "on_rollout", broken)
+    daemon = await h.start_unready()
+    code = await asyncio.wait_for(h.wait(daemon), 10)
+    assert code == 1
+    assert any("root task watcher:rollouts stopped" in r.getMessage() for r in caplog.records)
