@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import logging
 import os
 import re
 import resource
@@ -19,7 +18,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +193,20 @@ async def sim_total_requests(url: str) -> int:
     return int(body["server"]["total_requests"])
 
 
+async def drift(url: str, w: Wired, count: int) -> int:
+    """Someone else changes ``count`` stable weights in Kong (behind kongsplit's back)."""
+    async with aiohttp.ClientSession() as s:
+        for i in range(count):
+            up = upstream_of(i)
+            targets = w.kong.cache.get(None, up) or {}
+            t = next(t for t in targets.values() if t.weight > 50)
+            path = f"{url}/upstreams/{up}/targets/{t.id}"
+            async with s.patch(path, json={"weight": t.weight + 1}) as r:
+                if r.status != 200:
+                    raise SystemExit(f"drift PATCH {path}: {r.status}")
+    return count
+
+
 # --------------------------------------------------------------------------- the daemon side
 
 
@@ -330,14 +343,23 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def histogram_quantile(metrics: Metrics, q: float, name: str = "kongsplit_apply_latency_seconds") -> float:
-    """Prometheus' ``histogram_quantile`` over a histogram's cumulative buckets."""
-    buckets: list[tuple[float, float]] = []
+def histogram_buckets(metrics: Metrics, name: str = "kongsplit_apply_latency_seconds") -> dict[
+    float, float
+]:
+    """A histogram's cumulative bucket counts by upper bound (``le``)."""
+    out: dict[float, float] = {}
     for fam in metrics.registry.collect():
         for s in fam.samples:
             if s.name == f"{name}_bucket":
-                buckets.append((float(s.labels["le"]), s.value))
-    buckets.sort()
+                out[float(s.labels["le"])] = s.value
+    return out
+
+
+def histogram_quantile(
+    after: dict[float, float], before: dict[float, float] | None, q: float
+) -> float:
+    """Prometheus' ``histogram_quantile`` over the observations made between two snapshots."""
+    buckets = sorted((le, n - (before or {}).get(le, 0.0)) for le, n in after.items())
     if not buckets or buckets[-1][1] == 0:
         return float("nan")
     rank = q * buckets[-1][1]
@@ -364,4 +386,8 @@ def row(label: str, value: str, note: str = "") -> None:
 
 
 def machine() -> str:
-    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}"
+    load = os.getloadavg()[0]
+    return (
+        f"{os.cpu_count()} CPUs (load {load:.2f}), Python {sys.version.split()[0]}, "
+        f"aiohttp {aiohttp.__version__}"
+    )

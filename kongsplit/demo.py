@@ -32,18 +32,9 @@ from kongsplit.config import load_settings
 from kongsplit.logs import setup_logging
 from kongsplit.sim.kong import KongSim
 from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.objects import CANARY_STEPS, ROLLOUTS, canary_pods, replicaset, rollout, service
 
-ROLLOUTS = ("argoproj.io/v1alpha1", "rollouts")
-STEPS = [
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 25},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {"duration": "1m"}},
-    {"setWeight": 75},
-    {"pause": {"duration": "1m"}},
-]
+STEPS = CANARY_STEPS
 REPLICAS = 4
 APPS = {  # Rollout → (stable Service clusterIP, canary Service clusterIP)
     "checkout": ("10.96.0.10", "10.96.0.11"),
@@ -76,74 +67,6 @@ def run(args: argparse.Namespace) -> int:
             args.step_seconds, plain=args.plain or not sys.stdout.isatty(), log_file=args.log_file
         ).main()
     )
-
-
-# --------------------------------------------------------------------------- objects
-
-
-def service(name: str, ip: str, pod_hash: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {
-            "type": "ClusterIP",
-            "clusterIP": ip,
-            "selector": {"app": name.rsplit("-", 1)[0], "rollouts-pod-template-hash": pod_hash},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-        },
-    }
-
-
-def replicaset(app: str, pod_hash: str, replicas: int, available: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": f"{app}-{pod_hash}",
-            "namespace": "shop",
-            "labels": {"app": app, "rollouts-pod-template-hash": pod_hash},
-            "ownerReferences": [
-                {
-                    "apiVersion": "argoproj.io/v1alpha1",
-                    "kind": "Rollout",
-                    "name": app,
-                    "uid": f"uid-{app}",
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {"replicas": replicas},
-        "status": {"replicas": replicas, "availableReplicas": available},
-    }
-
-
-def rollout(app: str, pod_hash: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {
-            "name": app,
-            "namespace": "shop",
-            "uid": f"uid-{app}",
-            "annotations": {
-                "kongsplit.io/upstream": f"{app}.shop.svc",
-                "kongsplit.io/port": "http",
-            },
-        },
-        "spec": {
-            "replicas": REPLICAS,
-            "strategy": {
-                "canary": {
-                    "stableService": f"{app}-stable",
-                    "canaryService": f"{app}-canary",
-                    "trafficRouting": {},
-                    "steps": STEPS,
-                }
-            },
-        },
-        "status": {"observedGeneration": "1", "currentPodHash": pod_hash, "stableRS": pod_hash},
-    }
 
 
 # --------------------------------------------------------------------------- the show
@@ -203,7 +126,13 @@ class Demo:
                 kube.apply(service(f"{app}-stable", stable_ip, "v1hash"))
                 kube.apply(service(f"{app}-canary", canary_ip, "v1hash"))
                 kube.apply(replicaset(app, "v1hash", REPLICAS, REPLICAS))
-                kube.apply(rollout(app, "v1hash"))
+                annotations = {
+                    "kongsplit.io/upstream": f"{app}.shop.svc",
+                    "kongsplit.io/port": "http",
+                }
+                kube.apply(
+                    rollout(app, annotations=annotations, pod_hash="v1hash", replicas=REPLICAS)
+                )
             daemon = Daemon(settings)
             task = asyncio.create_task(daemon.main(), name="daemon")
             try:
@@ -244,7 +173,7 @@ class Demo:
             http, kong, "checkout", "v2 created, no pod ready yet", stable=100, canary=0
         )
         for index, weight in ((0, 10), (2, 25), (4, 50), (6, 75)):
-            pods = -(-weight * REPLICAS // 100)
+            pods = canary_pods(weight, REPLICAS)
             kube.apply(replicaset("checkout", "v2hash", pods, pods))
             kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index}})
             ok &= await self._expect(

@@ -183,7 +183,9 @@ class Store:
             bucket[name] = parsed
             if parsed.pod_template_hash is not None:
                 self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
-        return set(self._hash_users.get((parsed.namespace, parsed.pod_template_hash), ()))
+        if parsed.pod_template_hash is None:
+            return set()
+        return set(self._hash_users.get((ns, parsed.pod_template_hash), ()))
 
     def services_in(self, namespace: str) -> dict[str, Service]:
         return self.services.get(namespace, {})

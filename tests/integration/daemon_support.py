@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from kongsplit.app import Daemon
 from kongsplit.config import Settings, load_settings
+from kongsplit.sim import objects
 from kongsplit.sim.kong import KongSim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,90 +33,20 @@ from kmock_shims import (
 UPSTREAM = "web.shop.svc"
 STABLE_IP, CANARY_IP = "10.96.0.10", "10.96.0.11"
 STABLE_T, CANARY_T = f"{STABLE_IP}:80", f"{CANARY_IP}:80"
-STEPS = [
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 25},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {}},
-    {"setWeight": 75},
-    {"pause": {}},
-]
+STEPS = objects.CANARY_STEPS
 
 
-def rollout(
-    name: str = "web",
-    *,
-    upstream: str = UPSTREAM,
-    pod_hash: str = "v1",
-    stable_rs: str = "v1",
-    index: int | None = None,
-    annotations: dict[str, str] | None = None,
-    stable_service: str = "web-stable",
-    canary_service: str = "web-canary",
-    replicas: int = 4,
-) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "observedGeneration": "1",
-        "currentPodHash": pod_hash,
-        "stableRS": stable_rs,
-    }
-    if index is not None:
-        status["currentStepIndex"] = index
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {
-            "name": name,
-            "namespace": "shop",
-            "generation": 1,
-            "annotations": annotations
-            if annotations is not None
-            else {"kongsplit.io/upstream": upstream},
-        },
-        "spec": {
-            "replicas": replicas,
-            "strategy": {
-                "canary": {
-                    "stableService": stable_service,
-                    "canaryService": canary_service,
-                    "trafficRouting": {},
-                    "steps": STEPS,
-                }
-            },
-        },
-        "status": status,
-    }
+def rollout(name: str = "web", *, upstream: str = UPSTREAM, **fields: Any) -> dict[str, Any]:
+    """A Rollout as Argo leaves it (``kongsplit.sim.objects.rollout``) for web.shop.svc."""
+    return objects.rollout(name, upstream=upstream, **fields)
 
 
-def service(
-    name: str, ip: str | None, pod_hash: str, *, ports: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {
-            "clusterIP": ip if ip is not None else "None",
-            "selector": {"app": "web", "rollouts-pod-template-hash": pod_hash},
-            "ports": ports or [{"name": "http", "port": 80, "targetPort": 8080}],
-        },
-    }
+def service(name: str, ip: str | None, pod_hash: str, **fields: Any) -> dict[str, Any]:
+    return objects.service(name, ip, pod_hash, app="web", **fields)
 
 
-def replicaset(pod_hash: str, replicas: int, available: int, app: str = "web") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": f"{app}-{pod_hash}",
-            "namespace": "shop",
-            "labels": {"app": app, "rollouts-pod-template-hash": pod_hash},
-        },
-        "spec": {"replicas": replicas},
-        "status": {"replicas": replicas, "availableReplicas": available},
-    }
+def replicaset(pod_hash: str, replicas: int, available: int) -> dict[str, Any]:
+    return objects.replicaset("web", pod_hash, replicas, available)
 
 
 def weights(kong: KongSim, upstream: str = UPSTREAM) -> dict[str, int]:
