@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from chart_support import CHART, find_tool, run
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from kongsplit.app import Daemon
 from kongsplit.config import load_settings
+from kongsplit.sim import objects
 from kongsplit.sim.kong import KongSim
 from kongsplit.sim.kube import KubeSim
 
@@ -92,66 +92,24 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
     (25) differs from observed (10) and ``kongsplit_kong_up`` is 0.
     """
     ns = "shop"
-    rollout = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {
-            "name": "checkout",
-            "namespace": ns,
-            "uid": "uid-checkout",
-            "annotations": {"kongsplit.io/upstream": "checkout.shop.svc"},
-        },
-        "spec": {
-            "replicas": 4,
-            "strategy": {
-                "canary": {
-                    "stableService": "checkout-stable",
-                    "canaryService": "checkout-canary",
-                    "trafficRouting": {},
-                    "steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}],
-                }
-            },
-        },
-        "status": {
-            "observedGeneration": "1",
-            "currentPodHash": "v2",
-            "stableRS": "v1",
-            "currentStepIndex": 0,
-        },
-    }
-
-    def service(name: str, ip: str, pod_hash: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "clusterIP": ip,
-                "selector": {"rollouts-pod-template-hash": pod_hash},
-                "ports": [{"name": "http", "port": 80}],
-            },
-        }
-
-    replicaset = {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {
-            "name": "checkout-v2",
-            "namespace": ns,
-            "labels": {"rollouts-pod-template-hash": "v2"},
-        },
-        "spec": {"replicas": 1},
-        "status": {"replicas": 1, "availableReplicas": 1},
-    }
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}]
+    seed = [
+        objects.service("checkout-stable", "10.96.0.10", "v1"),
+        objects.service("checkout-canary", "10.96.0.11", "v2"),
+        objects.replicaset("checkout", "v2", 1, 1),
+        objects.rollout(
+            "checkout",
+            pod_hash="v2",
+            stable_rs="v1",
+            index=0,
+            steps=steps,
+            upstream="checkout.shop.svc",
+        ),
+    ]
     async with KubeSim() as kube, KongSim() as kong:
         kubeconfig = tmp_path / "kubeconfig"
         kube.write_kubeconfig(str(kubeconfig))
-        for obj in (
-            service("checkout-stable", "10.96.0.10", "v1"),
-            service("checkout-canary", "10.96.0.11", "v2"),
-            replicaset,
-            rollout,
-        ):
+        for obj in seed:
             kube.apply(obj)
         settings = load_settings(
             env={},
