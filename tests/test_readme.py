@@ -1,0 +1,105 @@
+"""Keep the README true: its example outputs are what the commands print, its commands exist."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _block_after(marker: str) -> str:
+    """The fenced block right after the fenced block that holds ``marker`` (its output)."""
+    blocks = list(re.finditer(r"^```[a-z]*\n(.*?)^```$", README, flags=re.S | re.M))
+    for i, block in enumerate(blocks):
+        if marker in block.group(1):
+            return blocks[i + 1].group(1)
+    raise AssertionError(f"no block with {marker!r} in README.md")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kongsplit", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_first_screen_has_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:20])
+    assert "python3 -m pip install . && python3 -m kongsplit demo" in first_screen
+    assert "bash .ci/run" in first_screen
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pytest" in ci and "install-tools" in ci and "pip install" in ci
+
+
+def test_plan_output_matches_readme() -> None:
+    result = _run("plan", "examples/checkout.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == _block_after("kongsplit plan examples/checkout.yaml").strip()
+
+
+def _free_pair() -> int:
+    """A port p such that p and p+1 are both free (sim-kong puts node i on p+i)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    pytest.fail("no two adjacent free ports")
+
+
+def test_inspect_output_matches_readme() -> None:
+    port = _free_pair()
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kongsplit",
+            "sim-kong",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--nodes",
+            "2",
+            "--seed-demo",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port + 1), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and sim.poll() is None, "sim-kong did not start"
+                time.sleep(0.05)
+        a, b = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+        result = _run("inspect", "--kong-url", a, "--node", a, "--node", b)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.replace(f"127.0.0.1:{port + 1}", "127.0.0.1:8002")
+    shown = shown.replace(f"127.0.0.1:{port}", "127.0.0.1:8001")
+    assert shown.strip() == _block_after("kongsplit inspect --kong-url").strip()
+    assert sim.returncode == 0  # SIGTERM ends the simulator cleanly
