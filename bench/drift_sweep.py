@@ -80,7 +80,8 @@ async def main_async(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         c.load(w.rec, args.rollouts)
         await c.initial_sync(w.rec)
-        c.row(f"setup: {args.rollouts} Rollouts loaded and synced", f"{time.perf_counter() - t0:.2f} s")
+        took = time.perf_counter() - t0
+        c.row(f"setup: {args.rollouts} Rollouts loaded and synced", f"{took:.2f} s")
         await drift_sweep(sim, w, args.rollouts, args.rounds, args.idle)
 
 

@@ -395,6 +395,8 @@ class Reconciler:
         # DB-less: the configuration hashes our own POST /config produced, and the drift kind
         # (restart / foreign_config) to count for each Rollout re-applied after a foreign change.
         self._own_hashes: deque[str] = deque(maxlen=32)
+        self._first_pass: set[RolloutKey] | None = None
+        self._first_pass_done = asyncio.Event()
         self._config_drift: dict[RolloutKey, str] = {}
 
     # ---- inputs from the watchers (synchronous and cheap: they only queue keys) -------------
@@ -450,6 +452,10 @@ class Reconciler:
                     state.last_error = f"internal error: {e}"
             finally:
                 self.queue.done(key)
+                if self._first_pass is not None:
+                    self._first_pass.discard(key)
+                    if not self._first_pass:
+                        self._first_pass_done.set()
 
     async def sweeper(self, interval: float | None = None) -> None:
         """Every ``reconcile.interval``: re-read Kong for every managed Rollout (DESIGN.md §3)."""
@@ -547,8 +553,15 @@ class Reconciler:
                 "Kong is DB-less: each kongsplit sidecar owns its own node, so leader election "
                 "should be off (leaderElection.enabled: false); only the leader writes now"
             )
+        # Ready once every Rollout known now has been tried once. Not "queue idle": one Rollout
+        # that Kong keeps refusing (retried with back-off) must not keep the whole daemon unready.
+        self._first_pass = set(self.store.rollouts)
+        self._first_pass_done.clear()
+        if not self._first_pass:
+            self._first_pass_done.set()
         self.resync_all()
-        await self.queue.join()
+        await self._first_pass_done.wait()
+        self._first_pass = None
         self.synced.set()
         self.metrics.last_sync_timestamp.set(time.time())
 

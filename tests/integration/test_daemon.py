@@ -407,3 +407,30 @@ async def test_a_dying_root_task_stops_the_daemon_loudly(
     code = await asyncio.wait_for(h.wait(daemon), 10)
     assert code == 1
     assert any("root task watcher:rollouts stopped" in r.getMessage() for r in caplog.records)
+
+
+async def test_one_rollout_kong_refuses_does_not_block_readiness(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    await h.create(SERVICES, service("bad-stable", "10.96.1.10", "v1"))
+    await h.create(SERVICES, service("bad-canary", "10.96.1.11", "v1"))
+    await h.create(
+        ROLLOUTS,
+        rollout(
+            "bad", upstream="bad.shop.svc", stable_service="bad-stable", canary_service="bad-canary"
+        ),
+    )
+    h.kong.faults.fail_next(10_000, status=400, path_prefix="/upstreams/bad.shop.svc")
+    daemon = await h.start()
+    await eventually(lambda: daemon._ready()[0], what="ready despite one refused Rollout")
+    assert weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}
+    await eventually(
+        lambda: metric(daemon, "kongsplit_reconcile_errors_total", reason="kong_client_error") >= 1
+    )
+    events = await h.events()
+    assert any(
+        e["reason"] == "KongWriteFailed" and e["involvedObject"]["name"] == "bad" for e in events
+    )
+    assert daemon.reconciler is not None
+    state = daemon.reconciler.states[next(k for k in daemon.reconciler.states if k.name == "bad")]
+    assert state.last_error is not None and "bad.shop.svc" in state.last_error
