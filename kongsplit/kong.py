@@ -52,6 +52,7 @@ from kongsplit.config import KongConfig, TLSConfig
 from kongsplit.kong_plan import (
     DRIFT_MISSING,
     ApplyResult,
+    ConfigEdit,
     DesiredTarget,
     Drift,
     Plan,
@@ -118,6 +119,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "Kong-Admin-Token"
 PAGE_SIZE = 1000  # Kong's maximum page size
+DBLESS_COALESCE_SECONDS = 0.1  # at most one POST /config per node per this window
 _MAX_PAGES = 10_000  # a guard against a server whose offsets never end
 
 
@@ -271,6 +273,10 @@ class KongAdmin:
         self._connection_limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # DB-less: edits wait here and are flushed together, one GET/POST /config per window.
+        self._dbless_pending: dict[str, _PendingEdit] = {}
+        self._dbless_flusher: asyncio.Task[None] | None = None
+        self._dbless_last_post = -DBLESS_COALESCE_SECONDS
 
     @classmethod
     def from_config(
@@ -299,6 +305,14 @@ class KongAdmin:
         await self.close()
 
     async def close(self) -> None:
+        flusher, self._dbless_flusher = self._dbless_flusher, None
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        for edit in self._dbless_pending.values():
+            edit.fail(KongUnavailable("the Kong client was closed", method="POST", path="/config"))
+        self._dbless_pending.clear()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -366,7 +380,10 @@ class KongAdmin:
             reason = "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             raise KongUnavailable(
                 f"{what}: no answer from Kong ({cut(reason)})",
-                method=method, path=path, upstream=where.upstream, target=where.target,
+                method=method,
+                path=path,
+                upstream=where.upstream,
+                target=where.target,
             ) from e
         self._observe(method, str(status), started)
         log.debug("kong %s %s -> %d", method, path, status)
@@ -380,24 +397,42 @@ class KongAdmin:
             except ValueError as e:
                 raise KongResponseError(
                     f"{what}: Kong answered {status} with a body that is not JSON: {cut(text)!r}",
-                    method=method, path=path, upstream=where.upstream, target=where.target,
+                    method=method,
+                    path=path,
+                    upstream=where.upstream,
+                    target=where.target,
                 ) from e
         detail, code, name, kong_message = _error_detail(text)
         message = f"{what}: Kong answered {status}{detail}"
         if status == 429 or status >= 500:
             raise KongUnavailable(
-                message, status=status, retry_after=retry_after,
-                method=method, path=path, upstream=where.upstream, target=where.target,
+                message,
+                status=status,
+                retry_after=retry_after,
+                method=method,
+                path=path,
+                upstream=where.upstream,
+                target=where.target,
             )
         if 400 <= status < 500:
             cls = {404: KongNotFound, 409: KongConflict}.get(status, KongClientError)
             raise cls(
-                message, status=status, code=code, name=name, kong_message=kong_message,
-                method=method, path=path, upstream=where.upstream, target=where.target,
+                message,
+                status=status,
+                code=code,
+                name=name,
+                kong_message=kong_message,
+                method=method,
+                path=path,
+                upstream=where.upstream,
+                target=where.target,
             )
         raise KongResponseError(
             f"{what}: unexpected answer {status}{detail}",
-            method=method, path=path, upstream=where.upstream, target=where.target,
+            method=method,
+            path=path,
+            upstream=where.upstream,
+            target=where.target,
         )
 
     async def _request(
@@ -441,8 +476,13 @@ class KongAdmin:
                 with attempt:
                     attempts += 1
                     return await self._attempt(
-                        method, url, path,
-                        params=params, body=body, where=where, allow_304=allow_304,
+                        method,
+                        url,
+                        path,
+                        params=params,
+                        body=body,
+                        where=where,
+                        allow_304=allow_304,
                     )
         except KongUnavailable as e:
             elapsed = time.monotonic() - started
@@ -629,9 +669,7 @@ class KongAdmin:
         self.cache.put(ws, upstream, targets)
         return tuple(targets)
 
-    async def _target_call(
-        self, method: str, path: str, body: Any, where: _Where
-    ) -> Target:
+    async def _target_call(self, method: str, path: str, body: Any, where: _Where) -> Target:
         _, answer = await self._request(method, path, body=body, where=where)
         try:
             return Target.from_json(answer)
@@ -881,60 +919,126 @@ class KongAdmin:
         create: bool,
         exclusive: bool,
     ) -> ApplyResult:
+        """Queue this upstream's edit for the next ``/config`` round trip and wait for it.
+
+        DB-less Kong takes only whole configurations, so two upstreams edited by separate
+        GET → edit → POST rounds would overwrite each other. Every pending edit is applied to
+        one GET of the config and sent in one POST, at most once per
+        ``DBLESS_COALESCE_SECONDS`` per node (DESIGN.md §1): an abort waits no longer than that.
+        """
+        loop = asyncio.get_running_loop()
+        edit = _PendingEdit(
+            tuple(desired), tuple(owner_tags), create, exclusive, loop.create_future()
+        )
+        previous = self._dbless_pending.get(upstream)
+        if previous is not None:  # a newer desired state for the same upstream wins
+            edit.waiters.extend(previous.waiters)
+        self._dbless_pending[upstream] = edit
+        if self._dbless_flusher is None or self._dbless_flusher.done():
+            self._dbless_flusher = asyncio.create_task(
+                self._flush_dbless(), name="kong-dbless-flush"
+            )
+        return await asyncio.shield(edit.future)
+
+    async def _flush_dbless(self) -> None:
+        while self._dbless_pending:
+            wait = self._dbless_last_post + DBLESS_COALESCE_SECONDS - time.monotonic()
+            await asyncio.sleep(max(wait, 0.0))
+            batch, self._dbless_pending = self._dbless_pending, {}
+            try:
+                results = await self._post_batch(batch)
+            except KongError as e:
+                for edit in batch.values():
+                    edit.fail(e)
+            except Exception as e:  # a bug: every waiter learns of it, the flusher survives
+                for edit in batch.values():
+                    edit.fail(e)
+            else:
+                for upstream, edit in batch.items():
+                    edit.resolve(results[upstream])
+            finally:
+                self._dbless_last_post = time.monotonic()
+
+    async def _post_batch(self, batch: dict[str, _PendingEdit]) -> dict[str, ApplyResult]:
         # Never edit a node that has not loaded its owner's config yet: posting onto the empty
         # hash would make kongsplit's few targets the node's whole configuration.
+        first = next(iter(batch))
         status = await self.status()
         if status.configuration_hash == EMPTY_CONFIG_HASH:
             raise KongNotReady(
                 f"Kong at {self.url} has no configuration loaded yet (configuration_hash is "
-                f"empty); not editing upstream {upstream} until its owner loads one",
-                upstream=upstream,
+                f"empty); not editing upstream {first} until its owner loads one",
+                upstream=first,
             )
         config = await self.get_config()
-        try:
-            edit = edit_config(
-                config,
-                upstream,
-                desired,
-                owner_tags=owner_tags,
-                create_upstream=create,
-                exclusive=exclusive,
-            )
-        except (TypeError, KeyError) as e:
-            raise KongResponseError(
-                f"GET /config (upstream {upstream}): the declarative config has an unexpected "
-                f"shape ({e})",
-                method="GET",
-                path="/config",
-                upstream=upstream,
-            ) from e
-        base = ApplyResult(upstream, None, KongMode.DBLESS, drift=edit.plan.drift)
-        if edit.upstream_missing:
-            return ApplyResult(
-                upstream, None, KongMode.DBLESS, drift=edit.plan.drift, upstream_missing=True
-            )
-        targets = tuple(edit.targets.values())
-        if not edit.plan.writes and not edit.upstream_created:
-            return ApplyResult(
+        edits: dict[str, ConfigEdit] = {}
+        for upstream, pending in batch.items():
+            try:
+                edits[upstream] = edit_config(
+                    config,
+                    upstream,
+                    pending.desired,
+                    owner_tags=pending.owner_tags,
+                    create_upstream=pending.create,
+                    exclusive=pending.exclusive,
+                )
+            except (TypeError, KeyError) as e:
+                raise KongResponseError(
+                    f"GET /config (upstream {upstream}): the declarative config has an "
+                    f"unexpected shape ({e})",
+                    method="GET",
+                    path="/config",
+                    upstream=upstream,
+                ) from e
+        changed = any(e.plan.writes or e.upstream_created for e in edits.values())
+        posted = False
+        if changed:
+            where = _Where(upstream=first if len(batch) == 1 else f"{len(batch)} upstreams")
+            posted = await self.post_config(config, where=where)
+        results: dict[str, ApplyResult] = {}
+        for upstream, edit in edits.items():
+            targets = tuple(edit.targets.values())
+            pending = batch[upstream]
+            if edit.upstream_missing:
+                results[upstream] = ApplyResult(
+                    upstream, None, KongMode.DBLESS, drift=edit.plan.drift, upstream_missing=True
+                )
+                continue
+            wrote = bool(edit.plan.writes or edit.upstream_created)
+            results[upstream] = ApplyResult(
                 upstream,
                 None,
                 KongMode.DBLESS,
+                writes=edit.plan.writes if wrote else (),
                 targets=targets,
-                foreign=foreign_targets(targets, owner_tags),
-                drift=base.drift,
+                foreign=foreign_targets(targets, pending.owner_tags),
+                drift=edit.plan.drift,
+                upstream_created=edit.upstream_created,
+                config_posted=posted and wrote,
             )
-        posted = await self.post_config(edit.config, where=_Where(upstream=upstream))
-        return ApplyResult(
-            upstream,
-            None,
-            KongMode.DBLESS,
-            writes=edit.plan.writes,
-            targets=targets,
-            foreign=foreign_targets(targets, owner_tags),
-            drift=base.drift,
-            upstream_created=edit.upstream_created,
-            config_posted=posted,
-        )
+        return results
+
+
+@dataclass
+class _PendingEdit:
+    """One upstream's edit waiting for the next DB-less ``/config`` round trip."""
+
+    desired: tuple[DesiredTarget, ...]
+    owner_tags: tuple[str, ...]
+    create: bool
+    exclusive: bool
+    future: asyncio.Future[ApplyResult]
+    waiters: list[asyncio.Future[ApplyResult]] = field(default_factory=list)
+
+    def resolve(self, result: ApplyResult) -> None:
+        for fut in (self.future, *self.waiters):
+            if not fut.done():
+                fut.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        for fut in (self.future, *self.waiters):
+            if not fut.done():
+                fut.set_exception(error)
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -551,3 +551,43 @@ async def test_dbless_429_retry_after() -> None:
             ("POST", 201),
         ]
         assert _weights(s) == {STABLE: 50, CANARY: 50}
+
+
+async def test_dbless_concurrent_upstreams_coalesce_without_losing_an_update() -> None:
+    """Two upstreams edited at once: one GET and one POST /config, both edits land.
+
+    Separate GET → edit → POST rounds would let the second POST overwrite the first edit
+    (DB-less Kong only takes whole configurations).
+    """
+    import asyncio
+
+    other = "payments.shop.svc"
+    other_owner = owner_tags_for("shop", "payments")
+    async with KongSim(mode="off") as s, KongAdmin(s.url, retry=FAST) as admin:
+        s.external_config_push(_seed_config())
+        await admin.ensure_mode()
+        s.requests.clear()
+        a, b = await asyncio.gather(
+            admin.apply(U, _want(50, 50), owner_tags=OWNER),
+            admin.apply(
+                other,
+                [
+                    DesiredTarget("10.9.9.1:80", 100, "stable"),
+                    DesiredTarget("10.9.9.2:80", 0, "canary"),
+                ],
+                owner_tags=other_owner,
+            ),
+        )
+        assert a.config_posted and b.config_posted and b.upstream_created
+        assert _weights(s) == {STABLE: 50, CANARY: 50}
+        assert _weights(s, other) == {"10.9.9.1:80": 100, "10.9.9.2:80": 0}
+        posts = [r for r in s.requests if r.method == "POST" and r.path == "/config"]
+        gets = [r for r in s.requests if r.method == "GET" and r.path == "/config"]
+        assert len(posts) == 1 and len(gets) == 1
+        # Back-to-back windows are at least DBLESS_COALESCE_SECONDS apart.
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await admin.apply(U, _want(25, 75), owner_tags=OWNER)
+        await admin.apply(U, _want(0, 100), owner_tags=OWNER)
+        assert loop.time() - t0 >= 0.09
+        assert _weights(s) == {STABLE: 0, CANARY: 100}
