@@ -273,6 +273,7 @@ class KongAdmin:
         self._connection_limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._request_counters: dict[tuple[str, str], Any] = {}
         # DB-less: edits wait here and are flushed together, one GET/POST /config per window.
         self._dbless_pending: dict[str, _PendingEdit] = {}
         self._dbless_flusher: asyncio.Task[None] | None = None
@@ -341,7 +342,11 @@ class KongAdmin:
     def _observe(self, method: str, code: str, started: float) -> None:
         if self.metrics is None:
             return
-        self.metrics.kong_requests.labels(method=method, code=code).inc()
+        counter = self._request_counters.get((method, code))
+        if counter is None:  # label lookups take a lock; each (method, code) child is kept
+            counter = self.metrics.kong_requests.labels(method=method, code=code)
+            self._request_counters[(method, code)] = counter
+        counter.inc()
         self.metrics.kong_request_duration.observe(time.perf_counter() - started)
         self.metrics.kong_up.set(0 if code == "0" else 1)
 
@@ -884,9 +889,16 @@ class KongAdmin:
         for phase in (plan.raises, plan.lowers):
             if not phase:
                 continue
-            results = await asyncio.gather(
-                *(self._write(upstream, ws, w) for w in phase), return_exceptions=True
-            )
+            results: list[Target | BaseException | None]
+            if len(phase) == 1:  # the common case: no task to spawn for a single write
+                try:
+                    results = [await self._write(upstream, ws, phase[0])]
+                except KongError as e:
+                    results = [e]
+            else:
+                results = await asyncio.gather(
+                    *(self._write(upstream, ws, w) for w in phase), return_exceptions=True
+                )
             failure: BaseException | None = None
             for write, result in zip(phase, results, strict=True):
                 if isinstance(result, BaseException):

@@ -13,6 +13,7 @@ or it would create duplicates (409) and never match what it reads back:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -61,6 +62,7 @@ def _hostname(text: str, original: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=16384)  # pure, and called for every target of every reconcile
 def normalize_target(s: str) -> str:
     """The string Kong stores for target ``s`` ("host[:port]").
 

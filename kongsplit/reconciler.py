@@ -316,7 +316,7 @@ class KeyQueue:
 # --------------------------------------------------------------------------- per-Rollout state
 
 
-@dataclass
+@dataclass(slots=True)
 class RolloutState:
     """What kongsplit knows of one managed Rollout (the ``/state`` view)."""
 
@@ -334,6 +334,7 @@ class RolloutState:
     failures: int = 0
     pending_since: float | None = None  # monotonic time a change was first seen, until applied
     foreign: tuple[str, ...] = ()
+    gauges: dict[tuple[bool, str], Any] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -802,6 +803,7 @@ class Reconciler:
         if old is not None and old != new:
             self._upstream_owner.pop(old, None)
             self.metrics.forget_rollout(state.key.namespace, state.key.name, state.upstream or "")
+            state.gauges.clear()
             state.applied = state.observed = None  # a new upstream starts from Kong's truth
         self._upstream_owner[new] = state.key
         state.upstream, state.workspace = plan.upstream, plan.workspace
@@ -870,21 +872,26 @@ class Reconciler:
         if self.events is not None and ref is not None:
             self.events(ref, type=type_, reason=reason, message=message)
 
+    def _gauge(self, state: RolloutState, observed: bool, role: str) -> Any:
+        """The labelled gauge child, kept on the state: a label lookup takes a lock."""
+        child = state.gauges.get((observed, role))
+        if child is None:
+            gauge = self.metrics.observed_weight if observed else self.metrics.desired_weight
+            child = gauge.labels(state.key.namespace, state.key.name, state.upstream or "", role)
+            state.gauges[(observed, role)] = child
+        return child
+
     def _set_desired_metrics(self, state: RolloutState) -> None:
         if state.desired is None or state.upstream is None:
             return
         for role, weight in _by_role(state.desired.weights(), state.roles).items():
-            self.metrics.desired_weight.labels(
-                state.key.namespace, state.key.name, state.upstream, role
-            ).set(weight)
+            self._gauge(state, False, role).set(weight)
 
     def _set_observed_metrics(self, state: RolloutState) -> None:
         if state.observed is None or state.upstream is None:
             return
         for role, weight in _by_role(state.observed, state.roles).items():
-            self.metrics.observed_weight.labels(
-                state.key.namespace, state.key.name, state.upstream, role
-            ).set(weight)
+            self._gauge(state, True, role).set(weight)
 
 
 def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, int]:
