@@ -93,12 +93,10 @@ async def verify(request: web.Request) -> web.Response:
             )
         except KongError as e:
             return node, str(e)
-        seen: dict[str, int | None] = {}
-        for h in health:
-            # nodeWeight is what the node's balancer gives the target; a weight-0 target has
-            # no balancer entry and shows as HEALTHCHECKS_OFF with no nodeWeight.
-            seen[h.target] = h.node_weight if h.node_weight is not None else h.weight
-        return node, seen
+        # nodeWeight is what this node's balancer gives the target — the proof. The target's
+        # configured ``weight`` says nothing about the node (it comes from the shared database),
+        # so a target the balancer does not hold yet counts as None, never as its weight.
+        return node, {h.target: h.node_weight for h in health}
 
     results = await asyncio.gather(*(read(n) for n in nodes))
     observed: dict[str, Any] = {}
@@ -112,7 +110,8 @@ async def verify(request: web.Request) -> web.Response:
             continue
         for target, weight in desired.items():
             got = seen.get(target)
-            if (got or 0) != weight:
+            # A target at weight 0 may be absent from the balancer altogether.
+            if (got or 0) != weight or (weight > 0 and got is None):
                 verified = False
                 reasons.append(f"{node}: {target} serves {got}, want {weight}")
     body: dict[str, Any] = {

@@ -24,6 +24,8 @@ from daemon_support import (
     weights,
 )
 
+from kongsplit.sim.kong import KongSim
+
 
 async def start_canary(h: Harness) -> None:
     """Argo starts revision v2: new RS (scaling), canary Service → v2, index 0."""
@@ -434,3 +436,30 @@ async def test_one_rollout_kong_refuses_does_not_block_readiness(harness: Harnes
     assert daemon.reconciler is not None
     state = daemon.reconciler.states[next(k for k in daemon.reconciler.states if k.name == "bad")]
     assert state.last_error is not None and "bad.shop.svc" in state.last_error
+
+
+async def test_verify_waits_for_every_kong_node(harness: Harness) -> None:
+    """/verify is the Argo AnalysisTemplate's proof: every node's balancer, not the database."""
+    h = harness
+    await h.seed()
+    async with KongSim(nodes=2, propagation_delay=1.0) as kong:
+        daemon = await h.start(h.settings(kong={"url": kong.urls[0], "nodes": list(kong.urls)}))
+        await eventually(lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0})
+        await start_canary(h)
+        await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+        await eventually(lambda: weights(kong) == {STABLE_T: 90, CANARY_T: 10})
+        url = f"http://127.0.0.1:{daemon.port}/verify/shop/web"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                early = await r.json()
+            assert early["verified"] is False  # node 2 has not caught up yet
+            assert early["observed"][kong.urls[0]][CANARY_T] == 10
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            body = early
+            while not body["verified"] and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                async with http.get(url) as r:
+                    body = await r.json()
+        assert body["verified"] is True
+        assert body["observed"][kong.urls[1]] == {STABLE_T: 90, CANARY_T: 10}
