@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from kongsplit import kube
-from kongsplit.config import ConfigError, Settings, load_settings
+from kongsplit.config import ConfigError, Settings, load_settings, redact_url
 from kongsplit.events import EventRecorder
 from kongsplit.kong import KongAdmin
 from kongsplit.leader import LeaderElector
@@ -117,7 +117,7 @@ class Daemon:
         logger.info(
             "kongsplit %s starting: Kong %s, namespaces %s",
             package_version(),
-            s.kong.url,
+            redact_url(s.kong.url),
             ",".join(s.kubernetes.namespaces) or "all",
         )
         try:
@@ -224,6 +224,7 @@ class Daemon:
         while True:
             await elector.leading.wait()
             logger.info("leading: syncing every managed Rollout to Kong")
+            rec.leadership_gained()
             rec.synced.clear()
             await rec.initial_sync()
             await elector.following.wait()

@@ -198,6 +198,11 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def redact_url(url: str) -> str:
+    """``https://user:secret@kong:8444`` → ``https://***@kong:8444``: URLs are logged and served."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+
+
 def parse_listen(value: str, where: str = "listen") -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9102`` for IPv6) → (host, port)."""
     m = re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d{1,5})$", value.strip())

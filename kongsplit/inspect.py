@@ -222,7 +222,9 @@ async def collect_report(
     if upstream is not None:
         one = await admin.get_upstream(upstream)
         if one is None:
-            raise KongError(f"upstream {upstream} not found at {admin.url}", upstream=upstream)
+            raise KongError(
+                f"upstream {upstream} not found at {admin.display_url}", upstream=upstream
+            )
         upstreams = [one]
     else:
         upstreams = sorted(await admin.list_upstreams(), key=lambda u: u.name)
@@ -231,7 +233,7 @@ async def collect_report(
     )
     return {
         "kong": {
-            "url": admin.url,
+            "url": admin.display_url,
             "version": info.version,
             "edition": info.edition,
             "mode": str(info.mode),
@@ -341,8 +343,10 @@ def render_table(report: Mapping[str, Any]) -> str:
         header = ["TARGET", "WEIGHT", "SHARE", "OWNER"]
         if with_desired:
             header += ["DESIRED", "DRIFT"]
-        header += [f"NODE{i} HEALTH/WEIGHT" if len(nodes) > 1 else "HEALTH/NODE WEIGHT"
-                   for i in range(1, len(nodes) + 1)]
+        header += [
+            f"NODE{i} HEALTH/WEIGHT" if len(nodes) > 1 else "HEALTH/NODE WEIGHT"
+            for i in range(1, len(nodes) + 1)
+        ]
         rows = []
         for t in u["targets"]:
             row = [

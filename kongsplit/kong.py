@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import copy
 import email.utils
 import json
 import logging
@@ -33,7 +35,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -48,7 +50,7 @@ from tenacity import (
     stop_before_delay,
 )
 
-from kongsplit.config import KongConfig, TLSConfig
+from kongsplit.config import KongConfig, TLSConfig, redact_url
 from kongsplit.kong_plan import (
     DRIFT_MISSING,
     ApplyResult,
@@ -71,6 +73,7 @@ from kongsplit.kong_types import (
     KongMode,
     KongModeError,
     KongNotFound,
+    KongNotLeader,
     KongNotReady,
     KongResponseError,
     KongUnavailable,
@@ -98,6 +101,7 @@ __all__ = [
     "KongMode",
     "KongModeError",
     "KongNotFound",
+    "KongNotLeader",
     "KongNotReady",
     "KongResponseError",
     "KongUnavailable",
@@ -120,6 +124,13 @@ log = logging.getLogger(__name__)
 TOKEN_HEADER = "Kong-Admin-Token"
 PAGE_SIZE = 1000  # Kong's maximum page size
 DBLESS_COALESCE_SECONDS = 0.1  # at most one POST /config per node per this window
+
+# Set by ``apply(may_write=...)``: asked before every write attempt, retries included, so a
+# replica that lost its leader Lease mid-apply stops writing at once instead of finishing a
+# plan (or a 30-second retry budget) on top of the new leader's weights.
+_MAY_WRITE: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "kongsplit_may_write", default=None
+)
 _MAX_PAGES = 10_000  # a guard against a server whose offsets never end
 
 
@@ -297,7 +308,15 @@ class KongAdmin:
         )
 
     def __repr__(self) -> str:
-        return f"KongAdmin(url={self.url!r}, workspace={self.workspace!r}, token={self._token!r})"
+        return (
+            f"KongAdmin(url={self.display_url!r}, workspace={self.workspace!r}, "
+            f"token={self._token!r})"
+        )
+
+    @property
+    def display_url(self) -> str:
+        """The URL without any user:password in it, for logs, errors and ``/state``."""
+        return redact_url(self.url)
 
     async def __aenter__(self) -> KongAdmin:
         return self
@@ -367,6 +386,17 @@ class KongAdmin:
         where: _Where,
         allow_304: bool,
     ) -> tuple[int, Any]:
+        if method != "GET":
+            may_write = _MAY_WRITE.get()
+            if may_write is not None and not may_write():
+                raise KongNotLeader(
+                    f"{self._describe(method, path, where)}: not sent, this replica is no "
+                    "longer allowed to write (leadership lost)",
+                    method=method,
+                    path=path,
+                    upstream=where.upstream,
+                    target=where.target,
+                )
         headers = {}
         token = self._token.current()
         if token:
@@ -577,15 +607,15 @@ class KongAdmin:
         host = urlsplit(self.url).hostname or ""
         if host.endswith(".api.konghq.com"):
             raise KongModeError(
-                f"{self.url} is Konnect's API: kongsplit writes the Kong Admin API of a "
+                f"{self.display_url} is Konnect's API: kongsplit writes the Kong Admin API of a "
                 "self-managed Kong (DB mode, DB-less or a hybrid control plane)"
             )
         info = await self.node_info()
         if info.mode == KongMode.DATA_PLANE:
             raise KongModeError(
-                f"Kong at {self.url} is a hybrid data plane (role=data_plane): its configuration "
-                "belongs to the control plane and is overwritten on the next push; point "
-                "kongsplit at the control plane's Admin API instead"
+                f"Kong at {self.display_url} is a hybrid data plane (role=data_plane): its "
+                "configuration belongs to the control plane and is overwritten on the next "
+                "push; point kongsplit at the control plane's Admin API instead"
             )
         self.node, self.mode = info, info.mode
         return info.mode
@@ -782,6 +812,14 @@ class KongAdmin:
 
     # --- apply ---------------------------------------------------------------------------------
 
+    def forget_upstream(self, upstream: str, *, workspace: str | None = None) -> None:
+        """Drop what is cached for an upstream no longer managed (ids, its idle lock)."""
+        ws = workspace if workspace is not None else self.workspace
+        self.cache.forget(ws, upstream)
+        lock = self._locks.get((ws or "", upstream))
+        if lock is not None and not lock.locked():
+            del self._locks[(ws or "", upstream)]
+
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
@@ -798,24 +836,30 @@ class KongAdmin:
         create_upstream: bool | None = None,
         exclusive: bool | None = None,
         refresh: bool = False,
+        may_write: Callable[[], bool] | None = None,
     ) -> ApplyResult:
         """Make ``upstream`` hold ``desired`` (DESIGN.md §2), in an order that never zeroes it.
 
         ``owner_tags`` are the tags of this Rollout's targets (``owner_tags_for(ns, name)``).
         ``create_upstream``/``exclusive`` default to the client's settings. ``refresh`` re-reads
         Kong instead of trusting the cache (drift sweeps). DB-less nodes are edited through
-        ``/config``. Raises KongError subclasses; never writes when nothing differs.
+        ``/config``. ``may_write`` is asked before every write attempt (``KongNotLeader`` when
+        it says no). Raises KongError subclasses; never writes when nothing differs.
         """
         ws = workspace if workspace is not None else self.workspace
         create = self.create_upstreams if create_upstream is None else create_upstream
         excl = self.exclusive_upstreams if exclusive is None else exclusive
         mode = await self.ensure_mode()
-        async with self._lock((ws or "", upstream)):
-            if mode == KongMode.DBLESS:
-                return await self._apply_dbless(upstream, desired, owner_tags, create, excl)
-            return await self._apply_db(
-                upstream, desired, owner_tags, ws, create, excl, refresh, mode
-            )
+        guard = _MAY_WRITE.set(may_write)
+        try:
+            async with self._lock((ws or "", upstream)):
+                if mode == KongMode.DBLESS:
+                    return await self._apply_dbless(upstream, desired, owner_tags, create, excl)
+                return await self._apply_db(
+                    upstream, desired, owner_tags, ws, create, excl, refresh, mode
+                )
+        finally:
+            _MAY_WRITE.reset(guard)
 
     async def _apply_db(
         self,
@@ -831,6 +875,7 @@ class KongAdmin:
         done: list[Write] = []
         drift: tuple[Drift, ...] | None = None
         upstream_created = False
+        targets: dict[str, Target] | None = None
         passes = 3  # a stale cache costs one re-read; a racing writer one more
         for n in range(passes):
             targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
@@ -865,7 +910,8 @@ class KongAdmin:
                     "Kong changed under a write; re-reading the upstream",
                     extra={"upstream": upstream, "status": getattr(e, "status", None)},
                 )
-        final = self.cache.get(ws, upstream) or {}
+        # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
+        final = targets or {}
         return ApplyResult(
             upstream,
             ws,
@@ -967,7 +1013,8 @@ class KongAdmin:
                     edit.fail(e)
             else:
                 for upstream, edit in batch.items():
-                    edit.resolve(results[upstream])
+                    if upstream in results:  # the others were failed individually
+                        edit.resolve(results[upstream])
             finally:
                 self._dbless_last_post = time.monotonic()
 
@@ -978,30 +1025,47 @@ class KongAdmin:
         status = await self.status()
         if status.configuration_hash == EMPTY_CONFIG_HASH:
             raise KongNotReady(
-                f"Kong at {self.url} has no configuration loaded yet (configuration_hash is "
-                f"empty); not editing upstream {first} until its owner loads one",
+                f"Kong at {self.display_url} has no configuration loaded yet "
+                f"(configuration_hash is empty); not editing upstream {first} until its "
+                "owner loads one",
                 upstream=first,
             )
-        config = await self.get_config()
-        edits: dict[str, ConfigEdit] = {}
-        for upstream, pending in batch.items():
-            try:
-                edits[upstream] = edit_config(
-                    config,
-                    upstream,
-                    pending.desired,
-                    owner_tags=pending.owner_tags,
-                    create_upstream=pending.create,
-                    exclusive=pending.exclusive,
-                )
-            except (TypeError, KeyError) as e:
-                raise KongResponseError(
-                    f"GET /config (upstream {upstream}): the declarative config has an "
-                    f"unexpected shape ({e})",
-                    method="GET",
-                    path="/config",
-                    upstream=upstream,
-                ) from e
+        base = await self.get_config()
+        # Each upstream's edit is checked on its own: one malformed entry in Kong's config (or
+        # one bad desired state) fails only that upstream's waiters, never the whole batch —
+        # an abort must not wait behind someone else's garbage. Edits change the config in
+        # place, so a failure restarts from a fresh copy without the failing upstream.
+        while True:
+            config = copy.deepcopy(base)
+            edits: dict[str, ConfigEdit] = {}
+            failed: str | None = None
+            for upstream, pending in batch.items():
+                try:
+                    edits[upstream] = edit_config(
+                        config,
+                        upstream,
+                        pending.desired,
+                        owner_tags=pending.owner_tags,
+                        create_upstream=pending.create,
+                        exclusive=pending.exclusive,
+                    )
+                except (TypeError, KeyError, ValueError) as e:
+                    pending.fail(
+                        KongResponseError(
+                            f"GET /config (upstream {upstream}): the declarative config has an "
+                            f"unexpected shape ({e})",
+                            method="GET",
+                            path="/config",
+                            upstream=upstream,
+                        )
+                    )
+                    failed = upstream
+                    break
+            if failed is None:
+                break
+            batch = {u: p for u, p in batch.items() if u != failed}
+            if not batch:
+                return {}
         changed = any(e.plan.writes or e.upstream_created for e in edits.values())
         posted = False
         if changed:

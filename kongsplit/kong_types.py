@@ -106,6 +106,10 @@ class KongResponseError(KongError):
     """Kong answered 2xx with a body kongsplit cannot use (not JSON, wrong shape)."""
 
 
+class KongNotLeader(KongError):
+    """A write was not sent: this replica may no longer write (it lost its leader Lease)."""
+
+
 class KongNotReady(KongError):
     """A DB-less node reports the empty config hash: nothing to edit until its owner loads one."""
 

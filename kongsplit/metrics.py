@@ -144,7 +144,10 @@ class Metrics:
             self.reconcile_errors.labels(reason=reason)
 
     def forget_rollout(self, namespace: str, rollout: str, upstream: str) -> None:
-        """Drop the per-Rollout series of a Rollout no longer managed."""
+        """Drop the per-Rollout series of a Rollout no longer managed (or moved upstream)."""
+        for kind in DRIFT_KINDS:
+            with contextlib.suppress(KeyError):
+                self.drift_corrections.remove(namespace, rollout, upstream, kind)
         for role in ROLES:
             for gauge in (self.desired_weight, self.observed_weight):
                 with contextlib.suppress(KeyError):  # that role was never set

@@ -15,6 +15,7 @@ Shape (kopf's, one stage each):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -32,6 +33,8 @@ from kongsplit.kong_types import (
     KongClientError,
     KongError,
     KongMode,
+    KongModeError,
+    KongNotLeader,
     KongNotReady,
     KongUnavailable,
 )
@@ -132,10 +135,13 @@ class Store:
         old = self._indexed.get(key, ((), ()))
         if old == (services, hashes):
             return
-        for name in old[0]:
-            self._service_users.get((key.namespace, name), set()).discard(key)
-        for h in old[1]:
-            self._hash_users.get((key.namespace, h), set()).discard(key)
+        for index, stale in ((self._service_users, old[0]), (self._hash_users, old[1])):
+            for item in stale:
+                users = index.get((key.namespace, item))
+                if users is not None:
+                    users.discard(key)
+                    if not users:  # no empty sets left behind, revision after revision
+                        del index[(key.namespace, item)]
         for name in services:
             self._service_users.setdefault((key.namespace, name), set()).add(key)
         for h in hashes:
@@ -162,30 +168,43 @@ class Store:
         return set(self._service_users.get((ns, name), ()))
 
     def set_replicaset(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
-        parsed = parse_replicaset(obj)
-        if isinstance(parsed, ObjectError) or parsed.pod_template_hash is None:
-            return set()  # only Argo's ReplicaSets carry the hash label: keep no others
-        ns, name = parsed.namespace, parsed.name
-        bucket = self.replicasets.setdefault(ns, {})
-        old = bucket.pop(name, None) if deleted else bucket.get(name)
-        if old is not None and old.pod_template_hash is not None:
-            group = self._rs_by_hash.get((ns, old.pod_template_hash))
-            if group is not None:
-                group.pop(name, None)
-                if not group:
-                    del self._rs_by_hash[(ns, old.pod_template_hash)]
-        if deleted:
-            self._rs_order.pop((ns, name), None)
-        else:
-            if old is None:
-                self._rs_seq += 1
-                self._rs_order[(ns, name)] = self._rs_seq
-            bucket[name] = parsed
-            if parsed.pod_template_hash is not None:
-                self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
-        if parsed.pod_template_hash is None:
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        if not isinstance(meta.get("name"), str):
             return set()
-        return set(self._hash_users.get((ns, parsed.pod_template_hash), ()))
+        ns, name = str(meta.get("namespace") or "default"), meta["name"]
+        parsed = None if deleted else parse_replicaset(obj)
+        if isinstance(parsed, ObjectError) or (parsed is not None and not parsed.pod_template_hash):
+            parsed = None  # unreadable, or not one of Argo's: we keep no such ReplicaSet
+        # Remove what we held under this name first: a DELETED tombstone from a relist has a
+        # name only, and a ReplicaSet can lose its hash label; neither may linger in an index.
+        users: set[RolloutKey] = set()
+        old = self.replicasets.get(ns, {}).pop(name, None)
+        if old is not None:
+            self._unindex_replicaset(ns, name, old)
+            users |= self._hash_users.get((ns, old.pod_template_hash or ""), set())
+        if parsed is None:
+            self._rs_order.pop((ns, name), None)
+            return set(users)
+        if old is None:
+            self._rs_seq += 1
+            self._rs_order[(ns, name)] = self._rs_seq
+        self.replicasets.setdefault(ns, {})[name] = parsed
+        assert parsed.pod_template_hash is not None
+        self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
+        return users | self._hash_users.get((ns, parsed.pod_template_hash), set())
+
+    def _unindex_replicaset(self, ns: str, name: str, old: ReplicaSet) -> None:
+        if old.pod_template_hash is None:
+            return
+        group = self._rs_by_hash.get((ns, old.pod_template_hash))
+        if group is not None:
+            group.pop(name, None)
+            if not group:
+                del self._rs_by_hash[(ns, old.pod_template_hash)]
+        bucket = self.replicasets.get(ns)
+        if bucket is not None and not bucket:
+            del self.replicasets[ns]
 
     def services_in(self, namespace: str) -> dict[str, Service]:
         return self.services.get(namespace, {})
@@ -325,6 +344,7 @@ class RolloutState:
     workspace: str | None = None
     desired: TargetPlan | None = None
     applied: dict[str, int] | None = None  # weights last acknowledged by Kong
+    applied_plan: TargetPlan | None = None  # the plan those weights came from (held on a hold)
     observed: dict[str, int] | None = None  # weights Kong last reported
     roles: dict[str, str] = field(default_factory=dict)
     rule: str | None = None
@@ -427,8 +447,14 @@ class Reconciler:
         state = self.states.get(key)
         if state is not None and state.pending_since is None:
             state.pending_since = time.monotonic()
-        elif state is None and key in self.store.rollouts:
+        elif state is None and key in self.store.opted_in:
             self.states[key] = RolloutState(key, pending_since=time.monotonic())
+
+    def leadership_gained(self) -> None:
+        """Forget what this replica applied when it led before: another leader has written
+        since, so its weights are not drift (and a hold must not restore our old ones)."""
+        for state in self.states.values():
+            state.applied = state.observed = state.applied_plan = None
 
     def resync_all(self) -> None:
         """Re-read Kong for every Rollout (sweep, Kong back, leadership gained)."""
@@ -544,6 +570,8 @@ class Reconciler:
             try:
                 await self.kong.ensure_mode()
                 break
+            except KongModeError:
+                raise  # a data plane or Konnect: not ours to serve; the process stops, loudly
             except KongError as e:
                 logger.warning("Kong Admin API not usable yet: %s", e)
                 self._note_kong_down()
@@ -579,7 +607,8 @@ class Reconciler:
         if isinstance(parsed, ObjectError):
             # A malformed Rollout that is not ours is none of our business; ours keeps the
             # weights last applied and is reported.
-            if key in self.store.opted_in or key in self.states:
+            managed = self.states.get(key)
+            if key in self.store.opted_in or (managed is not None and managed.upstream):
                 self._report_invalid(key, parsed, reason="invalid_rollout")
             return
         desired = desired_state(
@@ -637,8 +666,14 @@ class Reconciler:
             extra={"rollout": str(key), "upstream": plan.upstream, "refresh": refresh},
         )
         if state.hold is not None:
-            # Argo's order says "write nothing now" — unless Kong holds nothing of ours yet.
-            if state.applied is not None or await self._kong_has_ours(state, plan):
+            # Argo's order says "hold the weights last applied": write nothing new. A sweep
+            # still keeps Kong at those held weights (drift, a wiped database); and when Kong
+            # holds nothing of ours yet, Argo's answer goes in without the hold (DESIGN §2).
+            held = state.applied_plan
+            if held is not None and refresh and held.upstream == plan.upstream:
+                await self._apply(key, state, held, refresh=True)
+                return
+            if held is not None or await self._kong_has_ours(state, plan):
                 logger.debug(
                     "holding weights of %s: %s",
                     key,
@@ -672,9 +707,17 @@ class Reconciler:
                 owner_tags=owner_tags_for(key.namespace, key.name),
                 workspace=plan.workspace,
                 refresh=refresh,
+                may_write=self.is_leader,
             )
+        except KongNotLeader:
+            logger.info("leadership lost during a write; stopped writing", extra=log_extra)
+            state.pending_since = None
+            return
         except KongNotReady as e:
             self._failed(key, state, e, reason="kong_unavailable", log_extra=log_extra)
+            return
+        except KongModeError as e:
+            self._failed(key, state, e, reason="kong_client_error", log_extra=log_extra)
             return
         except KongClientError as e:
             self._failed(key, state, e, reason="kong_client_error", log_extra=log_extra)
@@ -725,7 +768,7 @@ class Reconciler:
         config_kind = self._config_drift.pop(key, None)
         if state.applied is not None:
             counted = _drift_counts(result.drift, state.applied)
-            if config_kind is not None and (counted or result.changed):
+            if config_kind is not None and counted:
                 counted = {config_kind: 1}
             for kind, n in counted.items():
                 self.metrics.drift_corrections.labels(
@@ -766,6 +809,7 @@ class Reconciler:
             self.metrics.apply_latency.observe(time.monotonic() - state.pending_since)
         state.pending_since = None
         state.applied = plan.weights()
+        state.applied_plan = plan
         if result.changed:
             state.last_apply = time.time()
         state.last_error = None
@@ -803,7 +847,9 @@ class Reconciler:
         if old is not None and old != new:
             self._upstream_owner.pop(old, None)
             self.metrics.forget_rollout(state.key.namespace, state.key.name, state.upstream or "")
+            self.kong.forget_upstream(state.upstream or "", workspace=state.workspace)
             state.gauges.clear()
+            state.applied_plan = None
             state.applied = state.observed = None  # a new upstream starts from Kong's truth
         self._upstream_owner[new] = state.key
         state.upstream, state.workspace = plan.upstream, plan.workspace
@@ -812,9 +858,11 @@ class Reconciler:
         state = self.states.pop(key, None)
         self.queue.forget(key)
         self._reported.pop(key, None)
+        self._config_drift.pop(key, None)
         if state is None or state.upstream is None:
             return
         self._upstream_owner.pop((state.workspace or "", state.upstream), None)
+        self.kong.forget_upstream(state.upstream, workspace=state.workspace)
         self.metrics.forget_rollout(key.namespace, key.name, state.upstream)
         self.metrics.managed_rollouts.set(len(self._upstream_owner))
         logger.info(
@@ -882,16 +930,24 @@ class Reconciler:
         return child
 
     def _set_desired_metrics(self, state: RolloutState) -> None:
-        if state.desired is None or state.upstream is None:
-            return
-        for role, weight in _by_role(state.desired.weights(), state.roles).items():
-            self._gauge(state, False, role).set(weight)
+        if state.desired is not None and state.upstream is not None:
+            self._set_role_gauges(state, False, _by_role(state.desired.weights(), state.roles))
 
     def _set_observed_metrics(self, state: RolloutState) -> None:
-        if state.observed is None or state.upstream is None:
-            return
-        for role, weight in _by_role(state.observed, state.roles).items():
-            self._gauge(state, True, role).set(weight)
+        if state.observed is not None and state.upstream is not None:
+            self._set_role_gauges(state, True, _by_role(state.observed, state.roles))
+
+    def _set_role_gauges(
+        self, state: RolloutState, observed: bool, by_role: dict[str, int]
+    ) -> None:
+        for role, weight in by_role.items():
+            self._gauge(state, observed, role).set(weight)
+        # A role that went away (an experiment ended) must not keep reporting its last weight.
+        for kind, role in [k for k in state.gauges if k[0] == observed and k[1] not in by_role]:
+            gauge = self.metrics.observed_weight if kind else self.metrics.desired_weight
+            with contextlib.suppress(KeyError):
+                gauge.remove(state.key.namespace, state.key.name, state.upstream or "", role)
+            del state.gauges[(kind, role)]
 
 
 def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, int]:

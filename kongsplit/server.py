@@ -60,7 +60,7 @@ async def state(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "leader": reconciler.is_leader(),
-            "kong_url": reconciler.kong.url,
+            "kong_url": reconciler.kong.display_url,
             "kong_mode": str(reconciler.kong.mode) if reconciler.kong.mode else None,
             "queue": {"queued": len(reconciler.queue), "in_flight": reconciler.queue.active},
             "rollouts": rollouts,

@@ -203,6 +203,8 @@ def parse_annotations(
     workspace = annotations.get(ANN_WORKSPACE, "").strip() or default_workspace or None
     if workspace is not None and not _WORKSPACE_RE.match(workspace):
         return _annotation_error(key, ANN_WORKSPACE, f"not a valid workspace name: {workspace!r}")
+    if workspace == "default":
+        workspace = None  # Kong's default workspace is the unprefixed Admin API: one upstream
     return TargetMapping(upstream=upstream, port=port, mode=mode, workspace=workspace)
 
 
