@@ -591,3 +591,59 @@ async def test_dbless_concurrent_upstreams_coalesce_without_losing_an_update() -
         await admin.apply(U, _want(0, 100), owner_tags=OWNER)
         assert loop.time() - t0 >= 0.09
         assert _weights(s) == {STABLE: 0, CANARY: 100}
+
+
+async def test_no_write_once_leadership_is_lost_even_mid_retry() -> None:
+    """A deposed leader must not land a retried PATCH on top of the new leader's weights."""
+    import asyncio
+
+    from kongsplit.kong import KongAdmin, RetryPolicy
+    from kongsplit.kong_types import KongNotLeader
+
+    leading = True
+    slow = RetryPolicy(attempts=5, initial_backoff=0.2, max_backoff=0.3, max_elapsed=5.0)
+    async with KongSim() as s, KongAdmin(s.url, retry=slow) as admin:
+        await admin.apply(U, _want(100, 0), owner_tags=OWNER, may_write=lambda: leading)
+        s.faults.fail_next(2, status=503, method="PATCH")
+        task = asyncio.create_task(
+            admin.apply(U, _want(75, 25), owner_tags=OWNER, may_write=lambda: leading)
+        )
+        await asyncio.sleep(0.1)  # the first PATCH failed; a retry is waiting
+        leading = False
+        with pytest.raises(KongNotLeader):
+            await task
+        assert _weights(s) == {STABLE: 100, CANARY: 0}
+        patches = [r for r in s.requests if r.method == "PATCH"]
+        assert len(patches) == 1 and patches[0].status == 503
+
+
+async def test_dbless_one_malformed_upstream_does_not_block_the_others() -> None:
+    """An abort on one upstream must land even when another upstream's config is garbage."""
+    import asyncio
+
+    bad_id = "9a1b1f5e-7a1c-4c1e-9d1e-0000000000bb"
+    config = _seed_config()
+    config["upstreams"].append({"id": bad_id, "name": "bad.shop.svc"})  # type: ignore[attr-defined]
+    config["targets"].append(  # type: ignore[attr-defined]
+        {"target": "10.7.7.7:80", "weight": 5, "upstream": bad_id, "tags": ["x"]}
+    )
+    async with KongSim(mode="off") as s, KongAdmin(s.url, retry=FAST) as admin:
+        s.external_config_push(config)
+        await admin.ensure_mode()
+        # The edit for bad.shop.svc fails (two desired entries for one target) in the same
+        # 100 ms batch as a good upstream's edit: only the bad one may fail.
+        good, bad = await asyncio.gather(
+            admin.apply(U, _want(100, 0), owner_tags=OWNER),
+            admin.apply(
+                "bad.shop.svc",
+                [
+                    DesiredTarget("10.7.7.7:80", 1, "stable"),
+                    DesiredTarget("10.7.7.7:80", 2, "canary"),
+                ],
+                owner_tags=owner_tags_for("shop", "bad"),
+            ),
+            return_exceptions=True,
+        )
+        assert not isinstance(good, BaseException), good
+        assert isinstance(bad, Exception)
+        assert _weights(s) == {STABLE: 100, CANARY: 0}

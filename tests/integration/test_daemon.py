@@ -463,3 +463,52 @@ async def test_verify_waits_for_every_kong_node(harness: Harness) -> None:
                     body = await r.json()
         assert body["verified"] is True
         assert body["observed"][kong.urls[1]] == {STABLE_T: 90, CANARY_T: 10}
+
+
+async def test_a_hold_keeps_kong_at_the_held_weights_when_kong_is_wiped(harness: Harness) -> None:
+    """observedGeneration lags (Argo's controller is down): write nothing new, but a wiped
+    database is rebuilt with the weights last applied, not left empty."""
+    h = harness
+    await h.seed()
+    await h.start()
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10})
+    # The spec changes (generation 2) and Argo has not caught up; the index moves meanwhile.
+    await h.patch(
+        ROLLOUTS, "web", {"metadata": {"generation": 2}, "status": {"currentStepIndex": 2}}
+    )
+    await asyncio.sleep(0.3)
+    assert weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}, "wrote during a hold"
+    h.kong.wipe()
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10},
+        within=3,
+        what="held weights rebuilt",
+    )
+    await h.patch(ROLLOUTS, "web", {"status": {"observedGeneration": "2"}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="hold released")
+
+
+async def test_a_data_plane_is_refused_and_the_daemon_exits(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    async with KongSim(mode="data_plane") as dp:
+        daemon = await h.start_unready(h.settings(kong={"url": dp.url}))
+        assert await asyncio.wait_for(h.wait(daemon), 10) == 1
+    assert weights(h.kong) == {}
+
+
+async def test_an_unrelated_malformed_rollout_is_not_our_business(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    other = rollout("not-ours", annotations={})
+    other["status"]["abort"] = "yes"  # malformed, but it does not opt in to kongsplit
+    await h.create(ROLLOUTS, other)
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await asyncio.sleep(0.3)
+    assert metric(daemon, "kongsplit_reconcile_errors_total") == 0
+    assert not [e for e in await h.events() if e["involvedObject"]["name"] == "not-ours"]
+    assert daemon.reconciler is not None
+    assert all(k.name != "not-ours" for k in daemon.reconciler.states)
