@@ -722,8 +722,11 @@ class Reconciler:
         except KongClientError as e:
             self._failed(key, state, e, reason="kong_client_error", log_extra=log_extra)
             return
-        except (KongUnavailable, KongError) as e:
-            self._note_kong_down()
+        except KongError as e:
+            # Only "no answer at all" means Kong is down (and earns a full resync when it is
+            # back); a 5xx on one upstream is that upstream's trouble, retried with back-off.
+            if not isinstance(e, KongUnavailable) or e.status is None:
+                self._note_kong_down()
             self._failed(key, state, e, reason="kong_unavailable", log_extra=log_extra)
             return
         if self._kong_down:
