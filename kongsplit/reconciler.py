@@ -658,13 +658,14 @@ class Reconciler:
             state.pending_since = None
             return
         wanted = plan.weights()
-        logger.debug(
-            "desired %s (rule %s%s)",
-            _fmt(wanted),
-            state.rule,
-            f", hold: {state.hold}" if state.hold else "",
-            extra={"rollout": str(key), "upstream": plan.upstream, "refresh": refresh},
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # the hot path: format nothing for nobody
+            logger.debug(
+                "desired %s (rule %s%s)",
+                _fmt(wanted),
+                state.rule,
+                f", hold: {state.hold}" if state.hold else "",
+                extra={"rollout": str(key), "upstream": plan.upstream, "refresh": refresh},
+            )
         if state.hold is not None:
             # Argo's order says "hold the weights last applied": write nothing new. A sweep
             # still keeps Kong at those held weights (drift, a wiped database); and when Kong
