@@ -89,23 +89,38 @@ async def single(w: c.Wired, index: dict[int, int], changes: int, warmup: int = 
     check_applied(w, index)
     c.heading(f"1. single change -> PATCH acknowledged ({changes} changes, one at a time)")
     c.row("PATCHes per change", f"{patches / changes:.2f}")
-    c.row("wall clock on_rollout -> last PATCH answer: median", c.ms(c.median(wall)),
-          "(quoted; target <= 5 ms)")
-    c.row("wall clock on_rollout -> last PATCH answer: p99", c.ms(c.pct(wall, 0.99)),
-          "(quoted; target <= 50 ms)")
+    c.row(
+        "wall clock on_rollout -> last PATCH answer: median",
+        c.ms(c.median(wall)),
+        "(quoted; target <= 5 ms)",
+    )
+    c.row(
+        "wall clock on_rollout -> last PATCH answer: p99",
+        c.ms(c.pct(wall, 0.99)),
+        "(quoted; target <= 50 ms)",
+    )
     c.row("wall clock: max", c.ms(max(wall)))
     c.row("on_rollout -> queue idle again: median", c.ms(c.median(idle)))
     base = await single_baseline(w, changes)
     c.row("baseline: bare aiohttp, 2 sequential PATCHes: median", c.ms(c.median(base)))
     c.row("baseline: p99", c.ms(c.pct(base, 0.99)))
     c.row("ratio kongsplit / baseline (median)", f"{c.median(wall) / c.median(base):.2f}x")
-    c.row("apply_latency_seconds observations: median", c.ms(c.median(observed)),
-          f"({len(observed)} observed)")
+    c.row(
+        "apply_latency_seconds observations: median",
+        c.ms(c.median(observed)),
+        f"({len(observed)} observed)",
+    )
     c.row("apply_latency_seconds observations: p99", c.ms(c.pct(observed, 0.99)))
-    c.row("apply_latency_seconds histogram_quantile(0.5)",
-          c.ms(c.histogram_quantile(hist1, hist0, 0.5)), "(bucket estimate)")
-    c.row("apply_latency_seconds histogram_quantile(0.99)",
-          c.ms(c.histogram_quantile(hist1, hist0, 0.99)), "(bucket estimate)")
+    c.row(
+        "apply_latency_seconds histogram_quantile(0.5)",
+        c.ms(c.histogram_quantile(hist1, hist0, 0.5)),
+        "(bucket estimate)",
+    )
+    c.row(
+        "apply_latency_seconds histogram_quantile(0.99)",
+        c.ms(c.histogram_quantile(hist1, hist0, 0.99)),
+        "(bucket estimate)",
+    )
 
 
 async def single_baseline(w: c.Wired, changes: int) -> list[float]:
@@ -191,17 +206,28 @@ async def burst(w: c.Wired, url: str, index: dict[int, int], rounds: int) -> Non
     c.heading(f"2. burst: {n} Rollouts change at once ({rounds} rounds, interleaved)")
     c.row("PATCHes per burst (kongsplit / baseline)", f"{patches[0]} / {len(reqs)}")
     c.row("in-flight limit (reconcile.concurrency)", str(limit))
-    c.row("baseline: bare aiohttp loop, median", c.ms(c.median(base_t)),
-          " ".join(f"{x * 1000:.0f}" for x in base_t))
-    c.row("kongsplit: on_rollout x N -> queue idle, median", c.ms(c.median(kong_t)),
-          " ".join(f"{x * 1000:.0f}" for x in kong_t))
+    c.row(
+        "baseline: bare aiohttp loop, median",
+        c.ms(c.median(base_t)),
+        " ".join(f"{x * 1000:.0f}" for x in base_t),
+    )
+    c.row(
+        "kongsplit: on_rollout x N -> queue idle, median",
+        c.ms(c.median(kong_t)),
+        " ".join(f"{x * 1000:.0f}" for x in kong_t),
+    )
     c.row("kongsplit: -> last PATCH answer, median", c.ms(c.median(ack_t)))
     ratios = [k / b for k, b in zip(kong_t, base_t, strict=True)]
-    c.row("ratio kongsplit / baseline (median of rounds)", f"{c.median(ratios):.2f}x",
-          "(target <= 1.5x)")
-    c.row("throughput kongsplit / baseline",
-          f"{patches[0] / c.median(kong_t):.0f} / {len(reqs) / c.median(base_t):.0f}",
-          "PATCH/s")
+    c.row(
+        "ratio kongsplit / baseline (median of rounds)",
+        f"{c.median(ratios):.2f}x",
+        "(target <= 1.5x)",
+    )
+    c.row(
+        "throughput kongsplit / baseline",
+        f"{patches[0] / c.median(kong_t):.0f} / {len(reqs) / c.median(base_t):.0f}",
+        "PATCH/s",
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -225,4 +251,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

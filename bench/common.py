@@ -31,19 +31,11 @@ from kongsplit.kong import KongAdmin
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
+from kongsplit.sim import objects
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "shop"  # every Rollout in one namespace: the worst case for per-namespace scans
-STEPS = [
-    {"setWeight": 10},
-    {"pause": {}},
-    {"setWeight": 25},
-    {"pause": {}},
-    {"setWeight": 50},
-    {"pause": {}},
-    {"setWeight": 75},
-    {"pause": {}},
-]
+STEPS = objects.CANARY_STEPS
 FLIP = {0: 2, 2: 0}  # currentStepIndex: setWeight 10 <-> setWeight 25 (one canary pod both)
 
 
@@ -61,84 +53,38 @@ def _ip(i: int, canary: bool) -> str:
 
 def rollout(i: int, index: int) -> dict[str, Any]:
     """Rollout ``app{i}`` mid-canary (new hash ``c{i}``, stable ``s{i}``) at ``index``."""
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {
-            "name": f"app{i}",
-            "namespace": NAMESPACE,
-            "uid": f"uid-{i}",
-            "generation": 1,
-            "resourceVersion": str(1000 + i),
-            "labels": {"app": f"app{i}", "team": "shop"},
-            "annotations": {"kongsplit.io/upstream": upstream_of(i)},
-        },
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": f"app{i}"}},
-            "template": {
-                "metadata": {"labels": {"app": f"app{i}"}},
-                "spec": {"containers": [{"name": "web", "image": f"registry/app{i}:2"}]},
-            },
-            "strategy": {
-                "canary": {
-                    "stableService": f"app{i}-stable",
-                    "canaryService": f"app{i}-canary",
-                    "trafficRouting": {},
-                    "steps": STEPS,
-                }
-            },
-        },
-        "status": {
-            "observedGeneration": "1",
-            "currentPodHash": f"c{i}",
-            "stableRS": f"s{i}",
-            "currentStepIndex": index,
-            "replicas": 8,
-            "availableReplicas": 8,
-        },
+    obj = objects.rollout(
+        f"app{i}",
+        NAMESPACE,
+        upstream=upstream_of(i),
+        pod_hash=f"c{i}",
+        stable_rs=f"s{i}",
+        index=index,
+        uid=f"uid-{i}",
+    )
+    # The fields a real Rollout also carries, so parsing costs what it costs in a cluster.
+    obj["metadata"].update(resourceVersion=str(1000 + i), labels={"app": f"app{i}", "team": "shop"})
+    obj["spec"]["template"] = {
+        "metadata": {"labels": {"app": f"app{i}"}},
+        "spec": {"containers": [{"name": "web", "image": f"registry/app{i}:2"}]},
     }
+    obj["status"].update(replicas=8, availableReplicas=8)
+    return obj
 
 
 def services(i: int) -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": f"app{i}-{role}", "namespace": NAMESPACE},
-            "spec": {
-                "clusterIP": _ip(i, role == "canary"),
-                "selector": {
-                    "app": f"app{i}",
-                    "rollouts-pod-template-hash": f"c{i}" if role == "canary" else f"s{i}",
-                },
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            },
-        }
-        for role in ("stable", "canary")
+        objects.service(f"app{i}-stable", _ip(i, False), f"s{i}", NAMESPACE, app=f"app{i}"),
+        objects.service(f"app{i}-canary", _ip(i, True), f"c{i}", NAMESPACE, app=f"app{i}"),
     ]
 
 
 def replicasets(i: int) -> list[dict[str, Any]]:
+    # The canary ReplicaSet at 1 of 4: Argo's desired count for both setWeight 10 and 25,
+    # so moving between those steps passes the replica gate at once.
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {
-                "name": f"app{i}-{h}",
-                "namespace": NAMESPACE,
-                "labels": {"app": f"app{i}", "rollouts-pod-template-hash": h},
-                "ownerReferences": [
-                    {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-                     "name": f"app{i}", "uid": f"uid-{i}", "controller": True}
-                ],
-            },
-            "spec": {"replicas": n},
-            "status": {"replicas": n, "availableReplicas": n, "readyReplicas": n},
-        }
-        # The canary ReplicaSet at 1 of 4: Argo's desired count for both setWeight 10 and 25,
-        # so moving between those steps passes the replica gate at once.
-        for h, n in ((f"s{i}", 4), (f"c{i}", 1))
+        objects.replicaset(f"app{i}", f"s{i}", 4, 4, NAMESPACE, owner_uid=f"uid-{i}"),
+        objects.replicaset(f"app{i}", f"c{i}", 1, 1, NAMESPACE, owner_uid=f"uid-{i}"),
     ]
 
 
@@ -159,7 +105,12 @@ class SimProcess:
 async def sim_process() -> AsyncIterator[SimProcess]:
     """``python -m kongsplit sim-kong`` on a free loopback port, in its own process."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kongsplit", "sim-kong", "--listen", "127.0.0.1:0",
+        sys.executable,
+        "-m",
+        "kongsplit",
+        "sim-kong",
+        "--listen",
+        "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=str(ROOT),
@@ -343,9 +294,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def histogram_buckets(metrics: Metrics, name: str = "kongsplit_apply_latency_seconds") -> dict[
-    float, float
-]:
+def histogram_buckets(
+    metrics: Metrics, name: str = "kongsplit_apply_latency_seconds"
+) -> dict[float, float]:
     """A histogram's cumulative bucket counts by upper bound (``le``)."""
     out: dict[float, float] = {}
     for fam in metrics.registry.collect():

@@ -38,8 +38,11 @@ async def drift_sweep(sim: c.SimProcess, w: c.Wired, n: int, rounds: int, idle: 
     await w.rec.queue.join()
     d = delta(w.requests(), r0)
     sim_seen = await c.sim_total_requests(sim.url) - s0 - 1
-    c.row(f"idle {idle:.1f} s (sweeper every {idle / 2.5:.1f} s): writes", str(sum(
-        d[m] for m in WRITES)), f"GET {d['GET']}, simulator saw {sim_seen} requests")
+    c.row(
+        f"idle {idle:.1f} s (sweeper every {idle / 2.5:.1f} s): writes",
+        str(sum(d[m] for m in WRITES)),
+        f"GET {d['GET']}, simulator saw {sim_seen} requests",
+    )
 
     times: list[float] = []
     per_upstream: list[float] = []
@@ -56,8 +59,11 @@ async def drift_sweep(sim: c.SimProcess, w: c.Wired, n: int, rounds: int, idle: 
             raise SystemExit(f"daemon counted {d}, simulator saw {sim_seen}")
         per_upstream.append(d["GET"] / n)
         writes.append(sum(d[m] for m in WRITES))
-    c.row("resync_all() + queue.join(): median", c.ms(c.median(times)),
-          " ".join(f"{t * 1000:.0f}" for t in times) + " (target <= 1 s)")
+    c.row(
+        "resync_all() + queue.join(): median",
+        c.ms(c.median(times)),
+        " ".join(f"{t * 1000:.0f}" for t in times) + " (target <= 1 s)",
+    )
     c.row("GET per upstream per sweep", f"{c.median(per_upstream):.2f}", "(one page each)")
     c.row("writes during the sweeps (PATCH/POST/PUT/DELETE)", str(sum(writes)), "(must be 0)")
 
@@ -69,8 +75,11 @@ async def drift_sweep(sim: c.SimProcess, w: c.Wired, n: int, rounds: int, idle: 
     await w.rec.queue.join()
     took = time.perf_counter() - t0
     d = delta(w.requests(), r0)
-    c.row(f"sweep after {changed} weights drifted", c.ms(took),
-          f"kongsplit PATCHed {d['PATCH']} (expected {changed})")
+    c.row(
+        f"sweep after {changed} weights drifted",
+        c.ms(took),
+        f"kongsplit PATCHed {d['PATCH']} (expected {changed})",
+    )
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -55,10 +55,16 @@ async def main_async(args: argparse.Namespace) -> None:
         applied = sum(1 for s in w.rec.states.values() if s.applied is not None)
         gc.collect()
         synced = c.rss_mib()
-        c.row(f"RSS after initial sync ({applied} upstreams, {took:.1f} s)", f"{synced:.1f} MiB",
-              f"(+{synced - base:.1f} over baseline)")
-        c.row("peak RSS of the process (ru_maxrss)", f"{c.max_rss_mib():.1f} MiB",
-              "(target <= 100 MiB)")
+        c.row(
+            f"RSS after initial sync ({applied} upstreams, {took:.1f} s)",
+            f"{synced:.1f} MiB",
+            f"(+{synced - base:.1f} over baseline)",
+        )
+        c.row(
+            "peak RSS of the process (ru_maxrss)",
+            f"{c.max_rss_mib():.1f} MiB",
+            "(target <= 100 MiB)",
+        )
         c.row("per Rollout (synced - baseline) / N", f"{(synced - base) * 1024 / n:.1f} KiB")
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -67,8 +73,11 @@ async def main_async(args: argparse.Namespace) -> None:
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    c.row("tracemalloc: one Store holding the same objects", f"{held / 2**20:.1f} MiB",
-          f"({held / n / 1024:.1f} KiB per Rollout with its 2 Services + 2 ReplicaSets)")
+    c.row(
+        "tracemalloc: one Store holding the same objects",
+        f"{held / 2**20:.1f} MiB",
+        f"({held / n / 1024:.1f} KiB per Rollout with its 2 Services + 2 ReplicaSets)",
+    )
     del store
 
 

@@ -485,12 +485,16 @@ class KongAdmin:
         url = (base.rstrip("/") if base else self.url) + path
         policy = self.retry
         started = time.monotonic()
+
         # The first attempt runs outside tenacity: it is the hot path (a weight change is one
         # PATCH) and nearly always succeeds; the retry machinery is only built when it fails.
-        try:
+        async def attempt() -> tuple[int, Any]:
             return await self._attempt(
                 method, url, path, params=params, body=body, where=where, allow_304=allow_304
             )
+
+        try:
+            return await attempt()
         except KongUnavailable as e:
             first_wait = policy.backoff(1, e.retry_after)
             budget = policy.max_elapsed - (time.monotonic() - started)
@@ -507,18 +511,10 @@ class KongAdmin:
         )
         attempts = 1
         try:
-            async for attempt in retrying:
-                with attempt:
+            async for retry in retrying:
+                with retry:
                     attempts += 1
-                    return await self._attempt(
-                        method,
-                        url,
-                        path,
-                        params=params,
-                        body=body,
-                        where=where,
-                        allow_304=allow_304,
-                    )
+                    return await attempt()
         except KongUnavailable as e:
             elapsed = time.monotonic() - started
             raise KongUnavailable(
