@@ -49,6 +49,8 @@ import pytest
 from kmock._internal import enums, parsing, rendering
 from kubernetes_asyncio import client as k8s_client
 
+from kongsplit.kube import api_path
+
 ROLLOUTS = "argoproj.io/v1alpha1/rollouts"
 REPLICASETS = "apps/v1/replicasets"
 SERVICES = "v1/services"
@@ -83,13 +85,7 @@ def url_of(resource: str, namespace: str | None = None, name: str | None = None)
     """``"apps/v1/replicasets"`` + namespace + name → the API path."""
     parts = resource.split("/")
     group, version, plural = (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", *parts)
-    path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    if namespace:
-        path += f"/namespaces/{namespace}"
-    path += f"/{plural}"
-    if name:
-        path += f"/{name}"
-    return path
+    return api_path(group, version, plural, namespace, name)
 
 
 @attrs.define(kw_only=True)
