@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -88,6 +89,9 @@ class Demo:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     results: list[StepResult] = field(default_factory=list)
     events_seen: list[str] = field(default_factory=list)
+    stage: dict[str, str] = field(default_factory=dict)  # Rollout → what Argo is doing now
+    feed: deque[str] = field(default_factory=lambda: deque(maxlen=8))
+    daemon_port: int | None = None
 
     async def main(self) -> int:
         tmp = tempfile.mkdtemp(prefix="kongsplit-demo-")
@@ -149,12 +153,18 @@ class Demo:
         self, kube: KubeSim, kong: KongSim, daemon: Daemon, http: aiohttp.ClientSession
     ) -> bool:
         await asyncio.wait_for(daemon.started.wait(), 10)
+        self.daemon_port = daemon.port
+        self.stage = {
+            "checkout": "v1 stable, fully promoted",
+            "payments": "v1 stable, fully promoted",
+        }
         ok = await self._expect(
             http, kong, "checkout", "v1 fully promoted", stable=100, canary=0, within=15
         )
         ok &= await self._expect(http, kong, "payments", "v1 fully promoted", stable=100, canary=0)
         # A new revision: Argo resets the index, points the canary Service at the new hash.
         for app in ("checkout", "payments"):
+            self.stage[app] = "v2 rolling out, no pod ready"
             kube.apply(replicaset(app, "v2hash", 1, 0))
             kube.patch(
                 "v1",
@@ -173,6 +183,7 @@ class Demo:
             http, kong, "checkout", "v2 created, no pod ready yet", stable=100, canary=0
         )
         for index, weight in ((0, 10), (2, 25), (4, 50), (6, 75)):
+            self.stage["checkout"] = f"setWeight {weight} (step {index + 1}/{len(STEPS)})"
             pods = canary_pods(weight, REPLICAS)
             kube.apply(replicaset("checkout", "v2hash", pods, pods))
             kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index}})
@@ -181,6 +192,7 @@ class Demo:
             )
             if weight == 25:
                 # payments reaches 25 too, then is aborted below.
+                self.stage["payments"] = f"setWeight 25 (step 3/{len(STEPS)})"
                 kube.apply(replicaset("payments", "v2hash", 1, 1))
                 kube.patch(*ROLLOUTS, "shop", "payments", {"status": {"currentStepIndex": 2}})
                 ok &= await self._expect(
@@ -189,7 +201,9 @@ class Demo:
             if weight == 50:
                 # Someone edits Kong by hand; the drift sweep must put it back.
                 kong.set_weight("checkout.shop.svc", "10.96.0.11:80", 90)
-                self.events_seen.append("checkout: canary target set to 90 behind kongsplit's back")
+                note = "checkout: canary target set to 90 behind kongsplit's back"
+                self.events_seen.append(note)
+                self.feed.append(f"{time.strftime('%H:%M:%S')}  {note}")
                 ok &= await self._expect(
                     http,
                     kong,
@@ -201,18 +215,22 @@ class Demo:
                 )
             await asyncio.sleep(self.step_seconds / 2)
             kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index + 1}})
+            self.stage["checkout"] = f"paused (step {index + 2}/{len(STEPS)})"
             await self._show(http, kong, f"checkout paused after setWeight {weight}")
             await asyncio.sleep(self.step_seconds / 2)
         # Abort payments: canary to 0 at once (its pods go away 30 s later in a real cluster).
+        self.stage["payments"] = "aborted"
         kube.patch(
             *ROLLOUTS, "shop", "payments", {"status": {"abort": True, "currentStepIndex": 0}}
         )
         ok &= await self._expect(http, kong, "payments", "aborted", stable=100, canary=0)
         # checkout: end of steps, canary fully scaled → 100, then promotion.
+        self.stage["checkout"] = "all steps done, canary at 100 %"
         kube.apply(replicaset("checkout", "v2hash", REPLICAS, REPLICAS))
         kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": len(STEPS)}})
         ok &= await self._expect(http, kong, "checkout", "all steps done", stable=0, canary=100)
         kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"stableRS": "v2hash"}})
+        self.stage["checkout"] = "promoted; selector not switched"
         await asyncio.sleep(self.step_seconds / 2)
         await self._show(http, kong, "checkout promoted; stable Service not switched yet (hold)")
         kube.patch(
@@ -222,6 +240,7 @@ class Demo:
             "checkout-stable",
             {"spec": {"selector": {"rollouts-pod-template-hash": "v2hash"}}},
         )
+        self.stage["checkout"] = "v2 stable, fully promoted"
         ok &= await self._expect(
             http, kong, "checkout", "promoted, stable = v2", stable=100, canary=0
         )
@@ -283,19 +302,49 @@ class Demo:
         return False
 
     async def _show(self, http: aiohttp.ClientSession, kong: KongSim, title: str) -> None:
-        lines = [f"── {title}"]
-        for app, (stable_ip, _) in APPS.items():
+        """One frame: per Rollout its stage, kongsplit's desired split (from ``/state``), what
+        Kong's Admin API reports (a bar per target), and the latest events."""
+        self.feed.append(f"{time.strftime('%H:%M:%S')}  {title}")
+        desired = await self._desired(http)
+        lines = [
+            "kongsplit demo · the real daemon · Kubernetes API fake · Kong Admin API sim (2 nodes)",
+            f"{'ROLLOUT':<9}  {'STAGE':<30} {'DESIRED (kongsplit)':<22} KONG ADMIN API",
+        ]
+        for app, (stable_ip, canary_ip) in APPS.items():
             weights = await self._kong_weights(http, kong, f"{app}.shop.svc")
+            targets = {"stable": f"{stable_ip}:80", "canary": f"{canary_ip}:80"}
+            want = desired.get(app, {})
+            shown = " ".join(f"{r} {want.get(t, '-')}" for r, t in targets.items())
+            got = " ".join(f"{r} {weights.get(t, '-')}" for r, t in targets.items())
+            mark = "✓" if want and all(weights.get(t) == w for t, w in want.items()) else "…"
+            lines.append(f"{app:<9}  {self.stage.get(app, ''):<30} {shown:<22} {got}  {mark}")
             total = sum(weights.values()) or 1
-            for target, weight in sorted(weights.items()):
-                role = "stable" if target == f"{stable_ip}:80" else "canary"
+            for role, target in targets.items():
+                weight = weights.get(target, 0)
                 bar = "█" * round(30 * weight / total)
-                lines.append(f"   {app:<9} {role:<6} {target:<15} {weight:>4}  {bar}")
+                lines.append(f"   {role:<6} {target:<15} {weight:>4}  {bar}")
         if self.plain:
-            self._say("\n".join(lines))
-        else:
-            self.out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
-            self.out.flush()
+            self._say("── " + title)
+            self._say("\n".join(lines[2:]))
+            return
+        lines.append("")
+        lines += ["recent:", *(f"  {line}" for line in self.feed)]
+        self.out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
+        self.out.flush()
+
+    async def _desired(self, http: aiohttp.ClientSession) -> dict[str, dict[str, int]]:
+        """What the daemon holds as desired, per Rollout (its ``/state``)."""
+        if self.daemon_port is None:
+            return {}
+        try:
+            async with http.get(f"http://127.0.0.1:{self.daemon_port}/state") as resp:
+                body = await resp.json()
+        except aiohttp.ClientError:
+            return {}
+        return {
+            r["name"]: {t["target"]: t["weight"] for t in r["desired"] or []}
+            for r in body.get("rollouts", [])
+        }
 
     def _summary(self, daemon: Daemon, ok: bool) -> None:
         self._say("\n== summary")
