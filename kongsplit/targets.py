@@ -8,6 +8,7 @@ Kong lists is a plain string comparison.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -152,7 +153,19 @@ def _annotation_error(key: RolloutKey, annotation: str, message: str) -> ObjectE
 def parse_annotations(
     annotations: Mapping[str, str], *, key: RolloutKey, default_workspace: str | None = None
 ) -> TargetMapping | ObjectError | None:
-    """The ``kongsplit.io/*`` annotations → a TargetMapping; None when not opted in."""
+    """The ``kongsplit.io/*`` annotations → a TargetMapping; None when not opted in.
+
+    Memoised: the daemon asks again on every change of a Rollout, and the annotations almost
+    never change (the answer is a frozen value either way).
+    """
+    return _parse_annotations(tuple(sorted(annotations.items())), key, default_workspace)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_annotations(
+    items: tuple[tuple[str, str], ...], key: RolloutKey, default_workspace: str | None
+) -> TargetMapping | ObjectError | None:
+    annotations = dict(items)
     unknown = sorted(
         a for a in annotations if a.startswith(ANNOTATION_PREFIX) and a not in KNOWN_ANNOTATIONS
     )
