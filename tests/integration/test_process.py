@@ -94,3 +94,30 @@ async def test_run_bad_config_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "kong.weigth" in err.decode() and str(config) in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_run_without_any_kubernetes_config_says_so(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
+    env["KONGSPLIT_LOG_FORMAT"] = "text"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kongsplit",
+        "run",
+        "--kubeconfig",
+        str(tmp_path / "missing"),
+        "--kong-url",
+        "http://127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "cannot reach Kubernetes" in text and "missing" in text
+    assert "Traceback" not in text
