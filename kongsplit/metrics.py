@@ -8,9 +8,12 @@ bounded by the number of managed Rollouts.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 NAMESPACE = "kongsplit"
 
@@ -52,20 +55,12 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.desired_weight = Gauge(
-            "desired_weight",
-            "Weight kongsplit holds for a target role, as Argo Rollouts would route it.",
-            [*ROLLOUT_LABELS, L_ROLE],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
-        self.observed_weight = Gauge(
-            "observed_weight",
-            "Weight the Kong Admin API last reported for a target role.",
-            [*ROLLOUT_LABELS, L_ROLE],
-            namespace=NAMESPACE,
-            registry=registry,
-        )
+        # Per-Rollout weights are read from the reconciler's state at scrape time (a custom
+        # collector), not kept as gauge children: no series object, lock or label lookup per
+        # Rollout on the hot path, and a Rollout that is gone or changed roles simply stops
+        # being reported. The reconciler installs the source with ``weights.source = ...``.
+        self.weights = WeightsCollector()
+        registry.register(self.weights)
         self.drift_corrections = Counter(
             "drift_corrections",
             "Targets put back after Kong differed from the desired state, by kind.",
@@ -144,11 +139,44 @@ class Metrics:
             self.reconcile_errors.labels(reason=reason)
 
     def forget_rollout(self, namespace: str, rollout: str, upstream: str) -> None:
-        """Drop the per-Rollout series of a Rollout no longer managed (or moved upstream)."""
+        """Drop the per-Rollout counter series of a Rollout no longer managed (or moved)."""
         for kind in DRIFT_KINDS:
             with contextlib.suppress(KeyError):
                 self.drift_corrections.remove(namespace, rollout, upstream, kind)
-        for role in ROLES:
-            for gauge in (self.desired_weight, self.observed_weight):
-                with contextlib.suppress(KeyError):  # that role was never set
-                    gauge.remove(namespace, rollout, upstream, role)
+
+
+#: One row per (Rollout, role): namespace, rollout, upstream, role, desired, observed.
+WeightRow = tuple[str, str, str, str, int | None, int | None]
+
+
+class WeightsCollector(Collector):
+    """``kongsplit_desired_weight`` and ``kongsplit_observed_weight``, built at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[WeightRow]] | None = None
+
+    def describe(self) -> list[Metric]:
+        return list(self._families(()))
+
+    def collect(self) -> list[Metric]:
+        return list(self._families(self.source() if self.source is not None else ()))
+
+    @staticmethod
+    def _families(rows: Iterable[WeightRow]) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        labels = [*ROLLOUT_LABELS, L_ROLE]
+        desired = GaugeMetricFamily(
+            f"{NAMESPACE}_desired_weight",
+            "Weight kongsplit holds for a target role, as Argo Rollouts would route it.",
+            labels=labels,
+        )
+        observed = GaugeMetricFamily(
+            f"{NAMESPACE}_observed_weight",
+            "Weight the Kong Admin API last reported for a target role.",
+            labels=labels,
+        )
+        for namespace, rollout, upstream, role, want, seen in rows:
+            if want is not None:
+                desired.add_metric([namespace, rollout, upstream, role], want)
+            if seen is not None:
+                observed.add_metric([namespace, rollout, upstream, role], seen)
+        return desired, observed

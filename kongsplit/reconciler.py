@@ -15,11 +15,10 @@ Shape (kopf's, one stage each):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ from kongsplit.kong_types import (
     KongUnavailable,
 )
 from kongsplit.kongtarget import owner_tags_for
-from kongsplit.metrics import Metrics
+from kongsplit.metrics import Metrics, WeightRow
 from kongsplit.rollouts import (
     ObjectError,
     ReplicaSet,
@@ -354,7 +353,6 @@ class RolloutState:
     failures: int = 0
     pending_since: float | None = None  # monotonic time a change was first seen, until applied
     foreign: tuple[str, ...] = ()
-    gauges: dict[tuple[bool, str], Any] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -399,6 +397,7 @@ class Reconciler:
         self.settings = settings
         self.kong = kong
         self.metrics = metrics
+        metrics.weights.source = self.weight_rows
         self.events = events
         self.is_leader = is_leader
         self.store = Store()
@@ -652,7 +651,6 @@ class Reconciler:
             desired.hold,
         )
         state.roles = {t.target: t.role for t in plan.targets}
-        self._set_desired_metrics(state)
         self.metrics.managed_rollouts.set(len(self._upstream_owner))
         if not self.is_leader():
             state.pending_since = None
@@ -750,7 +748,6 @@ class Reconciler:
         state.observed = {t: observed[t] for t in plan.weights() if t in observed}
         for t in result.foreign:
             state.observed.setdefault(t.target, t.weight)
-        self._set_observed_metrics(state)
         foreign = tuple(sorted(f"{t.target}={t.weight}" for t in result.foreign))
         if foreign and foreign != state.foreign:
             msg = (
@@ -852,7 +849,6 @@ class Reconciler:
             self._upstream_owner.pop(old, None)
             self.metrics.forget_rollout(state.key.namespace, state.key.name, state.upstream or "")
             self.kong.forget_upstream(state.upstream or "", workspace=state.workspace)
-            state.gauges.clear()
             state.applied_plan = None
             state.applied = state.observed = None  # a new upstream starts from Kong's truth
         self._upstream_owner[new] = state.key
@@ -924,34 +920,16 @@ class Reconciler:
         if self.events is not None and ref is not None:
             self.events(ref, type=type_, reason=reason, message=message)
 
-    def _gauge(self, state: RolloutState, observed: bool, role: str) -> Any:
-        """The labelled gauge child, kept on the state: a label lookup takes a lock."""
-        child = state.gauges.get((observed, role))
-        if child is None:
-            gauge = self.metrics.observed_weight if observed else self.metrics.desired_weight
-            child = gauge.labels(state.key.namespace, state.key.name, state.upstream or "", role)
-            state.gauges[(observed, role)] = child
-        return child
-
-    def _set_desired_metrics(self, state: RolloutState) -> None:
-        if state.desired is not None and state.upstream is not None:
-            self._set_role_gauges(state, False, _by_role(state.desired.weights(), state.roles))
-
-    def _set_observed_metrics(self, state: RolloutState) -> None:
-        if state.observed is not None and state.upstream is not None:
-            self._set_role_gauges(state, True, _by_role(state.observed, state.roles))
-
-    def _set_role_gauges(
-        self, state: RolloutState, observed: bool, by_role: dict[str, int]
-    ) -> None:
-        for role, weight in by_role.items():
-            self._gauge(state, observed, role).set(weight)
-        # A role that went away (an experiment ended) must not keep reporting its last weight.
-        for kind, role in [k for k in state.gauges if k[0] == observed and k[1] not in by_role]:
-            gauge = self.metrics.observed_weight if kind else self.metrics.desired_weight
-            with contextlib.suppress(KeyError):
-                gauge.remove(state.key.namespace, state.key.name, state.upstream or "", role)
-            del state.gauges[(kind, role)]
+    def weight_rows(self) -> Iterator[WeightRow]:
+        """``kongsplit_desired_weight`` / ``observed_weight`` rows, read at scrape time."""
+        for state in list(self.states.values()):
+            if state.upstream is None or state.desired is None:
+                continue
+            want = _by_role(state.desired.weights(), state.roles)
+            seen = _by_role(state.observed, state.roles) if state.observed is not None else {}
+            ns, name, upstream = state.key.namespace, state.key.name, state.upstream
+            for role in sorted(want.keys() | seen.keys()):
+                yield ns, name, upstream, role, want.get(role), seen.get(role)
 
 
 def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, int]:
