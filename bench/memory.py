@@ -23,7 +23,7 @@ import tracemalloc
 
 import common as c
 
-from kongsplit.reconciler import Store
+from kongsplit.store import Store
 
 
 def load_store(store: Store, n: int) -> None:

@@ -1,13 +1,14 @@
-"""The reconciler's pure parts: the Store's indexes and the coalescing KeyQueue."""
+"""The Store's indexes and the coalescing KeyQueue (pure parts of the daemon)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from kongsplit.config import redact_url
-from kongsplit.reconciler import KeyQueue, Store
 from kongsplit.rollouts import Rollout, RolloutKey
 from kongsplit.sim import objects
+from kongsplit.store import Store
+from kongsplit.workqueue import KeyQueue
 
 KEY = RolloutKey("shop", "web")
 

@@ -1,0 +1,119 @@
+"""A per-key coalescing work queue: at most one entry per Rollout, one worker per key.
+
+The newest state wins (a key queued twice is one entry), an abort jumps the line, a key put
+while a worker holds it is queued again once that worker is done, and back-off re-queues are
+timers that a newer change does not wait for. The queue can never hold more entries than there
+are Rollouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from kongsplit.rollouts import RolloutKey
+
+
+@dataclass
+class _Flags:
+    refresh: bool = False  # re-read Kong instead of trusting the cache (drift sweep)
+    urgent: bool = False
+
+
+class KeyQueue:
+    """A per-key coalescing queue: at most one entry per Rollout, one worker per key."""
+
+    def __init__(self) -> None:
+        self._urgent: deque[RolloutKey] = deque()
+        self._normal: deque[RolloutKey] = deque()
+        self._queued: dict[RolloutKey, _Flags] = {}
+        self._active: set[RolloutKey] = set()
+        self._again: dict[RolloutKey, _Flags] = {}  # re-queued while a worker held the key
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._no_active = asyncio.Event()
+        self._no_active.set()
+        self._timers: dict[RolloutKey, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def put(self, key: RolloutKey, *, refresh: bool = False, urgent: bool = False) -> None:
+        if key in self._active:
+            flags = self._again.setdefault(key, _Flags())
+            flags.refresh |= refresh
+            flags.urgent |= urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = _Flags(refresh, urgent)
+            (self._urgent if urgent else self._normal).append(key)
+        else:
+            queued.refresh |= refresh
+            if urgent and not queued.urgent:
+                queued.urgent = True
+                self._urgent.append(key)  # the stale normal entry is skipped when popped
+        self._idle.clear()
+        self._wakeup.set()
+
+    def put_later(self, key: RolloutKey, delay: float, *, refresh: bool = False) -> None:
+        """Re-queue after a back-off; a newer put in the meantime is not delayed by this."""
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self._fire, key, refresh)
+        self._idle.clear()
+
+    def _fire(self, key: RolloutKey, refresh: bool) -> None:
+        self._timers.pop(key, None)
+        self.put(key, refresh=refresh)
+
+    async def get(self) -> tuple[RolloutKey, _Flags]:
+        while True:
+            for lane in (self._urgent, self._normal):
+                while lane:
+                    key = lane.popleft()
+                    flags = self._queued.get(key)
+                    if flags is None or (lane is self._normal and flags.urgent):
+                        continue  # already taken from the urgent lane
+                    del self._queued[key]
+                    self._active.add(key)
+                    self._no_active.clear()
+                    return key, flags
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def done(self, key: RolloutKey) -> None:
+        self._active.discard(key)
+        if not self._active:
+            self._no_active.set()
+        again = self._again.pop(key, None)
+        if again is not None:
+            self.put(key, refresh=again.refresh, urgent=again.urgent)
+        elif not self._queued and not self._active and not self._timers:
+            self._idle.set()
+
+    def forget(self, key: RolloutKey) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def join(self) -> None:
+        """Wait until nothing is queued, in flight or waiting on a back-off timer."""
+        await self._idle.wait()
+
+    async def drained(self) -> None:
+        """Wait until no key is in a worker's hands (in-flight writes finished)."""
+        await self._no_active.wait()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
