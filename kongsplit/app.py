@@ -23,6 +23,7 @@ from kongsplit import kube
 from kongsplit.config import ConfigError, Settings, load_settings, redact_url
 from kongsplit.events import EventRecorder
 from kongsplit.kong import KongAdmin
+from kongsplit.kong_types import KongError
 from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics, package_version
@@ -72,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
     setup_logging(settings.log.format, settings.log.level)
-    return asyncio.run(Daemon(settings).main())
+    try:
+        daemon = Daemon(settings)
+    except KongError as e:  # e.g. unreadable TLS files: a configuration problem, said plainly
+        print(f"kongsplit run: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(daemon.main())
 
 
 class Daemon:
@@ -162,9 +168,13 @@ class Daemon:
         host, port = s.server.host_port
         runner = None
         try:
-            runner, self.port = await start_server(
-                make_app(rec, probes, verify_nodes=s.kong.verify_nodes), host, port
-            )
+            try:
+                runner, self.port = await start_server(
+                    make_app(rec, probes, verify_nodes=s.kong.verify_nodes), host, port
+                )
+            except OSError as e:
+                logger.error("cannot listen on %s:%d: %s", host, port, e.strerror or e)
+                return 1
             logger.info(
                 "serving /healthz /readyz /metrics /state /verify on %s:%d", host, self.port
             )

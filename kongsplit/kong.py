@@ -200,10 +200,18 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext | bool:
         return True
     try:
         ctx = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as e:
-        raise KongError(f"cannot load the Kong TLS files: {e}") from e
+        reason = getattr(e, "strerror", None) or str(e)
+        raise KongError(f"kong.tls.caFile {tls.ca_file}: cannot load it: {reason}") from e
+    if tls.cert_file:
+        try:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise KongError(
+                f"kong.tls.certFile {tls.cert_file} / keyFile {tls.key_file}: cannot load the "
+                f"client certificate: {reason}"
+            ) from e
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

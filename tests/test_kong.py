@@ -443,8 +443,12 @@ async def test_mtls_client_certificate(ca: trustme.CA, tmp_path: Path) -> None:
 
 
 def test_bad_tls_files_are_a_kong_error(tmp_path: Path) -> None:
-    with pytest.raises(KongError, match="cannot load the Kong TLS files"):
+    with pytest.raises(KongError, match=r"kong\.tls\.caFile .*missing\.pem: cannot load it"):
         KongAdmin("https://kong:8444", tls=TLSConfig(ca_file=str(tmp_path / "missing.pem")))
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("garbage")
+    with pytest.raises(KongError, match=r"kong\.tls\.certFile .*not-a-cert\.pem"):
+        KongAdmin("https://kong:8444", tls=TLSConfig(cert_file=str(bad), key_file=str(bad)))
 
 
 async def test_health_per_node() -> None:

@@ -121,3 +121,53 @@ async def test_run_without_any_kubernetes_config_says_so(tmp_path: Path) -> None
     assert proc.returncode == 1, text
     assert "cannot reach Kubernetes" in text and "missing" in text
     assert "Traceback" not in text
+
+
+async def test_run_with_unreadable_tls_files_exits_2(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kongsplit",
+        "run",
+        "--kong-url",
+        "https://127.0.0.1:9",
+        env={**os.environ, "KONGSPLIT_KONG_TLS_CA_FILE": str(tmp_path / "no-ca.pem")},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, err.decode()
+    assert "no-ca.pem" in err.decode() and "Traceback" not in err.decode()
+
+
+async def test_run_on_a_busy_port_says_so(harness: Harness, unused_tcp_port: int) -> None:
+    h = harness
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", unused_tcp_port)
+    try:
+        env = {
+            **os.environ,
+            "KONGSPLIT_LEADER_ELECTION_ENABLED": "false",
+            "KONGSPLIT_LOG_FORMAT": "text",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kongsplit",
+            "run",
+            "--kubeconfig",
+            str(h.kubeconfig),
+            "--kong-url",
+            h.kong.url,
+            "--listen",
+            f"127.0.0.1:{unused_tcp_port}",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
+    assert proc.returncode == 1, err.decode()
+    assert f"cannot listen on 127.0.0.1:{unused_tcp_port}" in err.decode()
+    assert "Traceback" not in err.decode()
