@@ -258,6 +258,10 @@ class _Where:
     upstream: str | None = None
     target: str | None = None
 
+    def about(self, method: str, path: str) -> dict[str, Any]:
+        """The keyword arguments every KongError takes to say what it was about."""
+        return {"method": method, "path": path, "upstream": self.upstream, "target": self.target}
+
 
 class KongAdmin:
     """A client for one Kong Admin API (plus other nodes' URLs for ``health`` and ``status``)."""
@@ -400,10 +404,7 @@ class KongAdmin:
                 raise KongNotLeader(
                     f"{self._describe(method, path, where)}: not sent, this replica is no "
                     "longer allowed to write (leadership lost)",
-                    method=method,
-                    path=path,
-                    upstream=where.upstream,
-                    target=where.target,
+                    **where.about(method, path),
                 )
         headers = {}
         token = self._token.current()
@@ -423,10 +424,7 @@ class KongAdmin:
             reason = "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             raise KongUnavailable(
                 f"{what}: no answer from Kong ({cut(reason)})",
-                method=method,
-                path=path,
-                upstream=where.upstream,
-                target=where.target,
+                **where.about(method, path),
             ) from e
         self._observe(method, str(status), started)
         log.debug("kong %s %s -> %d", method, path, status)
@@ -440,10 +438,7 @@ class KongAdmin:
             except ValueError as e:
                 raise KongResponseError(
                     f"{what}: Kong answered {status} with a body that is not JSON: {cut(text)!r}",
-                    method=method,
-                    path=path,
-                    upstream=where.upstream,
-                    target=where.target,
+                    **where.about(method, path),
                 ) from e
         detail, code, name, kong_message = _error_detail(text)
         message = f"{what}: Kong answered {status}{detail}"
@@ -452,10 +447,7 @@ class KongAdmin:
                 message,
                 status=status,
                 retry_after=retry_after,
-                method=method,
-                path=path,
-                upstream=where.upstream,
-                target=where.target,
+                **where.about(method, path),
             )
         if 400 <= status < 500:
             cls = {404: KongNotFound, 409: KongConflict}.get(status, KongClientError)
@@ -465,17 +457,11 @@ class KongAdmin:
                 code=code,
                 name=name,
                 kong_message=kong_message,
-                method=method,
-                path=path,
-                upstream=where.upstream,
-                target=where.target,
+                **where.about(method, path),
             )
         raise KongResponseError(
             f"{what}: unexpected answer {status}{detail}",
-            method=method,
-            path=path,
-            upstream=where.upstream,
-            target=where.target,
+            **where.about(method, path),
         )
 
     async def _request(
@@ -542,10 +528,7 @@ class KongAdmin:
         what = self._describe(method, path, where)
         return KongResponseError(
             f"{what}: unexpected response shape ({err}): {cut(json.dumps(body, default=str))}",
-            method=method,
-            path=path,
-            upstream=where.upstream,
-            target=where.target,
+            **where.about(method, path),
         )
 
     async def _paged(
