@@ -12,7 +12,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -446,7 +446,3 @@ def _check_whole(settings: Settings) -> None:
 def section_fields(section: str) -> list[str]:
     """The YAML keys of one section (for help texts and tests)."""
     return list(_SECTIONS[section][1])
-
-
-def dataclass_field_names(cls: type[Any]) -> list[str]:
-    return [f.name for f in fields(cls)]

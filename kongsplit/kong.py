@@ -35,6 +35,7 @@ import os
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,6 +302,7 @@ class KongAdmin:
         self._dbless_pending: dict[str, _PendingEdit] = {}
         self._dbless_flusher: asyncio.Task[None] | None = None
         self._dbless_last_post = -DBLESS_COALESCE_SECONDS
+        self.own_config_hashes: deque[str] = deque(maxlen=32)  # DB-less: what our POSTs loaded
 
     @classmethod
     def from_config(
@@ -1058,6 +1060,13 @@ class KongAdmin:
         if changed:
             where = _Where(upstream=first if len(batch) == 1 else f"{len(batch)} upstreams")
             posted = await self.post_config(config, where=where)
+            if posted:
+                # Remember the hash this POST produced, so a watcher of /status can tell our
+                # writes from another writer's (one read per POST, not one per upstream).
+                with contextlib.suppress(KongError):
+                    own = (await self.status()).configuration_hash
+                    if own:
+                        self.own_config_hashes.append(own)
         results: dict[str, ApplyResult] = {}
         for upstream, edit in edits.items():
             targets = tuple(edit.targets.values())

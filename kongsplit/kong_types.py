@@ -59,12 +59,9 @@ class KongClientError(KongError):
         code: int | None = None,
         name: str | None = None,
         kong_message: str | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        upstream: str | None = None,
-        target: str | None = None,
+        **about: str | None,  # method, path, upstream, target: as KongError
     ) -> None:
-        super().__init__(message, method=method, path=path, upstream=upstream, target=target)
+        super().__init__(message, **about)
         self.status = status
         self.code = code  # Kong's DAO error code (5 unique violation, 6 not found, 12 unsupported…)
         self.name = name
@@ -88,12 +85,9 @@ class KongUnavailable(KongError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        upstream: str | None = None,
-        target: str | None = None,
+        **about: str | None,  # method, path, upstream, target: as KongError
     ) -> None:
-        super().__init__(message, method=method, path=path, upstream=upstream, target=target)
+        super().__init__(message, **about)
         self.status = status  # None when Kong did not answer at all
         self.retry_after = retry_after
 

@@ -27,7 +27,6 @@ L_METHOD = "method"
 L_CODE = "code"
 
 ROLLOUT_LABELS = (L_NAMESPACE, L_ROLLOUT, L_UPSTREAM)
-ROLES = ("canary", "stable", "experiment")
 DRIFT_KINDS = ("weight", "missing", "foreign", "restart", "foreign_config")
 ERROR_REASONS = (
     "invalid_rollout",

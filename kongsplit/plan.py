@@ -41,7 +41,6 @@ class _Input:
     rollouts: list[tuple[Located, Rollout]]
     services: dict[str, dict[str, Service]]  # namespace → name → Service
     replicasets: dict[str, list[ReplicaSet]]  # namespace → ReplicaSets
-    saw_services: bool
     saw_replicasets: bool
     errors: list[str]
     # (namespace, name) → where the Service came from, so its errors name its own document
@@ -49,7 +48,7 @@ class _Input:
 
 
 def _collect(objects: list[Located]) -> _Input:
-    data = _Input([], defaultdict(dict), defaultdict(list), False, False, [])
+    data = _Input([], defaultdict(dict), defaultdict(list), False, [])
     for located in objects:
         api, kind = kind_of(located.obj)
         parsed: Rollout | Service | ReplicaSet | ObjectError
@@ -58,7 +57,6 @@ def _collect(objects: list[Located]) -> _Input:
             if isinstance(parsed, Rollout):
                 data.rollouts.append((located, parsed))
         elif kind == "Service" and api == "v1":
-            data.saw_services = True
             parsed = parse_service(located.obj)
             if isinstance(parsed, Service):
                 data.services[parsed.namespace][parsed.name] = parsed

@@ -16,14 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from kongsplit.config import Settings
 from kongsplit.desired import Desired, desired_state
-from kongsplit.events import ObjectRef
+from kongsplit.events import (
+    NORMAL,
+    REASON_APPLIED,
+    REASON_DRIFT,
+    REASON_INVALID_ANNOTATION,
+    REASON_WRITE_FAILED,
+    WARNING,
+    ObjectRef,
+)
 from kongsplit.kong import KongAdmin
 from kongsplit.kong_plan import DesiredTarget as KongTarget
 from kongsplit.kong_plan import Drift
@@ -50,11 +57,6 @@ from kongsplit.workqueue import KeyQueue
 logger = logging.getLogger("kongsplit.reconciler")
 
 EventSink = Callable[..., None]  # EventRecorder.post(ref, *, type, reason, message)
-
-REASON_APPLIED = "KongWeightsApplied"
-REASON_DRIFT = "KongWeightsDriftCorrected"
-REASON_WRITE_FAILED = "KongWriteFailed"
-REASON_INVALID = "InvalidKongsplitAnnotation"
 
 
 # --------------------------------------------------------------------------- per-Rollout state
@@ -140,7 +142,6 @@ class Reconciler:
         self._limit = asyncio.Semaphore(settings.reconcile.concurrency)
         # DB-less: the configuration hashes our own POST /config produced, and the drift kind
         # (restart / foreign_config) to count for each Rollout re-applied after a foreign change.
-        self._own_hashes: deque[str] = deque(maxlen=32)
         self._first_pass: set[RolloutKey] | None = None
         self._first_pass_done = asyncio.Event()
         self._config_drift: dict[RolloutKey, str] = {}
@@ -267,7 +268,7 @@ class Reconciler:
             current = status.configuration_hash
             if current is None or current == last:
                 continue
-            if last is not None and current not in self._own_hashes:
+            if last is not None and current not in self.kong.own_config_hashes:
                 kind = "restart" if status.empty else "foreign_config"
                 logger.warning(
                     "Kong's configuration changed behind kongsplit (%s, hash %s); re-applying",
@@ -280,14 +281,6 @@ class Reconciler:
                         self._config_drift.setdefault(key, kind)
                 self.resync_all()
             last = current
-
-    async def _note_own_config(self) -> None:
-        try:
-            status = await self.kong.status()
-        except KongError:
-            return
-        if status.configuration_hash:
-            self._own_hashes.append(status.configuration_hash)
 
     async def initial_sync(self) -> None:
         """Readiness: one successful answer from Kong, then every Rollout processed once."""
@@ -464,7 +457,7 @@ class Reconciler:
             )
             self.metrics.reconcile_errors.labels(reason="upstream_missing").inc()
             logger.warning(state.last_error, extra=log_extra)
-            self._event(ref, "Warning", REASON_WRITE_FAILED, state.last_error)
+            self._event(ref, WARNING, REASON_WRITE_FAILED, state.last_error)
             self.queue.put_later(
                 key, _backoff(state.failures + 1, cap=self.settings.reconcile.interval)
             )
@@ -487,10 +480,8 @@ class Reconciler:
             )
             logger.warning(msg, extra=log_extra)
             self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
-            self._event(ref, "Warning", REASON_DRIFT, msg)
+            self._event(ref, WARNING, REASON_DRIFT, msg)
         state.foreign = foreign
-        if result.config_posted:
-            await self._note_own_config()
         # Drift is Kong differing from what we last put there (not from a new desired state).
         config_kind = self._config_drift.pop(key, None)
         if state.applied is not None:
@@ -508,7 +499,7 @@ class Reconciler:
                 )
                 self._event(
                     ref,
-                    "Warning",
+                    WARNING,
                     REASON_DRIFT,
                     f"Kong upstream {plan.upstream} differed from the desired weights "
                     f"({detail}); put back {_weights_text(plan)}",
@@ -528,7 +519,7 @@ class Reconciler:
             if not refresh or state.applied is None:
                 self._event(
                     ref,
-                    "Normal",
+                    NORMAL,
                     REASON_APPLIED,
                     f"Kong upstream {plan.upstream}: {_weights_text(plan)}",
                 )
@@ -564,7 +555,7 @@ class Reconciler:
             extra=log_extra,
         )
         if state.failures == 1 or state.failures % 10 == 0:
-            self._event(self.store.raw_refs.get(key), "Warning", REASON_WRITE_FAILED, str(error))
+            self._event(self.store.raw_refs.get(key), WARNING, REASON_WRITE_FAILED, str(error))
         # A client error (4xx) will not fix itself by retrying fast; a changed Rollout re-queues.
         self.queue.put_later(key, delay, refresh=True)
 
@@ -640,7 +631,7 @@ class Reconciler:
             message,
             extra={"rollout": str(key), "upstream": state.upstream, "field": error.field},
         )
-        self._event(self.store.raw_refs.get(key), "Warning", REASON_INVALID, message)
+        self._event(self.store.raw_refs.get(key), WARNING, REASON_INVALID_ANNOTATION, message)
 
     def _event(self, ref: ObjectRef | None, type_: str, reason: str, message: str) -> None:
         if self.events is not None and ref is not None:

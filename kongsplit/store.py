@@ -7,7 +7,6 @@ Service or ReplicaSet re-queues only the Rollouts that read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from kongsplit.events import ObjectRef
@@ -36,11 +35,8 @@ class Store:
         self.replicasets: dict[str, dict[str, ReplicaSet]] = {}
         # (namespace, pod-template-hash) → its ReplicaSets by name, so a reconcile looks at the
         # one or two ReplicaSets its Rollout names instead of scanning the namespace (at 1,000
-        # Rollouts in one namespace the scan was most of a burst's CPU). ``_rs_order`` keeps the
-        # namespace's insertion order so candidates come out as the full scan would yield them.
+        # Rollouts in one namespace the scan was most of a burst's CPU).
         self._rs_by_hash: dict[tuple[str, str], dict[str, ReplicaSet]] = {}
-        self._rs_order: dict[tuple[str, str], int] = {}
-        self._rs_seq = 0
         # (namespace, service or pod-template-hash) → Rollouts that care about it
         self._service_users: dict[tuple[str, str], set[RolloutKey]] = {}
         self._hash_users: dict[tuple[str, str], set[RolloutKey]] = {}
@@ -143,11 +139,7 @@ class Store:
             self._unindex_replicaset(ns, name, old)
             users |= self._hash_users.get((ns, old.pod_template_hash or ""), set())
         if parsed is None:
-            self._rs_order.pop((ns, name), None)
             return set(users)
-        if old is None:
-            self._rs_seq += 1
-            self._rs_order[(ns, name)] = self._rs_seq
         self.replicasets.setdefault(ns, {})[name] = parsed
         assert parsed.pod_template_hash is not None
         self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
@@ -168,17 +160,12 @@ class Store:
     def services_in(self, namespace: str) -> dict[str, Service]:
         return self.services.get(namespace, {})
 
-    def replicasets_in(self, namespace: str) -> Iterable[ReplicaSet]:
-        return self.replicasets.get(namespace, {}).values()
-
     def replicasets_for(self, rollout: Rollout) -> list[ReplicaSet]:
         """The ReplicaSets of the Rollout's namespace whose hash is its current or stable one:
-        the only ones ``pick_replicasets`` can choose, in the order ``replicasets_in`` yields."""
+        the only ones ``pick_replicasets`` can choose (its choice does not depend on order)."""
         ns = rollout.key.namespace
         found: dict[str, ReplicaSet] = {}
         for h in (rollout.current_pod_hash, rollout.stable_rs):
             if h is not None:
                 found.update(self._rs_by_hash.get((ns, h), {}))
-        if len(found) < 2:
-            return list(found.values())
-        return sorted(found.values(), key=lambda rs: self._rs_order[(ns, rs.name)])
+        return list(found.values())
