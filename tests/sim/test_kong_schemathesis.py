@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -159,6 +160,9 @@ def kong() -> Iterator[SimThread]:
         runner.stop()
 
 
+_FRESH = itertools.count(1)
+
+
 def aim_at_seeded(case: Any, seeded: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
     """Point three out of four generated path parameters at existing entities (by name, id,
     host:port or id), so that the success paths get exercised as well as the 404s."""
@@ -173,6 +177,20 @@ def aim_at_seeded(case: Any, seeded: list[tuple[str, str, list[tuple[str, str]]]
         return  # keep the generated value: most likely a 404
     name, up_id, targets = seeded[pick % len(seeded)]
     params["upstream_id_or_name"] = name if pick % 2 else up_id
+    if (
+        case.method.upper() == "POST"
+        and case.path.endswith("/targets")
+        and zlib.crc32(given.encode()) % 3 == 1
+    ):
+        # Generated bodies rarely name a valid, unused host:port; whether one ever does
+        # depends on the hypothesis release. Give one case in three a fresh valid target so the
+        # 201 path is exercised on every version, with the generated weight when it is a valid one.
+        body = case.body if isinstance(case.body, dict) else {}
+        weight = body.get("weight")
+        if not (isinstance(weight, int) and not isinstance(weight, bool) and 0 <= weight <= 65535):
+            weight = 100
+        n = next(_FRESH)
+        case.body = {"target": f"10.{n // 250 % 250}.{n % 250}.7:8000", "weight": weight}
     if "target_id_or_target" in params and targets:
         t_pick = zlib.crc32(params["target_id_or_target"].encode()) % 5
         if t_pick:
