@@ -1,4 +1,4 @@
-"""Single-change latency and a 1,000-change burst against a bare aiohttp baseline (DESIGN §6).
+"""Single-change latency and a 1,000-change burst against a bare aiohttp baseline (bench/README.md).
 
 Run: ``python bench/apply_latency.py [--rollouts 1000] [--changes 1000] [--rounds 3]``
 

@@ -1,4 +1,4 @@
-"""Settings: the config file of DESIGN.md §4, ``KONGSPLIT_*`` env vars and CLI flags.
+"""Settings: the config file (docs/configuration.md), ``KONGSPLIT_*`` env vars and CLI flags.
 
 One schema describes every key once (its YAML name, env name, type and check), so the file,
 the environment and the flags cannot drift apart. Precedence: flags > env > file > defaults.

@@ -92,7 +92,8 @@ def desired_state(
         rollout, canary_rs=canary_rs, stable_rs=stable_rs, stable_service_hash=stable_hash
     )
     if isinstance(mapping, ObjectError):
-        # A bad annotation stops the writes, not Argo: its weights are still shown (DESIGN §4).
+        # A bad annotation stops the writes, not Argo: its weights are still shown (`plan` prints
+        # them).
         split = result if isinstance(result, Split) else None
         return Desired(key, split, None, None, skipped=str(mapping), error=mapping)
     if isinstance(result, Skip):

@@ -827,7 +827,8 @@ class KongAdmin:
         refresh: bool = False,
         may_write: Callable[[], bool] | None = None,
     ) -> ApplyResult:
-        """Make ``upstream`` hold ``desired`` (DESIGN.md §2), in an order that never zeroes it.
+        """Make ``upstream`` hold ``desired`` (README "What it does", docs/weights.md "Write
+        order"), in an order that never zeroes it.
 
         ``owner_tags`` are the tags of this Rollout's targets (``owner_tags_for(ns, name)``).
         ``create_upstream``/``exclusive`` default to the client's settings. ``refresh`` re-reads
@@ -971,7 +972,7 @@ class KongAdmin:
         DB-less Kong takes only whole configurations, so two upstreams edited by separate
         GET → edit → POST rounds would overwrite each other. Every pending edit is applied to
         one GET of the config and sent in one POST, at most once per
-        ``DBLESS_COALESCE_SECONDS`` per node (DESIGN.md §1): an abort waits no longer than that.
+        ``DBLESS_COALESCE_SECONDS`` per node (docs/sidecar.md): an abort waits no longer than that.
         """
         loop = asyncio.get_running_loop()
         edit = _PendingEdit(

@@ -1,4 +1,4 @@
-"""The write plan of DESIGN.md §2 (pure: no I/O).
+"""The write plan (docs/weights.md "Write order"; pure: no I/O).
 
 Given the targets Kong holds in one upstream and the targets one Rollout wants there, decide
 which writes to make and in which order:

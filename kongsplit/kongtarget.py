@@ -1,7 +1,8 @@
 """Kong's target strings and kongsplit's ownership tags (pure: no I/O, no aiohttp).
 
 Kong normalises a target before storing it and looks targets up by *exact* string
-(reference/kong-admin-api.md §1.7), so kongsplit must compute the same string Kong will show,
+(docs/kong.md "Target strings", kong/db/dao/targets.lua format_target), so kongsplit must compute
+the same string Kong will show,
 or it would create duplicates (409) and never match what it reads back:
 
 - a missing port becomes ``:8000``;

@@ -1,6 +1,6 @@
 """kongsplit's Prometheus metrics, bound to a registry the caller injects (one per test).
 
-Names are part of the external contract (DESIGN.md §4) and the alert rules in the chart read
+Names are part of the external contract (README "Metrics") and the alert rules in the chart read
 them; label values come from fixed sets (roles, drift kinds, error reasons) so cardinality is
 bounded by the number of managed Rollouts.
 """

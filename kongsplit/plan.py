@@ -108,7 +108,7 @@ def _plan_all(
 
 
 def as_json(desired: Desired) -> dict[str, Any]:
-    """One Rollout in the ``plan --json`` shape of DESIGN.md §4."""
+    """One Rollout in the ``plan --json`` shape the README documents."""
     split, plan = desired.split, desired.plan
     return {
         "namespace": desired.key.namespace,

@@ -211,7 +211,8 @@ class Reconciler:
                         self._first_pass_done.set()
 
     async def sweeper(self, interval: float | None = None) -> None:
-        """Every ``reconcile.interval``: re-read Kong for every managed Rollout (DESIGN.md §3)."""
+        """Every ``reconcile.interval``: re-read Kong for every managed Rollout (docs/operations.md,
+        drift)."""
         interval = interval or self.settings.reconcile.interval
         while True:
             await asyncio.sleep(interval)
@@ -248,7 +249,7 @@ class Reconciler:
                 self.resync_all()
 
     async def config_watcher(self) -> None:
-        """DB-less only: poll ``/status`` ``configuration_hash`` (DESIGN.md §1, §3).
+        """DB-less only: poll ``/status`` ``configuration_hash`` (docs/sidecar.md).
 
         A hash we did not produce means another writer (Kong Ingress Controller, a restart with
         ``declarative_config``) replaced the node's config; 32 zeros mean the node restarted
@@ -386,7 +387,8 @@ class Reconciler:
         if state.hold is not None:
             # Argo's order says "hold the weights last applied": write nothing new. A sweep
             # still keeps Kong at those held weights (drift, a wiped database); and when Kong
-            # holds nothing of ours yet, Argo's answer goes in without the hold (DESIGN §2).
+            # holds nothing of ours yet, Argo's answer goes in without the hold (docs/weights.md
+            # "Holds").
             held = state.applied_plan
             if held is not None and refresh and held.upstream == plan.upstream:
                 await self._apply(key, state, held, refresh=True)

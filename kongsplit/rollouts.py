@@ -4,13 +4,14 @@ This module owns the boundary between foreign JSON and our own values: `parse_ro
 `parse_replicaset` turn any JSON value into a frozen dataclass or an `ObjectError` that names
 the offending field ("report, don't raise", as Kong Ingress Controller does with bad objects).
 Only the fields the weight engine (`kongsplit.weights`) and the target mapping need are kept, so
-5,000 Rollouts stay small in memory (DESIGN.md §6); steps are interned because most Rollouts share
+5,000 Rollouts stay small in memory (bench/README.md); steps are interned because most Rollouts
+share
 the same handful of step shapes.
 
 Strictness follows one line: strict where a wrong value would give a wrong weight (setWeight,
 maxTrafficWeight, replicas, the status fields the engine reads), lenient where Argo Rollouts is
 lenient (unknown step kinds, extra fields, the contents of pause/analysis/experiment steps).
-Field meanings are those of reference/argo-rollouts.md §2.
+Field meanings are those of Argo's pkg/apis/rollouts/v1alpha1/types.go.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ __all__ = [
 ANNOTATION_PREFIX: Final = "kongsplit.io/"
 POD_TEMPLATE_HASH_LABEL: Final = "rollouts-pod-template-hash"
 ROLLOUT_API_VERSION: Final = "argoproj.io/v1alpha1"
-#: Kong target weights are 0..65535 (reference §8); M above that could never be written.
+#: Kong target weights are 0..65535 (docs/kong.md "Weights and algorithms"); M above that could
+#: never be written.
 KONG_MAX_WEIGHT: Final = 65535
 DEFAULT_MAX_WEIGHT: Final = 100
 _INT32_MAX: Final = 2**31 - 1
 _INT64_MAX: Final = 2**63 - 1
 
-#: Router fields of `trafficRouting` (reference §3.2). Each one set makes Argo build a reconciler;
+#: Router fields of `trafficRouting` (`NewTrafficRoutingReconciler` in rollout/trafficrouting.go).
+#: Each one set makes Argo build a reconciler;
 #: `plugins` makes one per entry. `managedRoutes` and `maxTrafficWeight` are not routers.
 ROUTER_FIELDS: Final = (
     "istio",
@@ -114,7 +117,7 @@ class ObjectError:
 
 @dataclass(frozen=True, slots=True)
 class CanaryScale:
-    """A `setCanaryScale` step: pod count only, never traffic (reference §3.4, §3.5)."""
+    """A `setCanaryScale` step: pod count only, never traffic (`UseSetCanaryScale`)."""
 
     weight: int | None = None
     replicas: int | None = None
@@ -141,7 +144,7 @@ class PingPong:
 
 @dataclass(frozen=True, slots=True)
 class ProgressThreshold:
-    """`replicaProgressThreshold`: loosens "at desired count" (reference §3.5)."""
+    """`replicaProgressThreshold`: loosens "at desired count" (`ReplicaProgressThresholdMet`)."""
 
     type: str  # "Percent" or "Pods"
     value: int
@@ -149,7 +152,7 @@ class ProgressThreshold:
 
 @dataclass(frozen=True, slots=True)
 class WeightRecord:
-    """One destination of `status.canary.weights` (reference §3.8)."""
+    """One destination of `status.canary.weights` (`calculateWeightStatus`)."""
 
     weight: int
     pod_template_hash: str | None = None
@@ -168,7 +171,7 @@ class RecordedWeights:
 
 @dataclass(frozen=True, slots=True)
 class Rollout:
-    """The fields of one Argo Rollout that decide its traffic split (reference §2).
+    """The fields of one Argo Rollout that decide its traffic split (Argo's types.go).
 
     Services and hashes are None when unset or empty. `max_traffic_weight` is already resolved
     (100 when unset). `annotations` holds only the `kongsplit.io/*` ones.
@@ -221,7 +224,7 @@ class ReplicaSet:
 
 
 def is_canary_replicaset(rollout: Rollout, rs: ReplicaSet) -> bool:
-    """Whether `rs` is the Rollout's desired ("canary") ReplicaSet (reference §4.2 item 1).
+    """Whether `rs` is the Rollout's desired ("canary") ReplicaSet (docs/weights.md "Inputs").
 
     Matched by namespace and `rollouts-pod-template-hash == status.currentPodHash`; when both
     the Rollout's uid and the ReplicaSet's owners are known, ownership must match too.
@@ -350,7 +353,8 @@ def _parse_step(raw: object, path: str, max_weight: int) -> Step:
 def _parse_weight_record(raw: object, path: str) -> WeightRecord:
     rec = _obj(raw, path, required=True)
     assert rec is not None
-    # Recorded stable weights can be negative (M - C - Σ is not capped, reference §3.7), so the
+    # Recorded stable weights can be negative (M - C - Σ is not capped, `calculateWeightStatus`), so
+    # the
     # range is only int32 here; the engine checks the weights it actually uses.
     return WeightRecord(
         weight=_req_int(rec.get("weight"), f"{path}.weight", low=-_INT32_MAX - 1, high=_INT32_MAX),
@@ -384,7 +388,8 @@ def _parse_recorded_weights(raw: object, path: str) -> RecordedWeights | None:
 
 
 def _parse_observed_generation(value: object, path: str) -> int | None:
-    # Argo writes it as a string holding a number (reference §2.2). Very old controllers wrote
+    # Argo writes it as a string holding a number (types.go `ObservedGeneration string`). Very old
+    # controllers wrote
     # a spec hash there instead: that is "unknown", not an error, so it can never cause a hold.
     if value is None:
         return None
@@ -538,7 +543,8 @@ def _parse_rollout(
                 continue
             rpath = f"{cpath}.trafficRouting.{router}"
             _obj(value, rpath)
-            # An empty plugins map builds no reconciler (one per entry, reference §3.2).
+            # An empty plugins map builds no reconciler (one per entry,
+            # `NewTrafficRoutingReconciler`).
             if router != "plugins" or value:
                 routers.append(router)
         max_weight_value = _int(
@@ -654,7 +660,7 @@ def _parse_rollout(
 def parse_replicaset(
     obj: object, *, default_namespace: str = "default"
 ) -> ReplicaSet | ObjectError:
-    """Read the ReplicaSet fields of the replica gate (reference §4.2); never raises."""
+    """Read the ReplicaSet fields of the replica gate (docs/weights.md); never raises."""
     meta, namespace, name = _identity(obj, default_namespace)
     try:
         if not isinstance(obj, dict):

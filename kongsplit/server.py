@@ -2,7 +2,8 @@
 
 ``/verify/{namespace}/{name}`` is the proof an Argo ``AnalysisTemplate`` web metric asks for:
 it reads ``/upstreams/{u}/health`` on every Kong node kongsplit knows of and says whether each
-node's balancer really serves the desired weights (the node-local truth, reference §1.9), so a
+node's balancer really serves the desired weights (the node-local truth, docs/kong.md "Health"), so
+a
 ``setWeight`` step only completes once Kong has caught up.
 """
 

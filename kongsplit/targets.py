@@ -2,7 +2,7 @@
 
 Nothing here does I/O. Services arrive as parsed values (``parse_service``) from the watcher's
 cache or from the files given to ``kongsplit plan``. Target strings are normalised exactly the
-way Kong normalises them (reference/kong-admin-api.md §1.7), so a later comparison with what
+way Kong normalises them (docs/kong.md "Target strings"), so a later comparison with what
 Kong lists is a plain string comparison.
 """
 
@@ -35,7 +35,7 @@ ROLE_EXPERIMENT = "experiment"
 
 POD_TEMPLATE_HASH = "rollouts-pod-template-hash"
 
-# Kong upstream names must be valid hostnames without port (reference §1.2).
+# Kong upstream names must be valid hostnames without port (docs/kong.md "Upstream names").
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
     r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"

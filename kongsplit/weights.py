@@ -1,10 +1,11 @@
 """The weight engine: a parsed Rollout in, the split Argo Rollouts would route out. Pure.
 
 This module owns one decision: the canary weight `C` (and the experiment destinations) Argo's
-`reconcileTrafficRouting` would have its routers carry *now*, following the rule ladder of
-reference/argo-rollouts.md §4.1, sharpened by the canary ReplicaSet where Argo would read it
-(§3.5, §4.2). Everything else is derived: `stable = M - C - Σadditional` (clamped at 0), the
-Services (ping-pong resolved, §3.10) and the *hold* of DESIGN.md §2 ("follow Argo's order, not
+`reconcileTrafficRouting` (Argo's rollout/trafficrouting.go) would have its routers carry *now*,
+following the rule ladder docs/weights.md lists, sharpened by the canary ReplicaSet where Argo
+would read it (`AtDesiredReplicaCountsForCanary`, utils/replicaset/canary.go). Everything else is
+derived: `stable = M - C - Σadditional` (clamped at 0), the Services (ping-pong resolved as
+`GetStableAndCanaryServices` does) and the *hold* of docs/weights.md ("follow Argo's order, not
 just its numbers"). No I/O and no asyncio here; `kongsplit.targets` maps a `Split` onto Kong.
 """
 
@@ -63,7 +64,8 @@ class Split:
 
     `canary + stable + Σadditional == max` unless the recorded destinations alone exceed what is
     left (then `stable` is clamped to 0 and `notes` says so). `hold`, when set, means Argo's
-    order requires writing nothing now (DESIGN.md §2); the weights are still Argo's answer.
+    order requires writing nothing now (docs/weights.md "Holds"); the weights are still Argo's
+    answer.
     """
 
     canary: int
@@ -113,12 +115,14 @@ def compute(
     stable_rs: ReplicaSet | None = None,
     stable_service_hash: str | None = None,
 ) -> Split | Skip:
-    """Argo's traffic split for `rollout` at this moment (reference §4.1).
+    """Argo's traffic split for `rollout` at this moment (docs/weights.md).
 
     `canary_rs` is the ReplicaSet whose pod-template-hash is `status.currentPodHash`: with it,
-    the replica gate of §3.5 applies whenever Argo recorded no fresh weights. `stable_rs` (the
+    the replica gate (`AtDesiredReplicaCountsForCanary`) applies whenever Argo recorded no fresh
+    weights. `stable_rs` (the
     one whose hash is `status.stableRS`) is only read for a dynamicStableScale abort without
-    recorded weights (§3.6). `stable_service_hash` is the stable Service's current
+    recorded weights (`calculateDesiredWeightOnAbortOrStableRollback`). `stable_service_hash` is the
+    stable Service's current
     `rollouts-pod-template-hash` selector value; None means unknown (then no promotion hold).
     A ReplicaSet whose hash does not match is ignored rather than trusted.
     """
@@ -157,7 +161,8 @@ def compute(
     experiments = sum(d.weight for d in choice.additional)
     stable = m - canary - experiments
     if stable < 0:
-        # Argo caps nothing (reference §3.7): its recorded stable would be negative. Kong cannot
+        # Argo caps nothing (`calculateWeightStatus`): its recorded stable would be negative. Kong
+        # cannot
         # hold a negative weight, so the stable side carries 0 and the sum exceeds M.
         notes.append(
             f"canary {canary} + experiments {experiments} exceed max {m}: stable clamped to 0"
@@ -195,7 +200,9 @@ def compute_json(
 
 
 def resolve_services(rollout: Rollout) -> tuple[str | None, str | None]:
-    """(canary Service, stable Service), ping-pong resolved as Argo does (reference §3.10).
+    """(canary Service, stable Service), ping-pong resolved as Argo does
+    (`GetStableAndCanaryServices`,
+    rollout/trafficrouting/service_helper.go).
 
     ALB always prefers ping-pong; other routers use it only when both named Services are unset.
     `status.canary.stablePingPong == "ping"` makes ping the stable side, anything else pong.
@@ -212,7 +219,9 @@ def resolve_services(rollout: Rollout) -> tuple[str | None, str | None]:
 
 
 def desired_canary_replicas(rollout: Rollout) -> int:
-    """The canary pod count Argo scales toward at the current step (reference §3.5).
+    """The canary pod count Argo scales toward at the current step
+    (`CalculateReplicaCountsForTrafficRoutedCanary`,
+    utils/replicaset/canary.go).
 
     Traffic-routed: `setCanaryScale` in force, else `ceil(W x replicas / M)` floored by
     `minPodsPerReplicaSet`. Basic canary: Argo's closest-count approximation of W, end state.
@@ -247,7 +256,8 @@ def _choose(
     rollout: Rollout, canary_rs: ReplicaSet | None, stable_rs: ReplicaSet | None
 ) -> _Choice:
     m = rollout.max_traffic_weight
-    # Argo nulls status.canary.weights when no router field is set (§3.2): a leftover is stale.
+    # Argo nulls status.canary.weights when no router field is set (`NewTrafficRoutingReconciler`):
+    # a leftover is stale.
     record = rollout.weights if rollout.has_router else None
     fresh = (
         record is not None
@@ -255,7 +265,8 @@ def _choose(
         and record.stable.pod_template_hash == rollout.stable_rs
     )
 
-    # 1. Dynamic rollback to stable (§3.3 branch 1): the recorded weight is held until the
+    # 1. Dynamic rollback to stable (`reconcileTrafficRouting`, first branch): the recorded weight
+    # is held until the
     #    desired (= stable) RS is fully available; the canary RS tells us when that is.
     if (
         record is not None
@@ -271,7 +282,8 @@ def _choose(
     if rollout.fully_promoted:
         return _Choice(0, "fully-promoted")
 
-    # 3. Aborted: 0 at once, except that dynamicStableScale walks back (§3.6).
+    # 3. Aborted: 0 at once, except that dynamicStableScale walks back
+    # (`calculateDesiredWeightOnAbortOrStableRollback`).
     if rollout.abort:
         if not rollout.dynamic_stable_scale:
             return _Choice(0, "aborted")
@@ -289,13 +301,16 @@ def _choose(
             ),
         )
 
-    gate = canary_rs if not fresh else None  # fresh records are mirrored as they are (§2)
+    # fresh records are mirrored as they are (docs/weights.md)
+    gate = canary_rs if not fresh else None
 
-    # 4. The new ReplicaSet has no available pod (§3.3 branch 4): never weight to it.
+    # 4. The new ReplicaSet has no available pod (`reconcileTrafficRouting`: newRS unavailable):
+    # never weight to it.
     if gate is not None and gate.available_replicas == 0:
         return _Choice(0, "new-rs-unavailable")
 
-    # 5. promote --full (§3.3 branch 5). Argo's next SetWeight carries no experiments.
+    # 5. promote --full (`reconcileTrafficRouting`: promoteFull). Argo's next SetWeight carries no
+    # experiments.
     if rollout.promote_full:
         if fresh:
             assert record is not None
@@ -315,7 +330,8 @@ def _choose(
     if record is not None and record.canary.pod_template_hash != rollout.current_pod_hash:
         return _Choice(0, "stale-record")
 
-    # 8. The step rule (§3.3 branch 6-7), with the replica gate when the canary RS is known.
+    # 8. The step rule (`reconcileTrafficRouting`: the step branches), with the replica gate when
+    # the canary RS is known.
     steps = rollout.steps
     if not steps:
         return _Choice(0, "no-steps")
@@ -331,7 +347,7 @@ def _choose(
 
 
 def _hold(rollout: Rollout, stable_service_hash: str | None) -> str | None:
-    """Why Argo's order says write nothing now, or None (DESIGN.md §2, reference §4.3)."""
+    """Why Argo's order says write nothing now, or None (docs/weights.md "Holds")."""
     if rollout.abort:
         return None  # abort beats every hold: canary 0 must reach Kong at once
     og, gen = rollout.observed_generation, rollout.generation
@@ -391,7 +407,8 @@ def _last_set_weight(rollout: Rollout, start: int) -> int:
 
 
 def _current_set_weight(rollout: Rollout) -> int:
-    """Argo's GetCurrentSetWeight (§3.4): 0 when aborted, M past the end or without steps."""
+    """Argo's `GetCurrentSetWeight` (utils/replicaset/canary.go): 0 when aborted, M past the end or
+    without steps."""
     if rollout.abort:
         return 0
     index = rollout.current_step_index or 0
@@ -401,7 +418,7 @@ def _current_set_weight(rollout: Rollout) -> int:
 
 
 def _set_canary_scale_in_force(rollout: Rollout) -> CanaryScale | None:
-    """The setCanaryScale in force at the index (§3.5), or None."""
+    """The setCanaryScale in force at the index (`UseSetCanaryScale`), or None."""
     if not rollout.traffic_routing:
         return None  # setCanaryScale only works with trafficRouting
     if rollout.abort and rollout.abort_scale_down_delay_seconds != 0:
@@ -465,10 +482,10 @@ def _basic_canary_replicas(replicas: int, weight: int, m: int, max_surge: int) -
 
 
 def _at_desired_count(rollout: Rollout, canary_rs: ReplicaSet) -> bool:
-    """Argo's AtDesiredReplicaCountsForCanary, canary side (§3.5).
+    """Argo's AtDesiredReplicaCountsForCanary, canary side (utils/replicaset/canary.go).
 
     The stable side ("all stable pods created") is left out: we do not watch the stable RS's
-    pod count, and without dynamicStableScale Argo keeps it full anyway (§4.2 item 2).
+    pod count, and without dynamicStableScale Argo keeps it full anyway (docs/weights.md).
     """
     desired = desired_canary_replicas(rollout)
     threshold = rollout.replica_progress_threshold
@@ -481,7 +498,8 @@ def _at_desired_count(rollout: Rollout, canary_rs: ReplicaSet) -> bool:
 
 
 def _dynamic_abort_weight(rollout: Rollout, canary_rs: ReplicaSet, stable_rs: ReplicaSet) -> int:
-    """§3.6 with no recorded weights: the larger of the stable's shortfall and the step weight
+    """`calculateDesiredWeightOnAbortOrStableRollback` with no recorded weights: the larger of the
+    stable's shortfall and the step weight
     whose pod count is below what the canary still runs."""
     m, replicas = rollout.max_traffic_weight, rollout.replicas
     if replicas == 0:

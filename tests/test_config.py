@@ -1,4 +1,5 @@
-"""kongsplit.config: the YAML file, ``KONGSPLIT_*`` env and flags → Settings (DESIGN.md §4)."""
+"""kongsplit.config: the YAML file, ``KONGSPLIT_*`` env and flags → Settings
+(docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from kongsplit.config import (
     section_fields,
 )
 
-#: Every key of the config file as DESIGN.md §4 lists it.
-DESIGN_KEYS = {
+#: Every key of the config file as docs/configuration.md lists it.
+DOCUMENTED_KEYS = {
     "kong": [
         "url",
         "token",
@@ -64,9 +65,9 @@ def dig(settings: Settings, attr: str) -> Any:
 # --------------------------------------------------------------------------- the schema
 
 
-@pytest.mark.parametrize("section", [pytest.param(s, id=s) for s in DESIGN_KEYS])
+@pytest.mark.parametrize("section", [pytest.param(s, id=s) for s in DOCUMENTED_KEYS])
 def test_sections_hold_exactly_the_design_keys(section: str) -> None:
-    assert section_fields(section) == DESIGN_KEYS[section]
+    assert section_fields(section) == DOCUMENTED_KEYS[section]
 
 
 def test_env_names_follow_the_design() -> None:
@@ -82,7 +83,7 @@ def test_env_names_follow_the_design() -> None:
         "KONGSPLIT_LOG_FORMAT",
     ]:
         assert name in names
-    assert len(names) == len(set(names)) == sum(map(len, DESIGN_KEYS.values())) + 4
+    assert len(names) == len(set(names)) == sum(map(len, DOCUMENTED_KEYS.values())) + 4
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data" / "plan"
 CHECKOUT = ROOT / "examples" / "checkout.yaml"
 
-#: The `plan --json` keys of DESIGN.md §4, and the additions it allows.
-DESIGN_KEYS = {
+#: The `plan --json` keys (README, `plan --json`), and the additions it allows.
+DOCUMENTED_KEYS = {
     "namespace",
     "name",
     "canary_weight",
@@ -109,7 +109,7 @@ def test_checkout_example_text(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_checkout_example_json(capsys: pytest.CaptureFixture[str]) -> None:
     [checkout] = plan_json(capsys, str(CHECKOUT))
-    assert {k: checkout[k] for k in DESIGN_KEYS} == {
+    assert {k: checkout[k] for k in DOCUMENTED_KEYS} == {
         "namespace": "shop",
         "name": "checkout",
         "canary_weight": 25,
@@ -174,7 +174,7 @@ def test_json_has_exactly_the_design_keys(
     assert list(document) == ["rollouts"]
     assert document["rollouts"]
     for entry in document["rollouts"]:
-        assert DESIGN_KEYS <= set(entry) <= DESIGN_KEYS | ALLOWED_EXTRA
+        assert DOCUMENTED_KEYS <= set(entry) <= DOCUMENTED_KEYS | ALLOWED_EXTRA
         for target in entry["targets"]:
             assert set(target) == {"target", "weight", "role"}
         for extra in entry["additional"]:

@@ -37,7 +37,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_first_screen_has_the_two_commands() -> None:
     first_screen = "\n".join(README.splitlines()[:20])
-    assert "python3 -m pip install . && python3 -m kongsplit demo" in first_screen
+    assert (
+        "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/kongsplit demo"
+        in first_screen
+    )
     assert "bash .ci/run" in first_screen
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pytest" in ci and "install-tools" in ci and "pip install" in ci

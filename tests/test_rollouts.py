@@ -674,7 +674,8 @@ def test_is_canary_replicaset(rs_patch: dict[str, Any], expected: bool) -> None:
 
 
 def test_five_thousand_rollouts_stay_small() -> None:
-    """DESIGN.md §6: <= 100 MiB resident at 5,000 Rollouts; the parsed values are a small part."""
+    """<= 100 MiB resident at 5,000 Rollouts (bench/README.md); the parsed values are a small
+    part."""
     raws = []
     for i in range(5000):
         obj = rollout_json()

@@ -668,7 +668,8 @@ def test_ipv6_cluster_ip_is_normalised_the_kong_way(
     )
     assert not isinstance(plan, ObjectError), plan
     canary = plan.targets[1].target
-    # Kong's form: bracketed, fully expanded, zero-padded, lower-case (reference §1.7).
+    # Kong's form: bracketed, fully expanded, zero-padded, lower-case (docs/kong.md "Target
+    # strings").
     assert canary == f"[{address.exploded}]:{port}"
     assert canary == canary.lower()
     assert len(canary.split("]")[0]) == 1 + 39

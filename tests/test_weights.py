@@ -1,4 +1,5 @@
-"""kongsplit.weights: the reference vectors, every rule of reference §4.1, the replica gate,
+"""kongsplit.weights: the reference vectors (tests/data), every rule of docs/weights.md, the replica
+gate,
 holds, ping-pong, experiments, malformed input, and properties over generated Rollouts."""
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from kongsplit.weights import (
     resolve_services,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-VECTORS = json.loads((REFERENCE / "argo-weight-vectors.json").read_text())
+DATA = Path(__file__).resolve().parent / "data"
+VECTORS = json.loads((DATA / "argo-weight-vectors.json").read_text())
 
 
 # --------------------------------------------------------------------------- reference vectors
@@ -38,7 +39,8 @@ def test_reference_vector(case: dict[str, Any]) -> None:
     expect = case["expect"]
     result = compute_json(case["rollout"])
     if "blueGreen" in case["rollout"]["spec"]["strategy"]:
-        # Blue-green: "ignore" (reference §9); the 0/0 weights and null services are placeholders.
+        # Blue-green: "ignore" (docs/weights.md); the 0/0 weights and null services are
+        # placeholders.
         assert (expect["canary_service"], expect["stable_service"]) == (None, None)
         assert isinstance(result, Skip), result
         assert not result.invalid
@@ -151,7 +153,7 @@ def split(obj: dict[str, Any], **kw: Any) -> Split:
     return result
 
 
-# --------------------------------------------------------------------------- §4.1 rules
+# --------------------------------------------------------------------------- the rule ladder
 
 
 RULE_CASES = [

@@ -6,9 +6,9 @@
 after a change made through another node. In DB-less mode (``off``, ``data_plane``) each node
 has its own configuration, entity writes answer 405 and ``/config`` replaces it whole.
 
-The behaviour follows shared/reference/kong-admin-api.md (§1 routes, codes and bodies, §2 node
-info and status, §3 DB-less, §4 propagation, §5 workspaces/RBAC/TLS, §10 checklist). Where the
-reference marks a detail UNCONFIRMED the choice made here is noted at the code.
+The behaviour follows Kong's own source as docs/kong.md summarises it (routes, codes and bodies,
+node info and status, DB-less, propagation, workspaces/RBAC/TLS). Where Kong's source leaves a
+detail open, the choice made here is noted at the code.
 """
 
 from __future__ import annotations
@@ -491,7 +491,8 @@ class KongSim:
         if head == "config" and n == 1:
             return {"GET": kong_config.get_config, "POST": kong_config.post_config}
         if head == "targets":
-            # Top-level /targets is registered but disabled: every call answers 404 (§1.1).
+            # Top-level /targets is registered but disabled: every call answers 404
+            # (kong/api/routes/targets.lua).
             if n > 3:
                 return None
             return {m: _disabled for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}
@@ -521,7 +522,7 @@ class KongSim:
             }
         if n in (5, 6) and seg[2] == "targets" and seg[-1] in ("healthy", "unhealthy"):
             if self.role == "control_plane":
-                return None  # not registered on control planes (§1.1)
+                return None  # not registered on control planes (kong/api/routes/upstreams.lua)
             return {self.profile.health_verb: _set_health}
         return None
 
@@ -673,7 +674,8 @@ class _Ctx:
         return found
 
     def refuse_write(self, op: str, entity: str, *, by_name: bool = False) -> None:
-        """DB-less: the ``off`` strategy refuses every entity write with code 12 (§3.1)."""
+        """DB-less: the ``off`` strategy refuses every entity write with code 12
+        (kong/db/strategies/off/init.lua)."""
         if self.sim.db_less:
             by = " by 'name'" if by_name else ""
             raise operation_unsupported(
@@ -929,7 +931,8 @@ async def _delete_upstream(ctx: _Ctx) -> web.Response:
 
 
 def _nested_page(ctx: _Ctx, items: list[Entity]) -> dict[str, Any]:
-    """In-memory pager of GET /upstreams/{u}/targets: decimal offsets, size clamped (§1.4)."""
+    """In-memory pager of GET /upstreams/{u}/targets: decimal offsets, size clamped
+    (kong/db/dao/targets.lua page_for_upstream)."""
     size = _size_arg(ctx.query)
     size = _PAGE_SIZE if size is None else min(max(size, 1), _MAX_PAGE_SIZE)
     raw_offset = ctx.query.get("offset")
@@ -954,7 +957,7 @@ def _nested_page(ctx: _Ctx, items: list[Entity]) -> dict[str, Any]:
 
 async def _list_targets(ctx: _Ctx) -> web.Response:
     up = ctx.upstream_or_404()
-    # Tags are ignored on nested collections (§1.5).
+    # Tags are ignored on nested collections (docs/kong.md "Paging and tags").
     return _json(200, _nested_page(ctx, ctx.store.targets_newest_first(ctx.ws, up["id"])))
 
 
@@ -1008,7 +1011,7 @@ async def _patch_target(ctx: _Ctx) -> web.Response:
 
 
 # PUT on a target goes through the same update path as PATCH: 404 when missing, fields not
-# sent are kept (Kong/kong#12987, reference §1.1).
+# sent are kept (Kong/kong#12987, kong/api/routes/upstreams.lua).
 _put_target = _patch_target
 
 

@@ -1,6 +1,7 @@
 """DB-less declarative configuration: ``GET /config``, ``POST /config`` and the config hash.
 
-Restates reference §3.2 and §3.3: a flat YAML export with IDs and foreign keys as IDs; full
+Restates docs/kong.md "DB-less" (kong/db/declarative/export.lua, kong/api/routes/config.lua): a flat
+YAML export with IDs and foreign keys as IDs; full
 replacement on POST in its three body forms; ``?check_hash=1`` (304 only for string forms,
 because the hash is the MD5 of that string); code-14 errors, optionally flattened; the empty
 configuration reports 32 zeros. Entity types other than upstreams/targets are carried through
@@ -364,7 +365,7 @@ async def post_config(ctx: _Ctx) -> web.Response:
     data = ctx.body.data
     if "_format_version" in data:
         # Table form: parsed already; its hash is computed after parsing, so check_hash
-        # can never short-cut it (§3.3).
+        # can never short-cut it (kong/api/routes/config.lua).
         loaded = validate_config(data, flatten=flatten)
         new_hash = _table_hash(data)
     else:

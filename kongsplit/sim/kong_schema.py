@@ -1,7 +1,8 @@
 """Entity schemas, validation and error bodies of the Kong Admin API simulator.
 
 Restates the documented behaviour of Kong 3.9's upstream and target entities
-(shared/reference/kong-admin-api.md §1.2, §1.7, §1.10): field defaults, the validation
+(kong/db/schema/entities/upstreams.lua and targets.lua, kong/db/errors.lua): field defaults, the
+validation
 messages clients see, target normalisation, and the DAO error objects with their codes.
 Nothing here does I/O.
 """
@@ -18,7 +19,7 @@ from typing import Any
 JSON = Any
 
 # ---------------------------------------------------------------------------------------------
-# Errors (§1.10)
+# Errors (kong/db/errors.lua, kong/api/endpoints.lua ERRORS_HTTP_CODES)
 
 
 class KongApiError(Exception):
@@ -141,7 +142,8 @@ def invalid_options(options: dict[str, str]) -> KongApiError:
 
 
 def operation_unsupported(message: str) -> KongApiError:
-    """Code 12, HTTP 405 — what the ``off`` strategy answers to any entity write (§3.1)."""
+    """Code 12, HTTP 405 — what the ``off`` strategy answers to any entity write
+    (kong/db/strategies/off/init.lua)."""
     return KongApiError(405, {"code": 12, "name": "operation unsupported", "message": message})
 
 
@@ -158,7 +160,7 @@ def declarative_error(fields: dict[str, JSON], message: str) -> KongApiError:
 
 
 # ---------------------------------------------------------------------------------------------
-# Addresses: hostnames, IPs, ports (§1.7)
+# Addresses: hostnames, IPs, ports (kong/tools/ip.lua, docs/kong.md "Target strings")
 
 DEFAULT_TARGET_PORT = 8000
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9\-._]+$")
@@ -257,7 +259,8 @@ def parse_address(text: str) -> Address | None:
 
 
 def format_target(text: str) -> str | None:
-    """Normalise a target string for storage: default port 8000, IPs re-printed (§1.7)."""
+    """Normalise a target string for storage: default port 8000, IPs re-printed
+    (kong/db/dao/targets.lua format_target)."""
     addr = parse_address(text)
     if addr is None:
         return None
@@ -279,7 +282,7 @@ def validate_upstream_name(name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tags (§1.5)
+# Tags (kong/db/schema/typedefs.lua tags, kong/api/endpoints.lua)
 
 _TAG_CHAR = r"[\x21-\x2B\x2D\x2E\x30-\x7E\u0080-\U0010FFFF]"
 TAGS_AND_RE = re.compile(rf"^{_TAG_CHAR}+(?:,{_TAG_CHAR}+)*$")

@@ -4,7 +4,7 @@ One ``Store`` is "the Postgres database" shared by every node in DB mode; in DB-
 node owns its own ``Store`` (its in-memory config). Writes go through the DAO-like methods
 here, which apply Kong's rules (normalisation, uniqueness, cascade delete) and record a
 snapshot of the upstream's targets so each node's *balancer view* can lag behind the database
-(``db_update_frequency``, reference §4.1) without any background task.
+(``db_update_frequency``, docs/kong.md "Propagation") without any background task.
 """
 
 from __future__ import annotations
@@ -281,7 +281,8 @@ class Store:
         data["upstream"] = {"id": upstream["id"]}
         raw_target = data.get("target")
         if isinstance(raw_target, str):
-            # the DAO formats the target before schema validation (§1.7)
+            # the DAO formats the target before schema validation (kong/db/dao/targets.lua
+            # format_target)
             formatted = format_target(raw_target)
             if formatted is None:
                 raise schema_violation(

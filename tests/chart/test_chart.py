@@ -23,7 +23,7 @@ CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 CI = dict(zip(CI_IDS, CI_VALUES, strict=True))
 BUILTIN_API_GROUPS = {"v1", "apps/v1", "policy/v1", "rbac.authorization.k8s.io/v1"}
 
-# DESIGN §5, exactly: (apiGroup, resource) -> verbs.
+# The RBAC the chart README documents, exactly: (apiGroup, resource) -> verbs.
 WATCH_RULES = {
     ("argoproj.io", "rollouts"): {"get", "list", "watch"},
     ("apps", "replicasets"): {"get", "list", "watch"},

@@ -1,7 +1,7 @@
 """Conformance of the Kong Admin API simulator with Kong 3.9's documented behaviour.
 
-Every case cites the row of shared/reference/kong-admin-api.md it checks (§1.1 route table,
-§10 checklist). All traffic goes over real sockets with an aiohttp ClientSession.
+Every case cites the Kong source file it checks (docs/kong.md names them; github.com/Kong/kong
+at tag 3.9.3). All traffic goes over real sockets with an aiohttp ClientSession.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def api(sim: KongSim, session: aiohttp.ClientSession) -> Api:
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.1 route table, §10 items 1 and 2: every route, its success code and its notable errors
+# kong/api/routes/upstreams.lua route table: every route, its success code and its notable errors
 
 ROUTES = [
     pytest.param("GET", "/upstreams", None, 200, None, id="list-upstreams"),
@@ -297,7 +297,7 @@ async def test_route_table(
 
 
 async def test_duplicate_target_body_is_code_5(api: Api, sim: KongSim) -> None:
-    """§1.6: 409 with the cache-key message and fields."""
+    """kong/db/dao/targets.lua (unique cache_key): 409 with the cache-key message and fields."""
     up_id = sim.upstreams()[0]["id"]
     status, body, _ = await api("POST", f"/upstreams/{UP}/targets", json={"target": "10.0.0.1:80"})
     assert status == 409
@@ -312,7 +312,8 @@ async def test_duplicate_target_body_is_code_5(api: Api, sim: KongSim) -> None:
 
 
 async def test_put_target_keeps_unsent_fields(api: Api) -> None:
-    """§1.1: PUT on a target is the update path, so fields not sent are kept."""
+    """kong/api/routes/upstreams.lua: PUT on a target is the update path, so fields not sent are
+    kept."""
     await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"tags": ["keep"]})
     status, body, _ = await api("PUT", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 3})
     assert status == 200
@@ -321,7 +322,8 @@ async def test_put_target_keeps_unsent_fields(api: Api) -> None:
 
 
 async def test_delete_upstream_cascades_targets(api: Api, sim: KongSim) -> None:
-    """§1.2: targets are cascade-deleted with their upstream."""
+    """kong/db/schema/entities/upstreams.lua, targets.lua: targets are cascade-deleted with their
+    upstream."""
     await api("DELETE", f"/upstreams/{UP}")
     assert sim.upstreams() == []
     await api("POST", "/upstreams", json={"name": UP})
@@ -330,7 +332,8 @@ async def test_delete_upstream_cascades_targets(api: Api, sim: KongSim) -> None:
 
 
 async def test_nested_post_path_upstream_wins(api: Api, sim: KongSim) -> None:
-    """§1.2: the path's upstream overrides any ``upstream`` in the body."""
+    """kong/db/schema/entities/upstreams.lua, targets.lua: the path's upstream overrides any
+    ``upstream`` in the body."""
     other = sim.add_upstream("other.svc")
     status, body, _ = await api(
         "POST",
@@ -343,7 +346,8 @@ async def test_nested_post_path_upstream_wins(api: Api, sim: KongSim) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.7 / §10 item 3: target normalisation on write, exact match on lookup
+# kong/db/dao/targets.lua format_target, kong/tools/ip.lua: target normalisation on write, exact
+# match on lookup
 
 
 @pytest.mark.parametrize(
@@ -436,7 +440,7 @@ async def test_upstream_addressable_by_id(api: Api, sim: KongSim) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.3/§1.4 / §10 item 4: listings
+# kong/api/endpoints.lua, kong/db/dao/targets.lua page_for_upstream: listings
 
 
 async def test_empty_collection_exact(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
@@ -594,7 +598,7 @@ async def test_upstream_tag_filter_next_carries_tags(api: Api, sim: KongSim) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.10 / §10 item 5: error objects and schema messages
+# kong/db/errors.lua, kong/api/endpoints.lua: error objects and schema messages
 
 SCHEMA_ERRORS = [
     pytest.param(
@@ -693,7 +697,8 @@ async def test_multiple_schema_violations_message(api: Api) -> None:
 
 
 async def test_upstream_defaults_and_nulls(api: Api) -> None:
-    """§1.2: every field present, unset optionals null, Kong's defaults."""
+    """kong/db/schema/entities/upstreams.lua, targets.lua: every field present, unset optionals
+    null, Kong's defaults."""
     status, body, _ = await api("POST", "/upstreams", json={"name": "d.svc"})
     assert status == 201
     assert body["algorithm"] == "round-robin"
@@ -728,7 +733,7 @@ async def test_patch_target_to_existing_target_conflicts(api: Api) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.2 / §10 item 6: content types
+# kong/api/api_helpers.lua: content types
 
 
 async def test_form_urlencoded_body(api: Api) -> None:
@@ -798,7 +803,7 @@ async def test_content_types(
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.2 / §10 item 7: timestamps per version
+# kong/db/schema/typedefs.lua auto_timestamp: timestamps per version
 
 
 async def test_timestamps_3_9(api: Api) -> None:
@@ -821,7 +826,8 @@ async def test_no_updated_at_before_3_3(
 
 
 async def test_kong_2_8_profile(make_sim: SimFactory, session: aiohttp.ClientSession) -> None:
-    """§1.6 (2.2-2.8): POST of an existing host:port updates it, 200 + Deprecation: true;
+    """kong 2.8 kong/api/routes/upstreams.lua update_existent_target (2.2-2.8): POST of an existing
+    host:port updates it, 200 + Deprecation: true;
     health routes use POST."""
     sim = await make_sim(version="2.8.5")
     api = Api(session, sim.url)
@@ -836,7 +842,7 @@ async def test_kong_2_8_profile(make_sim: SimFactory, session: aiohttp.ClientSes
 
 
 # ---------------------------------------------------------------------------------------------
-# §2: GET / and /status per mode
+# kong/api/routes/kong.lua, health.lua: GET / and /status per mode
 
 
 @pytest.mark.parametrize(
@@ -877,7 +883,8 @@ async def test_node_info_and_status(
 
 
 # ---------------------------------------------------------------------------------------------
-# §1.9, §4.1 / §10 item 9: /health per node with propagation delay
+# kong/api/routes/upstreams.lua /health, kong/cluster_events/init.lua: /health per node with
+# propagation delay
 
 
 async def test_health_shape(api: Api, sim: KongSim) -> None:
@@ -984,7 +991,7 @@ async def test_hostname_target_health_address(api: Api) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §3 / §10 item 8: DB-less
+# kong/api/routes/config.lua, kong/db/declarative: DB-less
 
 
 @pytest.fixture
@@ -1314,7 +1321,7 @@ async def test_data_plane_is_read_only(
 
 
 # ---------------------------------------------------------------------------------------------
-# §5: RBAC, workspaces, TLS
+# Enterprise: RBAC, workspaces, TLS
 
 
 @pytest.mark.parametrize(
@@ -1383,7 +1390,7 @@ async def test_tls_and_mtls(make_sim: SimFactory) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §10 item 10: fault injection, and the test-side hooks
+# simulator-only: fault injection, and the test-side hooks
 
 
 async def test_fail_next_filters(api: Api, sim: KongSim) -> None:
