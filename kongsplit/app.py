@@ -23,7 +23,7 @@ from kongsplit import kube
 from kongsplit.config import ConfigError, Settings, load_settings, redact_url
 from kongsplit.events import EventRecorder
 from kongsplit.kong import KongAdmin
-from kongsplit.kong_types import KongError
+from kongsplit.kong_types import KongError, KongModeError
 from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics, package_version
@@ -211,6 +211,10 @@ class Daemon:
             return 0
         for task in done:
             exc = None if task.cancelled() else task.exception()
+            if isinstance(exc, KongModeError):
+                # Expected, and the message says what to do: one line, no traceback.
+                logger.critical("%s; exiting", exc)
+                continue
             logger.critical(
                 "root task %s stopped%s; exiting",
                 task.get_name(),
@@ -250,9 +254,10 @@ class Daemon:
         if rec is None:
             return False, "starting"
         leading = self.elector is None or self.elector.is_leader
+        problem = f"; Kong: {rec.kong_problem}" if rec.kong_problem else ""
         if leading and not rec.synced.is_set():
-            return False, "waiting for the first successful sync with Kong"
-        return True, "leading" if leading else "following (caches warm)"
+            return False, f"waiting for the first successful sync with Kong{problem}"
+        return True, ("leading" if leading else "following (caches warm)") + problem
 
     async def _shutdown(self, runner: Any, api: Any) -> None:
         workers = {n: t for n, t in self.tasks.items() if n.startswith("worker:")}

@@ -29,10 +29,11 @@ import contextlib
 import contextvars
 import copy
 import email.utils
+import errno
 import json
 import logging
 import os
-import random
+import socket
 import ssl
 import time
 from collections import deque
@@ -51,6 +52,7 @@ from tenacity import (
     stop_before_delay,
 )
 
+from kongsplit.backoff import Backoff
 from kongsplit.config import KongConfig, TLSConfig, redact_url
 from kongsplit.kong_plan import (
     DRIFT_MISSING,
@@ -139,8 +141,9 @@ _MAX_PAGES = 10_000  # a guard against a server whose offsets never end
 class RetryPolicy:
     """How hard to retry a request Kong did not answer usefully (5xx, 429, no answer).
 
-    Back-off before retry *n* (1-based) is drawn from ``[b/2, b]`` with
-    ``b = min(max_backoff, initial_backoff * 2**(n-1))``; a ``Retry-After`` header raises the
+    Back-off before retry *n* (1-based) is the project's one policy (``kongsplit.backoff``):
+    drawn from ``[b/2, b]`` with ``b = min(max_backoff, initial_backoff * 2**(n-1))``; a
+    ``Retry-After`` header raises the
     wait to what Kong asked for (capped at ``max_retry_after``). No retry starts once
     ``max_elapsed`` seconds would be exceeded.
     """
@@ -152,8 +155,7 @@ class RetryPolicy:
     max_retry_after: float = 30.0
 
     def backoff(self, retry_number: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
-        wait = random.uniform(ceiling / 2, ceiling)
+        wait = Backoff(self.initial_backoff, self.max_backoff).delay(retry_number)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
@@ -175,6 +177,11 @@ class TokenSource:
         if self._file:
             return f"TokenSource(file={self._file!r})"
         return f"TokenSource({'value=******' if self._value else 'none'})"
+
+    @property
+    def configured(self) -> bool:
+        """A token (value or file) was given at all."""
+        return bool(self._value or self._file)
 
     def current(self) -> str | None:
         if self._file is None:
@@ -296,6 +303,7 @@ class KongAdmin:
         self._ssl = build_ssl_context(tls or TLSConfig())
         self._connection_limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._answered = False  # Kong has answered at least once (so the URL's scheme is right)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._request_counters: dict[tuple[str, str], Any] = {}
         # DB-less: edits wait here and are flushed together, one GET/POST /config per window.
@@ -383,6 +391,45 @@ class KongAdmin:
         self.metrics.kong_request_duration.observe(time.perf_counter() - started)
         self.metrics.kong_up.set(0 if code == "0" else 1)
 
+    def _observe_auth(self, status: int) -> None:
+        if self.metrics is None:
+            return
+        if status in (401, 403):
+            self.metrics.kong_auth_ok.set(0)
+        elif 200 <= status < 400:
+            self.metrics.kong_auth_ok.set(1)
+
+    def _status_hint(
+        self, method: str, path: str, status: int, answer: str, *, base: str
+    ) -> str | None:
+        """What the user should do about an answer that says the setup is wrong (one clause)."""
+        where = redact_url(base)
+        if status == 401:
+            if self._token.configured:
+                return (
+                    f"Kong at {where} refused the admin token; put a valid one in the file "
+                    "kong.tokenFile names (--token-file, KONGSPLIT_KONG_TOKEN_FILE)"
+                )
+            return (
+                f"Kong at {where} requires an admin token (RBAC); give it in a file with "
+                "kong.tokenFile (--token-file, KONGSPLIT_KONG_TOKEN_FILE)"
+            )
+        if status == 403:
+            ws = f" in workspace {self.workspace}" if self.workspace else ""
+            return (
+                f"the admin token may not {method} {path}{ws}; grant its RBAC role read and "
+                "write on upstreams and targets (or use a token that has them)"
+            )
+        if status == 404 and path == "/":
+            what = "Kong's proxy" if "no Route matched" in answer else "not a Kong Admin API"
+            return (
+                f"{where} is {what}; point kong.url (--kong-url) at the Admin API, usually "
+                "port 8001 (http) or 8444 (https)"
+            )
+        if status == 400 and "plain HTTP request was sent to HTTPS port" in answer:
+            return f"{where} speaks HTTPS: use https:// in kong.url (--kong-url)"
+        return None
+
     @staticmethod
     def _describe(method: str, path: str, where: _Where) -> str:
         pairs = (("upstream", where.upstream), ("target", where.target))
@@ -423,12 +470,16 @@ class KongAdmin:
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._observe(method, "0", started)
-            reason = "timed out" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             raise KongUnavailable(
-                f"{what}: no answer from Kong ({cut(reason)})",
+                f"{what}: "
+                + transport_failure(
+                    e, url=redact_url(url), timeout=self.timeout, answered=self._answered
+                ),
                 **where.about(method, path),
             ) from e
         self._observe(method, str(status), started)
+        self._observe_auth(status)
+        self._answered = True
         log.debug("kong %s %s -> %d", method, path, status)
 
         if status == 204 or (status == 304 and allow_304):
@@ -444,6 +495,9 @@ class KongAdmin:
                 ) from e
         detail, code, name, kong_message = _error_detail(text)
         message = f"{what}: Kong answered {status}{detail}"
+        hint = self._status_hint(method, path, status, kong_message or text, base=url[: -len(path)])
+        if hint:
+            message = f"{what}: {hint} (Kong answered {status}{detail})"
         if status == 429 or status >= 500:
             raise KongUnavailable(
                 message,
@@ -996,8 +1050,10 @@ class KongAdmin:
             try:
                 results = await self._post_batch(batch)
             except KongError as e:
-                for edit in batch.values():
-                    edit.fail(e)
+                # One round trip served every upstream of the batch: each waiter is told the
+                # failure with its own upstream named, never the batch's first one.
+                for upstream, edit in batch.items():
+                    edit.fail(_for_upstream(e, upstream))
             except Exception as e:  # a bug: every waiter learns of it, the flusher survives
                 for edit in batch.values():
                     edit.fail(e)
@@ -1011,14 +1067,12 @@ class KongAdmin:
     async def _post_batch(self, batch: dict[str, _PendingEdit]) -> dict[str, ApplyResult]:
         # Never edit a node that has not loaded its owner's config yet: posting onto the empty
         # hash would make kongsplit's few targets the node's whole configuration.
-        first = next(iter(batch))
         status = await self.status()
         if status.configuration_hash == EMPTY_CONFIG_HASH:
             raise KongNotReady(
                 f"Kong at {self.display_url} has no configuration loaded yet "
-                f"(configuration_hash is empty); not editing upstream {first} until its "
-                "owner loads one",
-                upstream=first,
+                "(configuration_hash is empty); not editing it until its owner "
+                "(declarative_config or Kong Ingress Controller) loads one"
             )
         base = await self.get_config()
         # Each upstream's edit is checked on its own: one malformed entry in Kong's config (or
@@ -1059,8 +1113,7 @@ class KongAdmin:
         changed = any(e.plan.writes or e.upstream_created for e in edits.values())
         posted = False
         if changed:
-            where = _Where(upstream=first if len(batch) == 1 else f"{len(batch)} upstreams")
-            posted = await self.post_config(config, where=where)
+            posted = await self.post_config(config)
             if posted:
                 # Remember the hash this POST produced, so a watcher of /status can tell our
                 # writes from another writer's (one read per POST, not one per upstream).
@@ -1115,6 +1168,91 @@ class _PendingEdit:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def transport_failure(
+    error: BaseException, *, url: str, timeout: float, answered: bool = False
+) -> str:
+    """Why a request got no answer, in the user's words, with the likely fix (one clause).
+
+    ``url`` is the request URL with any credentials already removed; ``answered`` says that
+    this Kong has answered before (so a dropped connection is not a wrong scheme).
+    """
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    host = parts.hostname or ""
+    if isinstance(error, TimeoutError):
+        return (
+            f"no answer from Kong at {origin} within {timeout:g}s; is the Admin API overloaded or "
+            "firewalled? (raise kong.timeoutSeconds if it is only slow)"
+        )
+    ssl_error = _ssl_cause(error)
+    if ssl_error is not None:
+        text = str(getattr(ssl_error, "reason", None) or ssl_error)
+        if "WRONG_VERSION_NUMBER" in text.upper() or "wrong version number" in text:
+            return f"{origin} does not speak TLS: use http:// in kong.url (--kong-url)"
+        if isinstance(ssl_error, ssl.SSLCertVerificationError):
+            detail = getattr(ssl_error, "verify_message", None) or "certificate not trusted"
+            if "hostname" in str(detail).lower() or "IP address mismatch" in str(detail):
+                return (
+                    f"Kong's certificate at {origin} is not for {host} ({detail}); use the name "
+                    "on the certificate in kong.url"
+                )
+            return (
+                f"Kong's certificate at {origin} is not trusted ({detail}); set kong.tls.caFile "
+                "to the CA that signed it"
+            )
+        return f"the TLS handshake with {origin} failed ({cut(text, 120)}); check kong.tls.*"
+    os_error = getattr(error, "os_error", None) or (error if isinstance(error, OSError) else None)
+    errno_ = getattr(os_error, "errno", None)
+    if isinstance(error, aiohttp.ClientConnectorDNSError) or errno_ in _DNS_ERRNOS:
+        return f"cannot resolve the host {host!r} of kong.url ({origin}); check the name"
+    if errno_ == errno.ECONNREFUSED:
+        return (
+            f"connection refused by {parts.netloc}; is Kong's Admin API listening there? "
+            "(check kong.url / --kong-url and Kong's admin_listen)"
+        )
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        if parts.scheme == "http" and not answered:
+            return (
+                f"Kong at {origin} closed the connection without answering; if that port is "
+                "Kong's HTTPS Admin API (8444 by default), use https:// in kong.url"
+            )
+        return f"Kong at {origin} closed the connection without answering"
+    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return f"Kong at {origin} sent an answer that was cut short or malformed"
+    reason = getattr(os_error, "strerror", None) or "connection failed"
+    return f"cannot reach Kong at {origin} ({reason}); check kong.url (--kong-url)"
+
+
+_DNS_ERRNOS = {socket.EAI_NONAME, socket.EAI_AGAIN, getattr(socket, "EAI_NODATA", -5)}
+
+
+def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
+    """The ssl error behind an aiohttp connection error, if there is one."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return None
+        # aiohttp's certificate error is itself an ssl error, but the verification message
+        # lives on the one it wraps.
+        inner = getattr(seen, "certificate_error", None)
+        if isinstance(inner, ssl.SSLError):
+            return inner
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        nxt = getattr(seen, "os_error", None)
+        seen = nxt if isinstance(nxt, BaseException) else seen.__cause__ or seen.__context__
+    return None
+
+
+def _for_upstream(error: KongError, upstream: str) -> KongError:
+    """``error`` as the waiter for ``upstream`` sees it: the same class, its upstream named."""
+    mine = copy.copy(error)
+    mine.args = (f"{error} (upstream {upstream})",)
+    mine.upstream = upstream
+    mine.__cause__ = error
+    return mine
 
 
 def _retryable(exc: BaseException) -> bool:

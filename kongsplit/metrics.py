@@ -28,10 +28,20 @@ L_CODE = "code"
 
 ROLLOUT_LABELS = (L_NAMESPACE, L_ROLLOUT, L_UPSTREAM)
 DRIFT_KINDS = ("weight", "missing", "foreign", "restart", "foreign_config")
+#: ``kongsplit_rollouts{state}``: what became of each Rollout annotated for kongsplit.
+ROLLOUT_STATES = (
+    "managed",  # Kong holds (or is being given) Argo's split
+    "held",  # Argo's order says write nothing now (promotion in flight, spec not observed)
+    "invalid",  # a bad annotation, a malformed Rollout, a missing Service: nothing written
+    "refused",  # its upstream belongs to another Rollout: nothing written
+    "failing",  # Kong keeps refusing or not answering its writes
+)
 ERROR_REASONS = (
     "invalid_rollout",
     "invalid_annotation",
     "missing_service",
+    "upstream_taken",
+    "kong_auth",
     "kong_client_error",
     "kong_unavailable",
     "foreign_targets",
@@ -60,6 +70,8 @@ class Metrics:
         # being reported. The reconciler installs the source with ``weights.source = ...``.
         self.weights = WeightsCollector()
         registry.register(self.weights)
+        self.rollout_states = RolloutStatesCollector()
+        registry.register(self.rollout_states)
         self.drift_corrections = Counter(
             "drift_corrections",
             "Targets put back after Kong differed from the desired state, by kind.",
@@ -73,6 +85,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.kong_auth_ok = Gauge(
+            "kong_auth_ok",
+            "0 while the Kong Admin API refuses kongsplit's admin token (401/403), else 1.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.kong_auth_ok.set(1)
         self.kong_requests = Counter(
             "kong_requests",
             "Requests sent to the Kong Admin API, by method and status code (0 = no answer).",
@@ -179,3 +198,35 @@ class WeightsCollector(Collector):
             if seen is not None:
                 observed.add_metric([namespace, rollout, upstream, role], seen)
         return desired, observed
+
+
+class RolloutStatesCollector(Collector):
+    """``kongsplit_rollouts{state}``: annotated Rollouts by state, counted at scrape time.
+
+    Every state is always exported (0 when none), so an alert on ``state="invalid"`` has a
+    series to watch and fires for as long as a Rollout stays broken.
+    """
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[str]] | None = None
+
+    def describe(self) -> list[Metric]:
+        return [self._family(())]
+
+    def collect(self) -> list[Metric]:
+        return [self._family(self.source() if self.source is not None else ())]
+
+    @staticmethod
+    def _family(states: Iterable[str]) -> GaugeMetricFamily:
+        counts = dict.fromkeys(ROLLOUT_STATES, 0)
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_rollouts",
+            "Rollouts annotated for kongsplit, by state (managed, held, invalid, refused, "
+            "failing).",
+            labels=["state"],
+        )
+        for state, n in counts.items():
+            family.add_metric([state], n)
+        return family

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kongsplit.backoff import Backoff
 from kongsplit.config import Settings
 from kongsplit.desired import Desired, desired_state
 from kongsplit.events import (
@@ -76,6 +77,7 @@ class RolloutState:
     roles: dict[str, str] = field(default_factory=dict)
     rule: str | None = None
     hold: str | None = None
+    condition: str = "managed"  # one of metrics.ROLLOUT_STATES: kongsplit_rollouts{state}
     last_apply: float | None = None  # wall-clock time of the last write Kong acknowledged
     last_error: str | None = None
     failures: int = 0
@@ -97,6 +99,7 @@ class RolloutState:
             "applied": self.applied,
             "observed": self.observed,
             "in_sync": self.desired is not None and self.observed == self.desired.weights(),
+            "state": self.condition,
             "rule": self.rule,
             "hold": self.hold,
             "last_apply": self.last_apply,
@@ -106,7 +109,29 @@ class RolloutState:
 
 
 def _backoff(failures: int, cap: float = 30.0) -> float:
-    return float(min(cap, 0.2 * 2 ** max(0, failures - 1)))
+    return Backoff(initial=0.2, cap=cap).delay(failures)
+
+
+class _LogGate:
+    """Lets a repeated log line through at most once per ``period`` seconds per key."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period:
+            return False
+        self._last[key] = now
+        return True
+
+
+#: Waiting for Kong at start-up (and probing it while down): quick at first, then every 30 s.
+KONG_WAIT = Backoff(initial=0.5, cap=30.0)
+#: A failure that repeats word for word is logged again at most this often (no log flood).
+REPEAT_LOG_SECONDS = 60.0
 
 
 # --------------------------------------------------------------------------- the reconciler
@@ -126,6 +151,7 @@ class Reconciler:
         self.kong = kong
         self.metrics = metrics
         metrics.weights.source = self.weight_rows
+        metrics.rollout_states.source = lambda: [s.condition for s in self.states.values()]
         self.events = events
         self.is_leader = is_leader
         self.store = Store()
@@ -139,6 +165,9 @@ class Reconciler:
         # are known would report them "missing" for nothing.
         self.caches_listed = asyncio.Event()
         self._kong_down = False
+        # Why Kong is not usable right now (None when it answered last): /readyz shows it.
+        self.kong_problem: str | None = None
+        self._log_gate = _LogGate(REPEAT_LOG_SECONDS)
         self._limit = asyncio.Semaphore(settings.reconcile.concurrency)
         # DB-less: the configuration hashes our own POST /config produced, and the drift kind
         # (restart / foreign_config) to count for each Rollout re-applied after a foreign change.
@@ -228,22 +257,27 @@ class Reconciler:
         """
         interval = self.settings.reconcile.interval
         since_last = interval
+        failures = 0
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(KONG_WAIT.delay(failures) if failures else period)
             since_last += period
             if not self._kong_down and since_last < interval:
                 continue
             since_last = 0.0
             try:
                 await self.kong.node_info()
-            except KongError:
-                self._note_kong_down()
+            except KongError as e:
+                failures += 1
+                self._note_kong_down(e)
                 continue
+            failures = 0
             if not self._kong_down:
+                self.kong_problem = None
                 continue
             logger.info("Kong Admin API reachable again; re-reading every managed upstream")
             self.kong.cache.clear()  # Kong may have restarted: ids learnt before may be gone
             self._kong_down = False
+            self.kong_problem = None
             self.kong_ok.set()
             if self.is_leader():
                 self.resync_all()
@@ -285,6 +319,7 @@ class Reconciler:
 
     async def initial_sync(self) -> None:
         """Readiness: one successful answer from Kong, then every Rollout processed once."""
+        failures = 0
         while True:
             try:
                 await self.kong.ensure_mode()
@@ -292,9 +327,20 @@ class Reconciler:
             except KongModeError:
                 raise  # a data plane or Konnect: not ours to serve; the process stops, loudly
             except KongError as e:
-                logger.warning("Kong Admin API not usable yet: %s", e)
-                self._note_kong_down()
-                await asyncio.sleep(1.0)
+                failures += 1
+                self._note_kong_down(e)
+                delay = KONG_WAIT.delay(failures)
+                # A wrong token or URL fails the same way every time: say it once, then once a
+                # minute (the metrics and /readyz carry it meanwhile), never once a second.
+                if self._log_gate.allow(f"start:{e}"):
+                    logger.warning(
+                        "Kong Admin API not usable yet (attempt %d, next try in %.1fs): %s",
+                        failures,
+                        delay,
+                        e,
+                    )
+                await asyncio.sleep(delay)
+        self.kong_problem = None
         self.kong_ok.set()
         if self.kong.mode == KongMode.DBLESS and self.settings.leader_election.enabled:
             logger.warning(
@@ -313,9 +359,11 @@ class Reconciler:
         self.synced.set()
         self.metrics.last_sync_timestamp.set(time.time())
 
-    def _note_kong_down(self) -> None:
+    def _note_kong_down(self, error: KongError | None = None) -> None:
         self._kong_down = True
         self.kong_ok.clear()
+        if error is not None:
+            self.kong_problem = str(error)
 
     # ---- one Rollout ------------------------------------------------------------------------
     async def reconcile(self, key: RolloutKey, *, refresh: bool = False) -> None:
@@ -360,7 +408,7 @@ class Reconciler:
                     f"metadata.annotations[{ANN_UPSTREAM}]",
                     f"upstream {plan.upstream} is already managed by Rollout {owner}",
                 ),
-                reason="invalid_annotation",
+                reason="upstream_taken",
             )
             return
         self._claim(state, plan)
@@ -371,6 +419,8 @@ class Reconciler:
             desired.hold,
         )
         state.roles = {t.target: t.role for t in plan.targets}
+        if state.condition != "failing" or not self.is_leader():
+            state.condition = "held" if state.hold else "managed"
         self.metrics.managed_rollouts.set(len(self._upstream_owner))
         if not self.is_leader():
             state.pending_since = None
@@ -419,6 +469,8 @@ class Reconciler:
     ) -> None:
         log_extra = {"rollout": str(key), "upstream": plan.upstream}
         wanted = [KongTarget(t.target, t.weight, t.role) for t in plan.targets]
+        # What Kong held before this apply: what we last saw, corrected by what this apply
+        # found there (a drifted weight shows as "90 → 75", not as "75 → 75").
         before = dict(state.observed or {})
         try:
             result = await self.kong.apply(
@@ -446,7 +498,7 @@ class Reconciler:
             # Only "no answer at all" means Kong is down (and earns a full resync when it is
             # back); a 5xx on one upstream is that upstream's trouble, retried with back-off.
             if not isinstance(e, KongUnavailable) or e.status is None:
-                self._note_kong_down()
+                self._note_kong_down(e)
             self._failed(key, state, e, reason="kong_unavailable", log_extra=log_extra)
             return
         if self._kong_down:
@@ -464,7 +516,11 @@ class Reconciler:
                 key, _backoff(state.failures + 1, cap=self.settings.reconcile.interval)
             )
             state.failures += 1
+            state.condition = "failing"
             return
+        before.update(
+            {d.target: d.observed for d in result.drift if d.target and d.observed is not None}
+        )
         observed = result.weights()
         state.observed = {t: observed[t] for t in plan.weights() if t in observed}
         for t in result.foreign:
@@ -496,15 +552,19 @@ class Reconciler:
                 ).inc(n)
             if counted:
                 detail = ", ".join(f"{k}={n}" for k, n in sorted(counted.items()))
+                found = _drift_text(result.drift, state.roles)
                 logger.warning(
-                    "corrected drift in Kong (%s)", detail, extra={**log_extra, "drift": counted}
+                    "corrected drift in Kong (%s): %s",
+                    detail,
+                    found,
+                    extra={**log_extra, "drift": counted},
                 )
                 self._event(
                     ref,
                     WARNING,
                     REASON_DRIFT,
                     f"Kong upstream {plan.upstream} differed from the desired weights "
-                    f"({detail}); put back {_weights_text(plan)}",
+                    f"({found}); put back {_weights_text(plan)}",
                 )
         if result.changed:
             logger.info(
@@ -530,6 +590,7 @@ class Reconciler:
         state.pending_since = None
         state.applied = plan.weights()
         state.applied_plan = plan
+        state.condition = "held" if state.hold else "managed"
         if result.changed:
             state.last_apply = time.time()
         state.last_error = None
@@ -547,9 +608,21 @@ class Reconciler:
     ) -> None:
         state.failures += 1
         state.last_error = str(error)
+        state.condition = "failing"
         delay = _backoff(state.failures, cap=max(self.settings.reconcile.interval, 1.0))
+        auth = isinstance(error, KongClientError) and error.status in (401, 403)
+        if auth:
+            reason = "kong_auth"
+            self.kong_problem = str(error)
         self.metrics.reconcile_errors.labels(reason=reason).inc()
-        logger.warning(
+        # A refused token or an unreachable Kong fails every Rollout the same way: one line a
+        # minute for all of them (the metrics count each), not one line per Rollout per retry.
+        shared = "kong_auth" if auth else ("kong_down" if self._kong_down else None)
+        level = logging.WARNING
+        if shared is not None and not self._log_gate.allow(shared):
+            level = logging.DEBUG
+        logger.log(
+            level,
             "writing Kong failed (attempt %d, retry in %.1fs): %s",
             state.failures,
             delay,
@@ -622,6 +695,7 @@ class Reconciler:
         state = self.states.setdefault(key, RolloutState(key))
         message = str(error)
         state.last_error = message
+        state.condition = "refused" if reason == "upstream_taken" else "invalid"
         state.pending_since = None
         if self._reported.get(key) == message:
             return  # the same problem: counted and announced once
@@ -663,6 +737,20 @@ def _drift_counts(found: Iterable[Drift], applied: dict[str, int]) -> dict[str, 
         ):
             counts[d.kind] = counts.get(d.kind, 0) + 1
     return counts
+
+
+def _drift_text(found: Iterable[Drift], roles: dict[str, str]) -> str:
+    """``canary 10.0.0.2:80 90 → 25, stable 10.0.0.1:80 missing → 75`` for logs and Events."""
+    parts = []
+    for d in found:
+        if not d.corrected or d.target is None:
+            if d.target is None:
+                parts.append("upstream missing → created")
+            continue
+        role = roles.get(d.target, d.kind)
+        seen = "missing" if d.observed is None else str(d.observed)
+        parts.append(f"{role} {d.target} {seen} → {d.expected}")
+    return ", ".join(parts) or "no target differed"
 
 
 def _by_role(weights: dict[str, int], roles: dict[str, str]) -> dict[str, int]:

@@ -178,7 +178,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("case", "expected_code", "message"),
     [
-        pytest.param("unreachable", 1, "no answer from Kong", id="unreachable"),
+        pytest.param("unreachable", 1, "is Kong's Admin API listening there?", id="unreachable"),
         pytest.param("data_plane", 1, "hybrid data plane", id="data-plane"),
         pytest.param("unauthorized", 1, "401", id="401"),
         pytest.param("unknown_upstream", 1, "upstream nope.svc not found", id="unknown-upstream"),

@@ -119,6 +119,7 @@ class KongSim:
         nodes: int = 1,
         propagation_delay: float = 0.0,
         token: str | None = None,
+        read_only_tokens: tuple[str, ...] = (),
         workspaces: tuple[str, ...] = ("default",),
         ssl_context: ssl.SSLContext | None = None,
         edition: str | None = None,
@@ -135,6 +136,8 @@ class KongSim:
         self.profile = VersionProfile(version)
         self.propagation_delay = propagation_delay
         self.token = token
+        # RBAC users whose role may read but not write (Enterprise answers their writes 403).
+        self.read_only_tokens = set(read_only_tokens)
         self.workspace_names = tuple(workspaces)
         self.ssl_context = ssl_context
         # Workspaces and RBAC are Enterprise features: an OSS node has no /{workspace} prefix.
@@ -395,9 +398,16 @@ class KongSim:
         if action.status is not None:
             self._record(request, node, action.status, None, query, path)
             return _json(action.status, action.body, dict(action.headers))
-        if self.token is not None and request.headers.get("Kong-Admin-Token") != self.token:
+        given = request.headers.get("Kong-Admin-Token")
+        if self.token is not None and given != self.token and given not in self.read_only_tokens:
             self._record(request, node, 401, None, query, path)
             return _json(401, {"message": "Invalid RBAC credentials"})
+        if given in self.read_only_tokens and request.method != "GET":
+            # Kong Enterprise's RBAC wording for a role without the permission.
+            self._record(request, node, 403, None, query, path)
+            verb = {"POST": "create", "DELETE": "delete"}.get(request.method, "update")
+            message = f"reader, you do not have permissions to {verb} this resource"
+            return _json(403, {"message": message})
         parsed: _Parsed | None = None
         workspace: str | None = None
         try:
