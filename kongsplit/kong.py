@@ -417,8 +417,8 @@ class KongAdmin:
         if status == 403:
             ws = f" in workspace {self.workspace}" if self.workspace else ""
             return (
-                f"the admin token may not {method} {path}{ws}; grant its RBAC role read and "
-                "write on upstreams and targets (or use a token that has them)"
+                f"the admin token may not {method} {path}{ws} on Kong at {where}; grant its RBAC "
+                "role read and write on upstreams and targets (or use a token that has them)"
             )
         if status == 404 and path == "/":
             what = "Kong's proxy" if "no Route matched" in answer else "not a Kong Admin API"

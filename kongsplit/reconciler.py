@@ -617,7 +617,15 @@ class Reconciler:
         self.metrics.reconcile_errors.labels(reason=reason).inc()
         # A refused token or an unreachable Kong fails every Rollout the same way: one line a
         # minute for all of them (the metrics count each), not one line per Rollout per retry.
-        shared = "kong_auth" if auth else ("kong_down" if self._kong_down else None)
+        shared = (
+            "kong_auth"
+            if auth
+            else "kong_not_ready"
+            if isinstance(error, KongNotReady)
+            else "kong_down"
+            if self._kong_down
+            else None
+        )
         level = logging.WARNING
         if shared is not None and not self._log_gate.allow(shared):
             level = logging.DEBUG

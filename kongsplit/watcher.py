@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
 from kongsplit import kube
+from kongsplit.backoff import Backoff
 from kongsplit.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,8 @@ class _CallbackFailed(Exception):
 
 
 def backoff_delay(failures: int, *, base: float = _BACKOFF_BASE, cap: float = 30.0) -> float:
-    """Exponential back-off with jitter: half fixed, half random, so replicas spread out."""
-    delay = min(cap, base * 2.0 ** max(0, failures - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
+    """The project's one back-off policy (``kongsplit.backoff``), so replicas spread out."""
+    return Backoff(initial=base, cap=cap).delay(failures)
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

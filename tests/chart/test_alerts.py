@@ -105,7 +105,7 @@ def test_thresholds_come_from_values(helm_template: Any) -> None:
 def test_promtool_check_rules(promtool: str) -> None:
     proc = run([promtool, "check", "rules", str(RULES_FILE)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 9 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 11 rules found" in proc.stdout, proc.stdout
 
 
 def test_promtool_unit_tests_cover_every_alert(promtool: str) -> None:

@@ -370,7 +370,7 @@ def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert len(alerts) == 9
+    assert len(alerts) == 11
     assert alerts["KongsplitDriftCorrections"]["expr"].endswith("[15m])) > 5")
     assert alerts["KongsplitSyncStale"]["labels"] == {"severity": "critical", "team": "platform"}
     for r in alerts.values():

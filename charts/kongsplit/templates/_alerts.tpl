@@ -40,6 +40,26 @@ with the default values and compare) and of the PrometheusRule. Runbook: docs/ru
         summary: kongsplit cannot reach the Kong Admin API
         description: {{ printf "kongsplit at {{ $labels.instance }} has had no answer from the Kong Admin API for %s. Canary weights, aborts included, are not reaching Kong." $a.kongUnreachable.for | quote }}
         runbook_url: {{ $p.runbookBaseUrl }}#kongsplitkongadminunreachable
+    - alert: KongsplitKongAuthFailed
+      expr: kongsplit_kong_auth_ok{ {{- $sel -}} } == 0
+      for: {{ $a.kongAuth.for }}
+      labels:
+        severity: {{ $a.kongAuth.severity }}
+        {{- with $extra }}{{ toYaml . | nindent 8 }}{{ end }}
+      annotations:
+        summary: Kong refuses kongsplit's admin token
+        description: {{ printf "The Kong Admin API has answered 401/403 to kongsplit at {{ $labels.instance }} for %s: the admin token is missing, wrong or lacks permissions. No weight, abort included, reaches Kong." $a.kongAuth.for | quote }}
+        runbook_url: {{ $p.runbookBaseUrl }}#kongsplitkongauthfailed
+    - alert: KongsplitRolloutsUnmanaged
+      expr: sum by (job, instance, state) (kongsplit_rollouts{ {{- $sel -}} ,state=~"invalid|refused|failing"}) > 0
+      for: {{ $a.rolloutsUnmanaged.for }}
+      labels:
+        severity: {{ $a.rolloutsUnmanaged.severity }}
+        {{- with $extra }}{{ toYaml . | nindent 8 }}{{ end }}
+      annotations:
+        summary: annotated Rollouts kongsplit cannot manage
+        description: {{ printf "{{ $value | humanize }} Rollout(s) annotated for kongsplit have been %s for %s at {{ $labels.instance }}: their Kong weights do not follow Argo. /state and the Rollouts' Warning Events say why." "{{ $labels.state }}" $a.rolloutsUnmanaged.for | quote }}
+        runbook_url: {{ $p.runbookBaseUrl }}#kongsplitrolloutsunmanaged
     - alert: KongsplitNoLeader
       expr: (sum(kongsplit_leader{ {{- $sel -}} }) == 0) and on() (sum(up{ {{- $sel -}} }) > 0)
       for: {{ $a.noLeader.for }}
