@@ -3,7 +3,7 @@
 Run: ``python bench/apply_latency.py [--rollouts 1000] [--changes 1000] [--rounds 3]``
 
 Setup: the Kong simulator in its own process on 127.0.0.1; a real ``Reconciler`` with
-``reconcile.concurrency`` workers and a real ``KongAdmin``; ``--rollouts`` managed Rollouts
+``reconcile.concurrency`` workers and a real ``KongRouter``; ``--rollouts`` managed Rollouts
 (each with two Services and two ReplicaSets) delivered as the watchers would, then the
 initial sync (which creates the upstreams and targets and warms the target-id cache).
 
@@ -51,7 +51,8 @@ async def setup(w: c.Wired, n: int) -> dict[int, int]:
 def check_applied(w: c.Wired, index: dict[int, int]) -> None:
     for i, idx in index.items():
         st = w.rec.states[RolloutKey(c.NAMESPACE, f"app{i}")]
-        canary = sum(v for t, v in (st.applied or {}).items() if st.roles.get(t) == "canary")
+        applied = st.applied.targets if st.applied is not None else ()
+        canary = sum(t.weight for t in applied if t.role == "canary")
         if canary != c.expected_canary(idx) or st.last_error:
             raise SystemExit(f"app{i}: applied {st.applied} ({st.last_error}), wanted step {idx}")
 
@@ -162,7 +163,7 @@ def baseline_requests(w: c.Wired) -> list[tuple[str, bytes]]:
     out = []
     for i in range(len(w.rec.states)):
         up = c.upstream_of(i)
-        targets = w.kong.cache.get(None, up)
+        targets = w.kong.dbmode.cache.get(None, up)
         assert targets is not None
         for t in targets.values():
             path = f"/upstreams/{quote(up, safe='')}/targets/{quote(t.id, safe='')}"

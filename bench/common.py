@@ -2,7 +2,7 @@
 
 Everything talks to 127.0.0.1 only. The Kong Admin API simulator runs in its own process
 (``python -m kongsplit sim-kong``) so its CPU does not share the event loop with the daemon
-under test; the daemon side is a real ``Reconciler`` + ``KongAdmin`` fed the objects the way
+under test; the daemon side is a real ``Reconciler`` + ``KongRouter`` fed the objects the way
 the watchers would (``on_service`` / ``on_replicaset`` / ``on_rollout``), no Kubernetes server.
 """
 
@@ -27,7 +27,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from kongsplit.config import Settings, load_settings
-from kongsplit.kong import KongAdmin
+from kongsplit.kong.apply import KongRouter
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
@@ -149,7 +149,7 @@ async def drift(url: str, w: Wired, count: int) -> int:
     async with aiohttp.ClientSession() as s:
         for i in range(count):
             up = upstream_of(i)
-            targets = w.kong.cache.get(None, up) or {}
+            targets = w.kong.dbmode.cache.get(None, up) or {}
             t = next(t for t in targets.values() if t.weight > 50)
             path = f"{url}/upstreams/{up}/targets/{t.id}"
             async with s.patch(path, json={"weight": t.weight + 1}) as r:
@@ -187,7 +187,7 @@ class Wired:
     """A Reconciler with its workers running, plus the clocks the benchmarks read."""
 
     rec: Reconciler
-    kong: KongAdmin
+    kong: KongRouter
     metrics: Metrics
     workers: list[asyncio.Task[None]]
     # upstream -> perf_counter() when the last PATCH answer for it arrived
@@ -219,12 +219,12 @@ class Wired:
 async def wired(url: str, *, concurrency: int = 16) -> AsyncIterator[Wired]:
     s = settings(url, concurrency=concurrency)
     metrics = Metrics(CollectorRegistry())
-    kong = KongAdmin.from_config(s.kong, metrics=metrics)
+    kong = KongRouter.from_config(s.kong, metrics=metrics)
     w = Wired(rec=None, kong=kong, metrics=metrics, workers=[])  # type: ignore[arg-type]
     w.rec = Reconciler(s, kong=kong, metrics=metrics, events=lambda *a, **k: w.events.append(a))
 
     # Our own clock: the moment each PATCH answer is back in the daemon's process.
-    attempt = kong._attempt
+    attempt = kong.client._attempt
 
     async def timed_attempt(method: str, url: str, path: str, **kw: Any) -> Any:
         result = await attempt(method, url, path, **kw)
@@ -232,7 +232,7 @@ async def wired(url: str, *, concurrency: int = 16) -> AsyncIterator[Wired]:
             w.patch_acked[kw["where"].upstream] = time.perf_counter()
         return result
 
-    kong._attempt = timed_attempt  # type: ignore[method-assign]
+    kong.client._attempt = timed_attempt  # type: ignore[method-assign]
     observe = metrics.apply_latency.observe
 
     def recorded(amount: float, *a: Any, **k: Any) -> None:

@@ -22,13 +22,14 @@ from prometheus_client import CollectorRegistry
 from kongsplit import kube
 from kongsplit.config import ConfigError, Settings, load_settings, redact_url
 from kongsplit.events import EventRecorder
-from kongsplit.kong import KongAdmin
-from kongsplit.kong_types import KongError, KongModeError
+from kongsplit.kong.apply import KongRouter
+from kongsplit.kong.errors import KongError, KongModeError
 from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
-from kongsplit.metrics import Metrics, package_version
+from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
 from kongsplit.server import Probes, make_app, start_server
+from kongsplit.version import package_version
 from kongsplit.watcher import REPLICASETS, ROLLOUTS, SERVICES, Watcher
 
 logger = logging.getLogger("kongsplit.app")
@@ -89,11 +90,11 @@ class Daemon:
         settings: Settings,
         *,
         registry: CollectorRegistry | None = None,
-        kong: KongAdmin | None = None,
+        kong: KongRouter | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.kong = kong or KongAdmin.from_config(settings.kong, metrics=self.metrics)
+        self.kong = kong or KongRouter.from_config(settings.kong, metrics=self.metrics)
         self.stop_event = asyncio.Event()
         self.port: int | None = None  # the bound HTTP port, once serving
         self.started = asyncio.Event()
@@ -156,6 +157,9 @@ class Daemon:
             s, kong=self.kong, metrics=self.metrics, events=events.post, is_leader=is_leader
         )
         self.reconciler = rec
+        # The per-Rollout gauges are read from the reconciler's state at scrape time.
+        self.metrics.weights.source = rec.weight_rows
+        self.metrics.rollout_states.source = rec.rollout_conditions
         ns = s.kubernetes.namespaces
         self.watchers = [
             Watcher(api, ROLLOUTS, namespaces=ns, on_event=rec.on_rollout, metrics=self.metrics),
@@ -169,9 +173,7 @@ class Daemon:
         runner = None
         try:
             try:
-                runner, self.port = await start_server(
-                    make_app(rec, probes, verify_nodes=s.kong.verify_nodes), host, port
-                )
+                runner, self.port = await start_server(make_app(rec, self.kong, probes), host, port)
             except OSError as e:
                 logger.error("cannot listen on %s:%d: %s", host, port, e.strerror or e)
                 return 1
@@ -182,8 +184,8 @@ class Daemon:
                 "events": events.run,
                 "sweeper": rec.sweeper,
                 "kong-prober": rec.kong_prober,
-                "config-watcher": rec.config_watcher,
                 "leadership": self._leadership,
+                **self.kong.root_tasks(on_config_change=rec.config_replaced, active=is_leader),
             }
             for w in self.watchers:
                 roots[f"watcher:{w.resource.plural}"] = w.run
@@ -260,7 +262,12 @@ class Daemon:
         return True, ("leading" if leading else "following (caches warm)") + problem
 
     async def _shutdown(self, runner: Any, api: Any) -> None:
-        workers = {n: t for n, t in self.tasks.items() if n.startswith("worker:")}
+        # The workers and the DB-less flusher their writes wait on stop last, after a drain.
+        workers = {
+            n: t
+            for n, t in self.tasks.items()
+            if n.startswith("worker:") or n == "kong-dbless-flush"
+        }
         others = {n: t for n, t in self.tasks.items() if n not in workers}
         # Stop intake first, so nothing new is queued while writes drain.
         for t in others.values():

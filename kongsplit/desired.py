@@ -7,12 +7,30 @@ so what ``plan`` prints is what the daemon writes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey
-from kongsplit.targets import Service, TargetMapping, TargetPlan, parse_annotations, plan_targets
+from kongsplit.annotations import (
+    ANN_PORT,
+    ANN_TARGET_MODE,
+    MODE_CLUSTERIP,
+    TargetMapping,
+    annotation_error,
+    parse_annotations,
+)
+from kongsplit.kong.targets import (
+    ROLE_CANARY,
+    ROLE_EXPERIMENT,
+    ROLE_STABLE,
+    DesiredTarget,
+    DesiredUpstream,
+    normalize_target,
+)
+from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey, Service
 from kongsplit.weights import Skip, Split, compute, resolve_services
+
+_IP_SHAPE = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
 
 
 @dataclass(frozen=True)
@@ -20,7 +38,7 @@ class Desired:
     key: RolloutKey
     split: Split | None  # Argo's answer, None when the engine skipped or the Rollout is invalid
     mapping: TargetMapping | None  # None when not opted in
-    plan: TargetPlan | None  # the Kong targets to hold; None when nothing can be written
+    plan: DesiredUpstream | None  # the Kong targets to hold; None when nothing can be written
     skipped: str | None = None  # a sentence: why nothing is written for this Rollout
     error: ObjectError | None = None  # malformed input (report it; keep the last applied weights)
 
@@ -116,3 +134,186 @@ def desired_state(
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)
     return Desired(key, result, mapping, plan)
+
+
+# --------------------------------------------------------------------------- Services → targets
+
+
+def plan_targets(
+    split: Split,
+    mapping: TargetMapping,
+    *,
+    key: RolloutKey,
+    services: Mapping[str, Service] | None,
+    cluster_domain: str = "cluster.local",
+) -> DesiredUpstream | ObjectError:
+    """The targets and weights to hold in Kong for this split.
+
+    ``services`` maps Service name → Service in the Rollout's namespace; None means "unknown"
+    (offline ``plan`` without Service objects), where clusterip mode falls back to the DNS form.
+    Both stable and canary targets are always held; the one without traffic sits at weight 0.
+    """
+    if split.stable_service is None or split.canary_service is None:
+        return ObjectError(
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            field="spec.strategy.canary.stableService",
+            message="stableService and canaryService (or pingPong) are required for kongsplit",
+        )
+    wanted: list[tuple[str, int, str]] = [
+        (split.stable_service, split.stable, ROLE_STABLE),
+        (split.canary_service, split.canary, ROLE_CANARY),
+    ]
+    wanted += [(d.service, d.weight, ROLE_EXPERIMENT) for d in split.additional]
+    targets: list[DesiredTarget] = []
+    seen: dict[str, str] = {}
+    for service_name, weight, role in wanted:
+        target = _target_for(
+            service_name, mapping, key=key, services=services, cluster_domain=cluster_domain
+        )
+        if isinstance(target, ObjectError):
+            return target
+        if target in seen:
+            return ObjectError(
+                kind="Rollout",
+                namespace=key.namespace,
+                name=key.name,
+                field="spec.strategy.canary",
+                message=f"Services {seen[target]} and {service_name} resolve to the same "
+                f"Kong target {target}; their weights cannot be told apart",
+            )
+        seen[target] = service_name
+        targets.append(DesiredTarget(target=target, weight=weight, role=role, service=service_name))
+    return DesiredUpstream(
+        upstream=mapping.upstream, workspace=mapping.workspace, targets=tuple(targets)
+    )
+
+
+def _target_for(
+    service_name: str,
+    mapping: TargetMapping,
+    *,
+    key: RolloutKey,
+    services: Mapping[str, Service] | None,
+    cluster_domain: str,
+) -> str | ObjectError:
+    service = services.get(service_name) if services is not None else None
+    if services is not None and service is None:
+        return ObjectError(
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            field="spec.strategy.canary",
+            message=f"Service {key.namespace}/{service_name} not found",
+            reason="missing_service",
+        )
+    # ExternalName first: such a Service has no clusterIP either, but is not headless.
+    if service is not None and service.type == "ExternalName":
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.type",
+            message="ExternalName Services have no cluster IP to target",
+            reason="missing_service",
+        )
+    if service is not None and service.headless:
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.clusterIP",
+            message="headless Service refused: its name resolves to every pod, so Kong's "
+            "weight would be multiplied by the pod count",
+            reason="missing_service",
+        )
+    if mapping.mode == MODE_CLUSTERIP and service is not None:
+        bad_ip = _check_cluster_ip(service.cluster_ip)
+        if bad_ip is not None:
+            return ObjectError(
+                kind="Service",
+                namespace=key.namespace,
+                name=service_name,
+                field="spec.clusterIP",
+                message=bad_ip,
+                reason="missing_service",
+            )
+    port = _port_for(service, mapping, key=key, service_name=service_name)
+    if isinstance(port, ObjectError):
+        return port
+    if mapping.mode == MODE_CLUSTERIP and service is not None:
+        assert service.cluster_ip is not None
+        host = f"[{service.cluster_ip}]" if ":" in service.cluster_ip else service.cluster_ip
+    else:
+        host = f"{service_name}.{key.namespace}.svc.{cluster_domain}"
+    try:
+        return normalize_target(f"{host}:{port}")
+    except ValueError as e:
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.clusterIP",
+            message=f"not a valid Kong target: {e}",
+            reason="missing_service",
+        )
+
+
+def _check_cluster_ip(ip: str | None) -> str | None:
+    """Why ``ip`` cannot be a clusterip-mode target host, or None when it can."""
+    if not ip:
+        return (
+            "not set (not allocated yet?): clusterip mode needs the address the cluster gave the "
+            f"Service; give the Service as the cluster returns it, or use {ANN_TARGET_MODE}: dns"
+        )
+    # Dotted IPv4 (leading zeros are Kong's to drop) or IPv6; a hostname-shaped value would
+    # otherwise pass target normalisation as a hostname.
+    if not _IP_SHAPE.match(ip):
+        return f"not an IP address: {ip!r}"
+    return None
+
+
+def _port_for(
+    service: Service | None, mapping: TargetMapping, *, key: RolloutKey, service_name: str
+) -> int | ObjectError:
+    wanted = mapping.port
+    if service is None:
+        if isinstance(wanted, int):
+            return wanted
+        return annotation_error(
+            key,
+            ANN_PORT,
+            f"Service {key.namespace}/{service_name} is not known, so the port must be a number"
+            + (f", got {wanted!r}" if wanted is not None else ""),
+        )
+    if not service.ports:
+        return ObjectError(
+            kind="Service",
+            namespace=key.namespace,
+            name=service_name,
+            field="spec.ports",
+            message="Service has no ports",
+            reason="missing_service",
+        )
+    if wanted is None:
+        if len(service.ports) > 1:
+            names = ", ".join(p.name or str(p.port) for p in service.ports)
+            return annotation_error(
+                key,
+                ANN_PORT,
+                f"required: Service {key.namespace}/{service_name} has several ports ({names})",
+            )
+        return service.ports[0].port
+    for p in service.ports:
+        if (isinstance(wanted, int) and p.port == wanted) or (
+            isinstance(wanted, str) and p.name == wanted
+        ):
+            return p.port
+    names = ", ".join(p.name or str(p.port) for p in service.ports)
+    kind = "named" if isinstance(wanted, str) else "with number"
+    return annotation_error(
+        key,
+        ANN_PORT,
+        f"Service {key.namespace}/{service_name} has no port {kind} {wanted!r} (ports: {names})",
+    )

@@ -18,11 +18,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
 from kongsplit import kube
+from kongsplit.rollouts import ObjectRef
 
 logger = logging.getLogger(__name__)
 
@@ -36,27 +36,6 @@ REASON_INVALID_ANNOTATION = "InvalidKongsplitAnnotation"
 
 _MESSAGE_LIMIT = 1024
 _CACHE_SIZE = 4096
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-    uid: str | None = None
-
-    @classmethod
-    def of(cls, obj: dict[str, Any]) -> ObjectRef:
-        """The reference to a raw object as the API sent it."""
-        meta = obj.get("metadata") or {}
-        return cls(
-            api_version=str(obj.get("apiVersion") or ""),
-            kind=str(obj.get("kind") or ""),
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=meta.get("uid") or None,
-        )
 
 
 _Key = tuple[ObjectRef, str, str, str]  # ref, type, reason, message

@@ -35,8 +35,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kongsplit.config import ConfigError, load_settings
-from kongsplit.kong import KongAdmin, KongError, RetryPolicy, Target, TargetHealth, Upstream
-from kongsplit.kongtarget import MANAGED_TAG, owner_label
+from kongsplit.kong.client import KongAdmin, RetryPolicy
+from kongsplit.kong.errors import KongError
+from kongsplit.kong.records import Target, TargetHealth, Upstream
+from kongsplit.kong.targets import MANAGED_TAG, owner_label
 
 #: upstream name → {target string: desired weight}, or None when nothing is known for it.
 DesiredProvider = Callable[[str], Mapping[str, int] | None]
@@ -161,8 +163,14 @@ async def desired_from_kubernetes(
     # Imported here: kubernetes-asyncio is heavy and only needed with --kubeconfig.
     from kongsplit import kube
     from kongsplit.desired import desired_state
-    from kongsplit.rollouts import ReplicaSet, Rollout, parse_replicaset, parse_rollout
-    from kongsplit.targets import Service, parse_service
+    from kongsplit.rollouts import (
+        ReplicaSet,
+        Rollout,
+        Service,
+        parse_replicaset,
+        parse_rollout,
+        parse_service,
+    )
 
     api = await kube.make_api_client(kubeconfig)
     try:

@@ -15,8 +15,15 @@ from typing import Any, TextIO
 
 from kongsplit.desired import Desired, desired_state
 from kongsplit.manifests import Located, ManifestError, kind_of, read_objects
-from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, parse_replicaset, parse_rollout
-from kongsplit.targets import Service, parse_service
+from kongsplit.rollouts import (
+    ObjectError,
+    ReplicaSet,
+    Rollout,
+    Service,
+    parse_replicaset,
+    parse_rollout,
+    parse_service,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

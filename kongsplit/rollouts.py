@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "ANNOTATION_PREFIX",
@@ -103,6 +103,9 @@ class ObjectError:
     name: str | None
     field: str | None
     message: str
+    #: The ``reason`` label it is counted under (``kongsplit_reconcile_errors_total``):
+    #: ``invalid_rollout``, ``invalid_annotation`` or ``missing_service``.
+    reason: str = "invalid_rollout"
 
     def __str__(self) -> str:
         if self.name is None:
@@ -714,4 +717,117 @@ def parse_replicaset(
     except _Invalid as err:
         return ObjectError(
             "ReplicaSet", namespace if name else None, name, err.path or None, err.message
+        )
+
+
+# --------------------------------------------------------------------------- Service
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str | None
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    namespace: str
+    name: str
+    type: str
+    cluster_ip: str | None
+    ports: tuple[ServicePort, ...]
+    selector_hash: str | None  # the rollouts-pod-template-hash Argo wrote into the selector
+
+    @property
+    def headless(self) -> bool:
+        # Only an explicit "None" makes a Service headless. An absent clusterIP is one the API
+        # server has not allocated yet (a manifest not applied) or an ExternalName Service.
+        return self.cluster_ip == "None"
+
+
+def _service_error(obj: Mapping[str, Any], field: str, message: str) -> ObjectError:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    ns, name = meta.get("namespace"), meta.get("name")
+    return ObjectError(
+        kind="Service",
+        namespace=ns if isinstance(ns, str) else None,
+        name=name if isinstance(name, str) else None,
+        field=field,
+        message=message,
+    )
+
+
+def parse_service(obj: object) -> Service | ObjectError:
+    """A core/v1 Service → the few fields the mapping needs. Never raises."""
+    if not isinstance(obj, dict):
+        return ObjectError(
+            kind="Service",
+            namespace=None,
+            name=None,
+            field=None,
+            message=f"expected an object, got {type(obj).__name__}",
+        )
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return _service_error(obj, "metadata.name", "required string missing")
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return _service_error(obj, "spec", "required object missing")
+    ports: list[ServicePort] = []
+    raw_ports = spec.get("ports") or []
+    if not isinstance(raw_ports, list):
+        return _service_error(obj, "spec.ports", "must be a list")
+    for i, p in enumerate(raw_ports):
+        if not isinstance(p, dict):
+            return _service_error(obj, f"spec.ports[{i}]", "must be an object")
+        port = p.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            return _service_error(
+                obj,
+                f"spec.ports[{i}].port",
+                f"must be an integer between 1 and 65535, got {port!r}",
+            )
+        pname = p.get("name")
+        ports.append(
+            ServicePort(name=pname if isinstance(pname, str) and pname else None, port=port)
+        )
+    selector = spec.get("selector")
+    selector_hash = None
+    if isinstance(selector, dict) and isinstance(selector.get(POD_TEMPLATE_HASH_LABEL), str):
+        selector_hash = selector[POD_TEMPLATE_HASH_LABEL]
+    cluster_ip = spec.get("clusterIP")
+    stype = spec.get("type") if isinstance(spec.get("type"), str) else "ClusterIP"
+    ns = meta.get("namespace")
+    return Service(
+        namespace=ns if isinstance(ns, str) and ns else "default",
+        name=meta["name"],
+        type=str(stype),
+        cluster_ip=cluster_ip if isinstance(cluster_ip, str) else None,
+        ports=tuple(ports),
+        selector_hash=selector_hash,
+    )
+
+
+# --------------------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str | None = None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> ObjectRef:
+        """The reference to a raw object as the API sent it."""
+        meta = obj.get("metadata") or {}
+        return cls(
+            api_version=str(obj.get("apiVersion") or ""),
+            kind=str(obj.get("kind") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=meta.get("uid") or None,
         )

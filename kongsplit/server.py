@@ -9,7 +9,6 @@ a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from kongsplit.kong_types import KongError
+from kongsplit.kong.apply import KongRouter
 from kongsplit.reconciler import Reconciler
 from kongsplit.rollouts import RolloutKey
 
@@ -35,7 +34,7 @@ class Probes:
 
 RECONCILER = web.AppKey("reconciler", Reconciler)
 PROBES = web.AppKey("probes", Probes)
-VERIFY_NODES = web.AppKey("verify_nodes", tuple)
+ROUTER = web.AppKey("router", KongRouter)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -61,7 +60,7 @@ async def state(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "leader": reconciler.is_leader(),
-            "kong_url": reconciler.kong.display_url,
+            "kong_url": request.app[ROUTER].display_url,
             "kong_mode": str(reconciler.kong.mode) if reconciler.kong.mode else None,
             "queue": {"queued": len(reconciler.queue), "in_flight": reconciler.queue.active},
             "rollouts": rollouts,
@@ -84,55 +83,25 @@ async def verify(request: web.Request) -> web.Response:
             },
             status=404,
         )
-    desired = st.desired.weights()
-    nodes: tuple[str, ...] = request.app[VERIFY_NODES]
-
-    async def read(node: str) -> tuple[str, dict[str, int | None] | str]:
-        try:
-            health = await reconciler.kong.health(
-                st.upstream or "", node_url=node, workspace=st.workspace
-            )
-        except KongError as e:
-            return node, str(e)
-        # nodeWeight is what this node's balancer gives the target — the proof. The target's
-        # configured ``weight`` says nothing about the node (it comes from the shared database),
-        # so a target the balancer does not hold yet counts as None, never as its weight.
-        return node, {h.target: h.node_weight for h in health}
-
-    results = await asyncio.gather(*(read(n) for n in nodes))
-    observed: dict[str, Any] = {}
-    verified = True
-    reasons: list[str] = []
-    for node, seen in results:
-        observed[node] = seen
-        if isinstance(seen, str):
-            verified = False
-            reasons.append(f"{node}: {seen}")
-            continue
-        for target, weight in desired.items():
-            got = seen.get(target)
-            # A target at weight 0 may be absent from the balancer altogether.
-            if (got or 0) != weight or (weight > 0 and got is None):
-                verified = False
-                reasons.append(f"{node}: {target} serves {got}, want {weight}")
+    found = await request.app[ROUTER].verify(
+        st.upstream, st.desired.weights(), workspace=st.workspace
+    )
     body: dict[str, Any] = {
-        "verified": verified,
-        "desired": desired,
-        "observed": observed,
+        "verified": found.verified,
+        "desired": found.desired,
+        "observed": found.observed,
         "hold": st.hold,
     }
-    if reasons:
-        body["reason"] = "; ".join(reasons[:10])
+    if found.reasons:
+        body["reason"] = "; ".join(found.reasons[:10])
     return web.json_response(body)
 
 
-def make_app(
-    reconciler: Reconciler, probes: Probes, *, verify_nodes: tuple[str, ...]
-) -> web.Application:
+def make_app(reconciler: Reconciler, router: KongRouter, probes: Probes) -> web.Application:
     app = web.Application()
     app[RECONCILER] = reconciler
+    app[ROUTER] = router
     app[PROBES] = probes
-    app[VERIFY_NODES] = verify_nodes
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

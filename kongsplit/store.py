@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kongsplit.events import ObjectRef
+from kongsplit.annotations import is_opted_in
 from kongsplit.rollouts import (
     ObjectError,
+    ObjectRef,
     ReplicaSet,
     Rollout,
     RolloutKey,
+    Service,
     parse_replicaset,
     parse_rollout,
+    parse_service,
 )
-from kongsplit.targets import ANNOTATION_PREFIX, Service, parse_service
 from kongsplit.weights import resolve_services
 
 
@@ -50,10 +52,7 @@ class Store:
         key = RolloutKey(str(meta.get("namespace") or "default"), meta["name"])
         parsed = parse_rollout(obj)
         self.rollouts[key] = parsed
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict) and any(
-            isinstance(a, str) and a.startswith(ANNOTATION_PREFIX) for a in annotations
-        ):
+        if is_opted_in(meta.get("annotations")):
             self.opted_in.add(key)
         else:
             self.opted_in.discard(key)

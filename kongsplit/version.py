@@ -6,9 +6,14 @@ import argparse
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from kongsplit.metrics import package_version
-
 _DEPENDENCIES = ("aiohttp", "kubernetes-asyncio", "tenacity", "prometheus-client", "PyYAML")
+
+
+def package_version() -> str:
+    try:
+        return version("kongsplit")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

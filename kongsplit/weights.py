@@ -6,7 +6,7 @@ following the rule ladder docs/weights.md lists, sharpened by the canary Replica
 would read it (`AtDesiredReplicaCountsForCanary`, utils/replicaset/canary.go). Everything else is
 derived: `stable = M - C - Σadditional` (clamped at 0), the Services (ping-pong resolved as
 `GetStableAndCanaryServices` does) and the *hold* of docs/weights.md ("follow Argo's order, not
-just its numbers"). No I/O and no asyncio here; `kongsplit.targets` maps a `Split` onto Kong.
+just its numbers"). No I/O and no asyncio here; `kongsplit.desired` maps a `Split` onto Kong.
 """
 
 from __future__ import annotations

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kongsplit.desired import Desired, desired_state, pick_replicasets
-from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey, parse_rollout
-from kongsplit.targets import Service, ServicePort
+from kongsplit.annotations import ANN_PORT, MODE_CLUSTERIP, MODE_DNS, TargetMapping
+from kongsplit.desired import Desired, desired_state, pick_replicasets, plan_targets
+from kongsplit.kong.targets import ROLE_CANARY, ROLE_EXPERIMENT, ROLE_STABLE, DesiredTarget
+from kongsplit.rollouts import (
+    ObjectError,
+    ReplicaSet,
+    Rollout,
+    RolloutKey,
+    Service,
+    ServicePort,
+    parse_rollout,
+)
+from kongsplit.weights import Destination, Split
 
 KEY = RolloutKey("shop", "checkout")
 
@@ -332,3 +345,423 @@ def test_replicasets_sharing_a_hash_are_told_apart_by_owner_and_name() -> None:
     assert pick_replicasets(rollout, [unowned_mine, unowned_other])[0] is unowned_mine
     ambiguous = ReplicaSet("shop", "other-h2", "h2", 4, 0)
     assert pick_replicasets(rollout, [ambiguous, unowned_other])[0] is None
+
+
+# --------------------------------------------------------------------------- plan_targets
+
+
+def svc(
+    name: str,
+    ip: str | None = "10.96.14.20",
+    *ports: tuple[str | None, int],
+    type: str = "ClusterIP",
+) -> Service:
+    return Service(
+        namespace="shop",
+        name=name,
+        type=type,
+        cluster_ip=ip,
+        ports=tuple(ServicePort(n, p) for n, p in (ports or [("http", 80)])),
+        selector_hash=None,
+    )
+
+
+def split(canary: int = 25, *additional: Destination, stable: int | None = None) -> Split:
+    rest = 100 - canary - sum(d.weight for d in additional)
+    return Split(
+        canary=canary,
+        stable=rest if stable is None else stable,
+        max=100,
+        additional=tuple(additional),
+        canary_service="checkout-canary",
+        stable_service="checkout-stable",
+        rule="step",
+    )
+
+
+def mapping(port: str | int | None = None, mode: str = MODE_CLUSTERIP) -> TargetMapping:
+    return TargetMapping("checkout.shop.svc", port, mode, None)
+
+
+def services(*items: Service) -> dict[str, Service]:
+    return {s.name: s for s in items}
+
+
+TWO_PORTS = (("http", 80), ("metrics", 9090))
+
+
+@pytest.mark.parametrize(
+    ("the_split", "the_mapping", "the_services", "domain", "expected"),
+    [
+        pytest.param(
+            split(25),
+            mapping(),
+            services(svc("checkout-stable", "10.96.14.20"), svc("checkout-canary", "10.96.14.21")),
+            "cluster.local",
+            [("10.96.14.20:80", 75, ROLE_STABLE), ("10.96.14.21:80", 25, ROLE_CANARY)],
+            id="clusterip-single-port",
+        ),
+        pytest.param(
+            split(10),
+            mapping("metrics"),
+            services(
+                svc("checkout-stable", "10.0.0.1", *TWO_PORTS),
+                svc("checkout-canary", "10.0.0.2", *TWO_PORTS),
+            ),
+            "cluster.local",
+            [("10.0.0.1:9090", 90, ROLE_STABLE), ("10.0.0.2:9090", 10, ROLE_CANARY)],
+            id="clusterip-port-by-name",
+        ),
+        pytest.param(
+            split(10),
+            mapping(80),
+            services(
+                svc("checkout-stable", "10.0.0.1", *TWO_PORTS),
+                svc("checkout-canary", "10.0.0.2", *TWO_PORTS),
+            ),
+            "cluster.local",
+            [("10.0.0.1:80", 90, ROLE_STABLE), ("10.0.0.2:80", 10, ROLE_CANARY)],
+            id="clusterip-port-by-number",
+        ),
+        pytest.param(
+            split(0),
+            mapping(),
+            services(svc("checkout-stable", "10.0.0.1"), svc("checkout-canary", "10.0.0.2")),
+            "cluster.local",
+            [("10.0.0.1:80", 100, ROLE_STABLE), ("10.0.0.2:80", 0, ROLE_CANARY)],
+            id="canary-at-zero-still-held",
+        ),
+        pytest.param(
+            split(100),
+            mapping(),
+            services(svc("checkout-stable", "10.0.0.1"), svc("checkout-canary", "10.0.0.2")),
+            "cluster.local",
+            [("10.0.0.1:80", 0, ROLE_STABLE), ("10.0.0.2:80", 100, ROLE_CANARY)],
+            id="stable-at-zero-still-held",
+        ),
+        pytest.param(
+            split(25),
+            mapping(mode=MODE_DNS),
+            services(svc("checkout-stable", "10.0.0.1"), svc("checkout-canary", "10.0.0.2")),
+            "cluster.local",
+            [
+                ("checkout-stable.shop.svc.cluster.local:80", 75, ROLE_STABLE),
+                ("checkout-canary.shop.svc.cluster.local:80", 25, ROLE_CANARY),
+            ],
+            id="dns-mode",
+        ),
+        pytest.param(
+            split(25),
+            mapping("http", mode=MODE_DNS),
+            services(
+                svc("checkout-stable", "10.0.0.1", ("http", 8443)),
+                svc("checkout-canary", None, ("http", 8443)),
+            ),
+            "corp.example",
+            [
+                ("checkout-stable.shop.svc.corp.example:8443", 75, ROLE_STABLE),
+                ("checkout-canary.shop.svc.corp.example:8443", 25, ROLE_CANARY),
+            ],
+            id="dns-mode-cluster-domain-unallocated-ip-ok",
+        ),
+        pytest.param(
+            split(25),
+            mapping(8080),
+            None,
+            "cluster.local",
+            [
+                ("checkout-stable.shop.svc.cluster.local:8080", 75, ROLE_STABLE),
+                ("checkout-canary.shop.svc.cluster.local:8080", 25, ROLE_CANARY),
+            ],
+            id="services-unknown-fall-back-to-dns",
+        ),
+        pytest.param(
+            split(20, Destination("exp-a", 10), Destination("exp-b", 5)),
+            mapping(),
+            services(
+                svc("checkout-stable", "10.0.0.1"),
+                svc("checkout-canary", "10.0.0.2"),
+                svc("exp-a", "10.0.0.3"),
+                svc("exp-b", "10.0.0.4"),
+            ),
+            "cluster.local",
+            [
+                ("10.0.0.1:80", 65, ROLE_STABLE),
+                ("10.0.0.2:80", 20, ROLE_CANARY),
+                ("10.0.0.3:80", 10, ROLE_EXPERIMENT),
+                ("10.0.0.4:80", 5, ROLE_EXPERIMENT),
+            ],
+            id="experiment-destinations",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(svc("checkout-stable", "fd00::14:20"), svc("checkout-canary", "FD00::14:21")),
+            "cluster.local",
+            [
+                ("[fd00:0000:0000:0000:0000:0000:0014:0020]:80", 75, ROLE_STABLE),
+                ("[fd00:0000:0000:0000:0000:0000:0014:0021]:80", 25, ROLE_CANARY),
+            ],
+            id="ipv6-expanded-bracketed-lowercase",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(svc("checkout-stable", "010.096.014.020"), svc("checkout-canary", "10.0.0.2")),
+            "cluster.local",
+            [("10.96.14.20:80", 75, ROLE_STABLE), ("10.0.0.2:80", 25, ROLE_CANARY)],
+            id="ipv4-leading-zeros-dropped",
+        ),
+    ],
+)
+def test_plan_targets(
+    the_split: Split,
+    the_mapping: TargetMapping,
+    the_services: dict[str, Service] | None,
+    domain: str,
+    expected: list[tuple[str, int, str]],
+) -> None:
+    plan = plan_targets(
+        the_split, the_mapping, key=KEY, services=the_services, cluster_domain=domain
+    )
+    assert not isinstance(plan, ObjectError), plan
+    assert [(t.target, t.weight, t.role) for t in plan.targets] == expected
+    assert plan.upstream == "checkout.shop.svc"
+    assert plan.weights() == {t: w for t, w, _ in expected}
+
+
+def test_plan_targets_keeps_service_names_and_workspace() -> None:
+    plan = plan_targets(
+        split(25),
+        TargetMapping("u", None, MODE_CLUSTERIP, "team-a"),
+        key=KEY,
+        services=services(svc("checkout-stable", "10.0.0.1"), svc("checkout-canary", "10.0.0.2")),
+    )
+    assert not isinstance(plan, ObjectError)
+    assert plan.workspace == "team-a"
+    assert plan.targets == (
+        DesiredTarget("10.0.0.1:80", 75, ROLE_STABLE, "checkout-stable"),
+        DesiredTarget("10.0.0.2:80", 25, ROLE_CANARY, "checkout-canary"),
+    )
+
+
+GOOD_STABLE = svc("checkout-stable", "10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("the_split", "the_mapping", "the_services", "kind", "name", "field", "words"),
+    [
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "None")),
+            "Service",
+            "checkout-canary",
+            "spec.clusterIP",
+            "headless",
+            id="headless-clusterip-mode",
+        ),
+        pytest.param(
+            split(25),
+            mapping(mode=MODE_DNS),
+            services(GOOD_STABLE, svc("checkout-canary", "None")),
+            "Service",
+            "checkout-canary",
+            "spec.clusterIP",
+            "headless",
+            id="headless-dns-mode",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", None, type="ExternalName")),
+            "Service",
+            "checkout-canary",
+            "spec.type",
+            "ExternalName",
+            id="external-name",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", None)),
+            "Service",
+            "checkout-canary",
+            "spec.clusterIP",
+            "not set",
+            id="clusterip-unallocated",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "canary.example")),
+            "Service",
+            "checkout-canary",
+            "spec.clusterIP",
+            "not an IP address",
+            id="clusterip-hostname",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "10.0.0.300")),
+            "Service",
+            "checkout-canary",
+            "spec.clusterIP",
+            "not a valid Kong target",
+            id="clusterip-octet-out-of-range",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(svc("checkout-stable", "10.0.0.1", *TWO_PORTS), svc("checkout-canary")),
+            "Rollout",
+            "checkout",
+            f"metadata.annotations[{ANN_PORT}]",
+            "several ports (http, metrics)",
+            id="several-ports-need-annotation",
+        ),
+        pytest.param(
+            split(25),
+            mapping("grpc"),
+            services(
+                svc("checkout-stable", "10.0.0.1", *TWO_PORTS),
+                svc("checkout-canary", "10.0.0.2", *TWO_PORTS),
+            ),
+            "Rollout",
+            "checkout",
+            f"metadata.annotations[{ANN_PORT}]",
+            "no port named 'grpc' (ports: http, metrics)",
+            id="missing-port-name",
+        ),
+        pytest.param(
+            split(25),
+            mapping(8080),
+            services(GOOD_STABLE, svc("checkout-canary", "10.0.0.2")),
+            "Rollout",
+            "checkout",
+            f"metadata.annotations[{ANN_PORT}]",
+            "no port with number 8080",
+            id="target-port-is-not-the-port",
+        ),
+        pytest.param(
+            split(25),
+            mapping("http"),
+            None,
+            "Rollout",
+            "checkout",
+            f"metadata.annotations[{ANN_PORT}]",
+            "must be a number",
+            id="unknown-services-need-numeric-port",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            None,
+            "Rollout",
+            "checkout",
+            f"metadata.annotations[{ANN_PORT}]",
+            "must be a number",
+            id="unknown-services-need-a-port",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(
+                GOOD_STABLE, Service("shop", "checkout-canary", "ClusterIP", "10.0.0.2", (), None)
+            ),
+            "Service",
+            "checkout-canary",
+            "spec.ports",
+            "no ports",
+            id="service-without-ports",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "10.0.0.1")),
+            "Rollout",
+            "checkout",
+            "spec.strategy.canary",
+            "checkout-stable and checkout-canary resolve to the same Kong target 10.0.0.1:80",
+            id="same-target",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "010.0.0.1")),
+            "Rollout",
+            "checkout",
+            "spec.strategy.canary",
+            "same Kong target 10.0.0.1:80",
+            id="same-target-after-normalisation",
+        ),
+        pytest.param(
+            split(25, Destination("exp", 5)),
+            mapping(),
+            services(GOOD_STABLE, svc("checkout-canary", "10.0.0.2"), svc("exp", "10.0.0.2")),
+            "Rollout",
+            "checkout",
+            "spec.strategy.canary",
+            "checkout-canary and exp",
+            id="experiment-same-target-as-canary",
+        ),
+        pytest.param(
+            split(25),
+            mapping(),
+            services(GOOD_STABLE),
+            "Rollout",
+            "checkout",
+            "spec.strategy.canary",
+            "Service shop/checkout-canary not found",
+            id="service-missing",
+        ),
+        pytest.param(
+            Split(0, 100, 100, (), None, "s", "step"),
+            mapping(),
+            None,
+            "Rollout",
+            "checkout",
+            "spec.strategy.canary.stableService",
+            "required",
+            id="no-canary-service",
+        ),
+    ],
+)
+def test_plan_targets_refused(
+    the_split: Split,
+    the_mapping: TargetMapping,
+    the_services: dict[str, Service] | None,
+    kind: str,
+    name: str,
+    field: str,
+    words: str,
+) -> None:
+    got = plan_targets(the_split, the_mapping, key=KEY, services=the_services)
+    assert isinstance(got, ObjectError), got
+    assert (got.kind, got.namespace, got.name, got.field) == (kind, "shop", name, field)
+    assert words in got.message
+
+
+@given(address=st.ip_addresses(v=6), port=st.integers(1, 65535))
+def test_ipv6_cluster_ip_is_normalised_the_kong_way(
+    address: ipaddress.IPv6Address, port: int
+) -> None:
+    canary_ip = str(address)
+    stable_ip = "10.0.0.1"
+    plan = plan_targets(
+        split(25),
+        mapping(port),
+        key=KEY,
+        services=services(
+            svc("checkout-stable", stable_ip, ("http", port)),
+            svc("checkout-canary", canary_ip, ("http", port)),
+        ),
+    )
+    assert not isinstance(plan, ObjectError), plan
+    canary = plan.targets[1].target
+    # Kong's form: bracketed, fully expanded, zero-padded, lower-case (docs/kong.md "Target
+    # strings").
+    assert canary == f"[{address.exploded}]:{port}"
+    assert canary == canary.lower()
+    assert len(canary.split("]")[0]) == 1 + 39

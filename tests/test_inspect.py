@@ -16,7 +16,7 @@ import yaml
 
 from kongsplit import inspect
 from kongsplit.cli import COMMANDS
-from kongsplit.kongtarget import owner_tags_for
+from kongsplit.kong.targets import owner_tags_for
 from kongsplit.sim.kong import KongSim
 from kongsplit.sim.kube import KubeSim
 

@@ -23,8 +23,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from kongsplit.config import TLSConfig
-from kongsplit.kong import KongAdmin, RetryPolicy
-from kongsplit.kong_types import KongError
+from kongsplit.kong.client import KongAdmin, RetryPolicy
+from kongsplit.kong.errors import KongError
 from kongsplit.metrics import Metrics
 from kongsplit.sim.kong import KongSim
 

@@ -17,11 +17,14 @@ from kongsplit.rollouts import (
     ReplicaSet,
     Rollout,
     RolloutKey,
+    Service,
+    ServicePort,
     Step,
     WeightRecord,
     is_canary_replicaset,
     parse_replicaset,
     parse_rollout,
+    parse_service,
 )
 
 CPATH = "spec.strategy.canary"
@@ -694,3 +697,88 @@ def test_five_thousand_rollouts_stay_small() -> None:
     assert all(isinstance(r, Rollout) for r in parsed)
     per_rollout = (after - before) / len(parsed)
     assert per_rollout < 2048, f"{per_rollout:.0f} bytes per Rollout"
+
+
+# --------------------------------------------------------------------------- Service
+
+
+def service_json(name: str = "checkout-stable", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"clusterIP": "10.96.14.20", "ports": [{"name": "http", "port": 80}]}
+    body.update(spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": body,
+    }
+
+
+def test_parse_service_reads_what_the_mapping_needs() -> None:
+    obj = service_json(
+        ports=[
+            {"name": "http", "port": 80, "targetPort": 8080},
+            {"port": 9090, "targetPort": "metrics"},
+        ],
+        selector={"app": "checkout", "rollouts-pod-template-hash": "5f6c"},
+    )
+    assert parse_service(obj) == Service(
+        namespace="shop",
+        name="checkout-stable",
+        type="ClusterIP",
+        cluster_ip="10.96.14.20",
+        ports=(ServicePort("http", 80), ServicePort(None, 9090)),
+        selector_hash="5f6c",
+    )
+
+
+def test_parse_service_defaults_namespace() -> None:
+    obj = service_json()
+    del obj["metadata"]["namespace"]
+    got = parse_service(obj)
+    assert isinstance(got, Service)
+    assert got.namespace == "default"
+
+
+@pytest.mark.parametrize(
+    ("cluster_ip", "headless"),
+    [
+        pytest.param("None", True, id="explicit-None-is-headless"),
+        pytest.param(None, False, id="absent-is-unallocated-not-headless"),
+        pytest.param("10.0.0.1", False, id="ip"),
+    ],
+)
+def test_service_headless(cluster_ip: str | None, headless: bool) -> None:
+    obj = service_json(clusterIP=cluster_ip)
+    got = parse_service(obj)
+    assert isinstance(got, Service)
+    assert got.headless is headless
+
+
+@pytest.mark.parametrize(
+    ("obj", "field", "words"),
+    [
+        pytest.param(["not", "a", "map"], None, "expected an object, got list", id="not-object"),
+        pytest.param({"spec": {}}, "metadata.name", "required", id="no-metadata"),
+        pytest.param({"metadata": {"name": "s"}}, "spec", "required", id="no-spec"),
+        pytest.param(service_json(ports={"http": 80}), "spec.ports", "list", id="ports-map"),
+        pytest.param(service_json(ports=["http"]), "spec.ports[0]", "object", id="port-not-map"),
+        pytest.param(
+            service_json(ports=[{"port": "80"}]), "spec.ports[0].port", "'80'", id="port-string"
+        ),
+        pytest.param(
+            service_json(ports=[{"port": 0}]), "spec.ports[0].port", "1 and 65535", id="port-0"
+        ),
+        pytest.param(
+            service_json(ports=[{"port": 80}, {"port": True}]),
+            "spec.ports[1].port",
+            "True",
+            id="port-bool",
+        ),
+    ],
+)
+def test_parse_service_invalid(obj: object, field: str | None, words: str) -> None:
+    got = parse_service(obj)
+    assert isinstance(got, ObjectError), got
+    assert got.kind == "Service"
+    assert got.field == field
+    assert words in got.message

@@ -65,6 +65,9 @@ async def test_a_refused_token_is_an_alarm_not_a_log_flood(
             lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0}, within=10, what="recovered"
         )
         await eventually(lambda: metric(daemon, "kongsplit_kong_auth_ok") == 1, what="auth ok")
+        rec = daemon.reconciler
+        assert rec is not None
+        await eventually(rec.synced.is_set, what="first sync done")
         status, body = await _get(f"{base}/readyz")
         assert status == 200 and "Kong:" not in str(body["reason"]), body
 

@@ -1,4 +1,5 @@
-"""The write plan (docs/weights.md "Write order"; pure: no I/O).
+"""The write plan: which target writes take one upstream to what a Rollout wants, in an order
+that never passes through zero total weight (docs/weights.md "Write order"). Pure: no I/O.
 
 Given the targets Kong holds in one upstream and the targets one Rollout wants there, decide
 which writes to make and in which order:
@@ -16,38 +17,27 @@ which writes to make and in which order:
   *another* kongsplit Rollout in the same upstream are reported but never zeroed: two Rollouts
   sharing one upstream would otherwise zero each other on every apply.
 
-The same planner edits a DB-less declarative config (``edit_config``), where all writes land
-in one ``POST /config`` and the order does not matter.
+The same planner edits a DB-less declarative config (``kong.declarative.edit_config``), where
+all writes land in one ``POST /config`` and the order does not matter.
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from kongsplit.kong_types import KongMode, Target
-from kongsplit.kongtarget import MANAGED_TAG, ROLLOUT_TAG_PREFIX, normalize_target
+from kongsplit.kong.records import KongMode, Target
+from kongsplit.kong.targets import MANAGED_TAG, ROLLOUT_TAG_PREFIX, DesiredTarget
 
-DRIFT_WEIGHT = "weight"
-DRIFT_MISSING = "missing"
-DRIFT_FOREIGN = "foreign"
-
-
-@dataclass(frozen=True)
-class DesiredTarget:
-    """A target one Rollout wants: ``target`` already normalised the Kong way (``kongtarget``)."""
-
-    target: str
-    weight: int
-    role: str = "stable"  # "canary" | "stable" | "experiment"
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.weight <= 65535:
-            raise ValueError(f"target {self.target}: weight {self.weight} is outside 0..65535")
+#: Drift kinds (``kongsplit_drift_corrections_total{kind}``): the ones a write plan finds, and
+#: the two a DB-less node's configuration hash reveals. Defined here once.
+DRIFT_WEIGHT = "weight"  # a managed target's weight changed
+DRIFT_MISSING = "missing"  # a managed target or the upstream is gone
+DRIFT_FOREIGN = "foreign"  # a target kongsplit does not own carries weight
+DRIFT_RESTART = "restart"  # a DB-less node came back with the empty configuration
+DRIFT_FOREIGN_CONFIG = "foreign_config"  # another writer replaced a DB-less node's config
+DRIFT_KINDS = (DRIFT_WEIGHT, DRIFT_MISSING, DRIFT_FOREIGN, DRIFT_RESTART, DRIFT_FOREIGN_CONFIG)
 
 
 class WriteKind(enum.StrEnum):
@@ -85,7 +75,7 @@ class Drift:
 
 
 @dataclass(frozen=True)
-class Plan:
+class WritePlan:
     raises: tuple[Write, ...]
     lowers: tuple[Write, ...]
     drift: tuple[Drift, ...]
@@ -125,10 +115,6 @@ class ApplyResult:
         """Target string → weight after the apply."""
         return {t.target: t.weight for t in self.targets}
 
-    def drift_counts(self, *, corrected_only: bool = False) -> dict[str, int]:
-        """Drift found, by kind (``{"weight": 1, "missing": 2}``)."""
-        return dict(Counter(d.kind for d in self.drift if d.corrected or not corrected_only))
-
 
 def rollout_tag_of(owner_tags: Iterable[str]) -> str | None:
     return next((t for t in owner_tags if t.startswith(ROLLOUT_TAG_PREFIX)), None)
@@ -160,7 +146,7 @@ def plan_writes(
     *,
     owner_tags: Sequence[str],
     exclusive: bool = False,
-) -> Plan:
+) -> WritePlan:
     """The ordered writes taking ``current`` to ``desired`` (see the module docstring)."""
     by_target = {t.target: t for t in current}
     wanted = {d.target: d for d in desired}
@@ -208,7 +194,7 @@ def plan_writes(
 
     # Zero-weight creates go last: a fresh upstream first gets a target that carries traffic.
     lowers.sort(key=lambda w: w.kind == WriteKind.CREATE)
-    return Plan(tuple(raises), tuple(lowers), tuple(drift))
+    return WritePlan(tuple(raises), tuple(lowers), tuple(drift))
 
 
 def apply_write(targets: dict[str, Target], write: Write, result: Target | None) -> None:
@@ -222,115 +208,3 @@ def apply_write(targets: dict[str, Target], write: Write, result: Target | None)
 def foreign_targets(targets: Iterable[Target], owner_tags: Sequence[str]) -> tuple[Target, ...]:
     """Targets not owned by this Rollout that carry weight."""
     return tuple(t for t in targets if t.weight > 0 and not is_ours(t, owner_tags))
-
-
-# --- DB-less: the same plan applied to a declarative config ------------------------------------
-
-_NS = uuid.UUID("7d2f5a3e-3c1b-4e8a-9a43-6b1f0c2d9e51")  # kongsplit's UUIDv5 namespace
-
-
-@dataclass
-class ConfigEdit:
-    """The result of planning against a DB-less config (``config`` is edited in place)."""
-
-    config: dict[str, Any]
-    plan: Plan
-    targets: dict[str, Target] = field(default_factory=dict)  # after the edit
-    upstream_created: bool = False
-    upstream_missing: bool = False
-
-
-def _fk(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
-def _entity_list(config: dict[str, Any], key: str) -> list[Any]:
-    value = config.get(key)
-    if value is None:
-        value = config[key] = []
-    if not isinstance(value, list):
-        raise TypeError(f"{key} is not a list")
-    return value
-
-
-def _normal(target: str) -> str:
-    try:
-        return normalize_target(target)
-    except ValueError:
-        return target
-
-
-def edit_config(
-    config: dict[str, Any],
-    upstream: str,
-    desired: Sequence[DesiredTarget],
-    *,
-    owner_tags: Sequence[str],
-    create_upstream: bool,
-    exclusive: bool,
-) -> ConfigEdit:
-    """Plan and apply the writes for ``upstream`` to a flat declarative config (Kong's export).
-
-    Raises TypeError/KeyError when the config does not have the shape of Kong's export.
-    """
-    upstreams = _entity_list(config, "upstreams")
-    entry = next((u for u in upstreams if isinstance(u, dict) and u.get("name") == upstream), None)
-    created = False
-    if entry is None:
-        if not create_upstream:
-            drift = (Drift(DRIFT_MISSING, None, None, None, corrected=False),)
-            return ConfigEdit(config, Plan((), (), drift), upstream_missing=True)
-        entry = {
-            "id": str(uuid.uuid5(_NS, f"upstream:{upstream}")),
-            "name": upstream,
-            "tags": [MANAGED_TAG],
-        }
-        upstreams.append(entry)
-        created = True
-    upstream_id = entry["id"]
-    if not isinstance(upstream_id, str):
-        raise TypeError("upstream id is not a string")
-
-    targets_list = _entity_list(config, "targets")
-    raw_by_target: dict[str, dict[str, Any]] = {}
-    current: dict[str, Target] = {}
-    fk_as_object = False
-    for raw in targets_list:
-        if not isinstance(raw, dict):
-            raise TypeError("a target is not a mapping")
-        if isinstance(raw.get("upstream"), Mapping):
-            fk_as_object = True
-        if _fk(raw.get("upstream")) != upstream_id:
-            continue
-        t = Target.from_json({**raw, "target": _normal(str(raw.get("target", "")))})
-        raw_by_target[t.target] = raw
-        current[t.target] = t
-
-    plan = plan_writes(current.values(), desired, owner_tags=owner_tags, exclusive=exclusive)
-    if created:
-        missing = Drift(DRIFT_MISSING, None, None, None)
-        plan = Plan(plan.raises, plan.lowers, (missing, *plan.drift))
-    for w in plan.writes:
-        if w.kind == WriteKind.DELETE:
-            targets_list.remove(raw_by_target[w.target])
-            current.pop(w.target, None)
-            continue
-        if w.kind == WriteKind.CREATE:
-            raw = {
-                "id": str(uuid.uuid5(_NS, f"target:{upstream_id}:{w.target}")),
-                "target": w.target,
-                "weight": w.weight,
-                "upstream": {"id": upstream_id} if fk_as_object else upstream_id,
-                "tags": list(w.tags or ()),
-            }
-            targets_list.append(raw)
-            raw_by_target[w.target] = raw
-        else:
-            raw = raw_by_target[w.target]
-            raw["weight"] = w.weight
-            if w.tags is not None:
-                raw["tags"] = list(w.tags)
-        current[w.target] = Target.from_json({**raw, "target": w.target})
-    return ConfigEdit(config, plan, current, upstream_created=created)

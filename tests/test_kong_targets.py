@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kongsplit.kongtarget import (
+from kongsplit.kong.targets import (
     MANAGED_TAG,
     normalize_target,
     owner_label,

@@ -1,8 +1,6 @@
-"""The Kong client's vocabulary: its error hierarchy, the deployment modes and the records read
-from the Admin API (frozen dataclasses parsed from Kong's JSON, with the shape checked).
-
-Kept apart from ``kong.py`` so the pure write planner (``kong_plan.py``) can use the records
-without importing aiohttp.
+"""Kong's records as the Admin API returns them: frozen values parsed from Kong's JSON with the
+shape checked (a wrong shape raises TypeError/KeyError, which the client turns into a
+``KongResponseError``), and the deployment modes ``GET /`` reveals. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -12,100 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kongsplit.kongtarget import MANAGED_TAG, ROLLOUT_TAG_PREFIX, owner_label
+from kongsplit.kong.targets import MANAGED_TAG, ROLLOUT_TAG_PREFIX, owner_label
 
-#: Response bodies quoted in error messages are cut to this many characters.
-BODY_LIMIT = 300
-#: The ``configuration_hash`` of a DB-less node that has no configuration loaded.
+#: The ``configuration_hash`` of a DB-less node that has no configuration loaded
+#: (``DECLARATIVE_EMPTY_CONFIG_HASH`` in Kong's kong/constants.lua).
 EMPTY_CONFIG_HASH = "0" * 32
-
-
-def cut(text: str, limit: int = BODY_LIMIT) -> str:
-    """``text`` on one line, at most ``limit`` characters (bodies in messages stay small)."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class KongError(Exception):
-    """Anything that went wrong talking to Kong. Messages never contain the admin token."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str | None = None,
-        path: str | None = None,
-        upstream: str | None = None,
-        target: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
-        self.upstream = upstream
-        self.target = target
-
-
-class KongClientError(KongError):
-    """Kong answered 4xx: the request itself is wrong, so it is not retried."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        code: int | None = None,
-        name: str | None = None,
-        kong_message: str | None = None,
-        **about: str | None,  # method, path, upstream, target: as KongError
-    ) -> None:
-        super().__init__(message, **about)
-        self.status = status
-        self.code = code  # Kong's DAO error code (5 unique violation, 6 not found, 12 unsupported…)
-        self.name = name
-        self.kong_message = kong_message
-
-
-class KongNotFound(KongClientError):
-    """404: the upstream or target (or route) does not exist."""
-
-
-class KongConflict(KongClientError):
-    """409: a unique constraint (an upstream name, a target host:port) is already taken."""
-
-
-class KongUnavailable(KongError):
-    """No usable answer after the retries: 5xx, 429, connection error or timeout."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        **about: str | None,  # method, path, upstream, target: as KongError
-    ) -> None:
-        super().__init__(message, **about)
-        self.status = status  # None when Kong did not answer at all
-        self.retry_after = retry_after
-
-
-class KongModeError(KongError):
-    """The node runs in a mode kongsplit cannot write to (a hybrid data plane, Konnect)."""
-
-
-class KongResponseError(KongError):
-    """Kong answered 2xx with a body kongsplit cannot use (not JSON, wrong shape)."""
-
-
-class KongNotLeader(KongError):
-    """A write was not sent: this replica may no longer write (it lost its leader Lease)."""
-
-
-class KongNotReady(KongError):
-    """A DB-less node reports the empty config hash: nothing to edit until its owner loads one."""
 
 
 # --- modes --------------------------------------------------------------------------------------

@@ -22,21 +22,18 @@ from aioresponses import aioresponses
 from prometheus_client import CollectorRegistry
 
 from kongsplit.config import TLSConfig
-from kongsplit.kong import (
-    EMPTY_CONFIG_HASH,
-    MANAGED_TAG,
-    KongAdmin,
+from kongsplit.kong.client import KongAdmin, RetryPolicy, TokenSource
+from kongsplit.kong.errors import (
     KongClientError,
     KongConflict,
     KongError,
-    KongMode,
     KongModeError,
     KongNotFound,
     KongResponseError,
     KongUnavailable,
-    RetryPolicy,
-    TokenSource,
 )
+from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode
+from kongsplit.kong.targets import MANAGED_TAG
 from kongsplit.metrics import Metrics
 from kongsplit.sim.kong import KongSim
 

@@ -1,4 +1,5 @@
-"""Kong's target strings and kongsplit's ownership tags (pure: no I/O, no aiohttp).
+"""What "a target" means, once: Kong's target strings, kongsplit's ownership tags, and the
+``DesiredTarget`` one Rollout wants in its upstream (pure: no I/O, no aiohttp).
 
 Kong normalises a target before storing it and looks targets up by *exact* string
 (docs/kong.md "Target strings", kong/db/dao/targets.lua format_target), so kongsplit must compute
@@ -18,6 +19,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 DEFAULT_PORT = 8000
 
@@ -122,3 +124,34 @@ def owner_label(tags: Iterable[str] | None) -> str:
     if owner is not None:
         return f"kongsplit:{owner[0]}/{owner[1]}"
     return "kongsplit" if MANAGED_TAG in tag_list else "foreign"
+
+
+ROLE_STABLE = "stable"
+ROLE_CANARY = "canary"
+ROLE_EXPERIMENT = "experiment"
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredTarget:
+    """A target one Rollout wants in its upstream, ``target`` normalised the Kong way."""
+
+    target: str  # e.g. "10.96.0.12:80"
+    weight: int  # 0..65535
+    role: str = ROLE_STABLE  # ROLE_STABLE | ROLE_CANARY | ROLE_EXPERIMENT
+    service: str = ""  # the Kubernetes Service it stands for ("" when not known)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 65535:
+            raise ValueError(f"target {self.target}: weight {self.weight} is outside 0..65535")
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredUpstream:
+    """Everything one Rollout wants in Kong: its upstream (and workspace) and the targets."""
+
+    upstream: str
+    workspace: str | None
+    targets: tuple[DesiredTarget, ...]
+
+    def weights(self) -> dict[str, int]:
+        return {t.target: t.weight for t in self.targets}

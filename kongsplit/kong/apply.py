@@ -1,0 +1,209 @@
+"""``KongRouter``: the one face Kong shows the reconciler — apply, read, forget, verify, probe.
+
+Like Argo Rollouts' ``TrafficRoutingReconciler`` (the reconciler computes, a router applies and
+verifies) and Kong Ingress Controller's sendconfig (a strategy per node mode), the router picks
+how a desired upstream reaches Kong from the mode ``GET /`` reveals: entity writes through any
+node in DB mode and on hybrid control planes (``kong.dbmode``), a coalesced ``/config`` edit on
+a DB-less node (``kong.dbless``). ``verify`` reads what every known node's balancer really
+serves. The reconciler sees only the ``Router`` protocol it declares, so its tests replace this
+class with an in-memory fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kongsplit.config import KongConfig
+from kongsplit.kong.client import KongAdmin, MayWrite, RetryPolicy
+from kongsplit.kong.dbless import DblessApplier
+from kongsplit.kong.dbmode import DbModeApplier
+from kongsplit.kong.errors import KongError
+from kongsplit.kong.records import KongMode, NodeInfo, Target
+from kongsplit.kong.targets import DesiredTarget
+from kongsplit.kong.writes import ApplyResult
+from kongsplit.metrics import Metrics
+
+RootTask = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Whether every node's balancer serves the desired weights (``/verify``'s answer)."""
+
+    verified: bool
+    desired: dict[str, int]
+    observed: dict[str, dict[str, int | None] | str]  # node → target → nodeWeight, or an error
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+class KongRouter:
+    """Applies and verifies desired upstreams on one Kong (and reads health on its nodes)."""
+
+    def __init__(
+        self,
+        client: KongAdmin,
+        *,
+        create_upstreams: bool = True,
+        exclusive_upstreams: bool = False,
+        verify_nodes: Sequence[str] = (),
+        config_poll_interval: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.create_upstreams = create_upstreams
+        self.exclusive_upstreams = exclusive_upstreams
+        self.verify_nodes = tuple(verify_nodes) or (client.url,)
+        self.config_poll_interval = config_poll_interval
+        self.dbmode = DbModeApplier(client)
+        self.dbless = DblessApplier(client)
+
+    @classmethod
+    def from_config(
+        cls, kong: KongConfig, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None
+    ) -> KongRouter:
+        return cls(
+            KongAdmin.from_config(kong, metrics=metrics, retry=retry),
+            create_upstreams=kong.create_upstreams,
+            exclusive_upstreams=kong.exclusive_upstreams,
+            verify_nodes=kong.verify_nodes,
+            config_poll_interval=kong.config_poll_interval,
+        )
+
+    @property
+    def mode(self) -> KongMode | None:
+        return self.client.mode
+
+    @property
+    def display_url(self) -> str:
+        return self.client.display_url
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- the Router protocol ----------------------------------------------------------------
+
+    async def ensure_mode(self) -> KongMode:
+        """The node's mode (read once); ``KongModeError`` for a mode kongsplit cannot serve."""
+        return await self.client.ensure_mode()
+
+    async def probe(self) -> NodeInfo:
+        """``GET /``: is the Admin API there and answering?"""
+        return await self.client.node_info()
+
+    async def apply(
+        self,
+        upstream: str,
+        desired: Sequence[DesiredTarget],
+        *,
+        owner_tags: Sequence[str],
+        workspace: str | None = None,
+        refresh: bool = False,
+        may_write: MayWrite | None = None,
+        create_upstream: bool | None = None,
+        exclusive: bool | None = None,
+    ) -> ApplyResult:
+        """Make ``upstream`` hold ``desired``, in an order that never zeroes it.
+
+        ``owner_tags`` are the tags of this Rollout's targets (``owner_tags_for(ns, name)``).
+        ``refresh`` re-reads Kong instead of trusting what is cached (drift sweeps).
+        ``may_write`` is asked before every write attempt (``KongNotLeader`` when it says no).
+        Raises KongError subclasses; never writes when nothing differs.
+        """
+        ws = workspace if workspace is not None else self.client.workspace
+        create = self.create_upstreams if create_upstream is None else create_upstream
+        excl = self.exclusive_upstreams if exclusive is None else exclusive
+        mode = await self.ensure_mode()
+        if mode == KongMode.DBLESS:
+            return await self.dbless.apply(
+                upstream,
+                desired,
+                owner_tags=owner_tags,
+                create=create,
+                exclusive=excl,
+                may_write=may_write,
+            )
+        return await self.dbmode.apply(
+            upstream,
+            desired,
+            owner_tags=owner_tags,
+            workspace=ws,
+            create=create,
+            exclusive=excl,
+            refresh=refresh,
+            mode=mode,
+            may_write=may_write,
+        )
+
+    async def read(
+        self, upstream: str, *, workspace: str | None = None
+    ) -> tuple[Target, ...] | None:
+        """The upstream's targets as Kong holds them now (None when it does not exist)."""
+        ws = workspace if workspace is not None else self.client.workspace
+        return await self.dbmode.read(upstream, ws)
+
+    def forget(self, upstream: str, *, workspace: str | None = None) -> None:
+        """Drop what is kept for an upstream no longer managed."""
+        ws = workspace if workspace is not None else self.client.workspace
+        self.dbmode.forget(upstream, ws)
+
+    def reset(self) -> None:
+        """Kong came back (it may have restarted): nothing learnt before is trusted."""
+        self.dbmode.reset()
+
+    async def verify(
+        self, upstream: str, desired: Mapping[str, int], *, workspace: str | None = None
+    ) -> Verification:
+        """Does every known node's balancer serve ``desired`` (target → weight) right now?"""
+
+        async def read(node: str) -> tuple[str, dict[str, int | None] | str]:
+            try:
+                health = await self.client.health(upstream, node_url=node, workspace=workspace)
+            except KongError as e:
+                return node, str(e)
+            # nodeWeight is what this node's balancer gives the target — the proof. The
+            # target's configured ``weight`` says nothing about the node (it comes from the
+            # shared database), so a target the balancer does not hold yet counts as None.
+            return node, {h.target: h.node_weight for h in health}
+
+        results = await asyncio.gather(*(read(n) for n in self.verify_nodes))
+        observed: dict[str, dict[str, int | None] | str] = {}
+        reasons: list[str] = []
+        for node, seen in results:
+            observed[node] = seen
+            if isinstance(seen, str):
+                reasons.append(f"{node}: {seen}")
+                continue
+            for target, weight in desired.items():
+                got = seen.get(target)
+                # A target at weight 0 may be absent from the balancer altogether.
+                if (got or 0) != weight or (weight > 0 and got is None):
+                    reasons.append(f"{node}: {target} serves {got}, want {weight}")
+        return Verification(not reasons, dict(desired), observed, tuple(reasons))
+
+    def root_tasks(
+        self, *, on_config_change: Callable[[str], None], active: Callable[[], bool]
+    ) -> dict[str, RootTask]:
+        """The long-running coroutines the daemon must run, guarded, for this Kong.
+
+        DB-less nodes need the ``/config`` flusher and the config-hash watch; in DB mode the
+        coroutines only wait (the mode is known after the first ``GET /``).
+        """
+
+        async def flusher() -> None:
+            await self.dbless.run()
+
+        async def config_watch() -> None:
+            if await self._mode_known() != KongMode.DBLESS:
+                await asyncio.Event().wait()
+            await self.dbless.watch(
+                on_config_change, interval=self.config_poll_interval, active=active
+            )
+
+        return {"kong-dbless-flush": flusher, "kong-config-watch": config_watch}
+
+    async def _mode_known(self) -> KongMode:
+        await self.client.mode_known.wait()
+        assert self.client.mode is not None
+        return self.client.mode

@@ -1,0 +1,249 @@
+"""DB mode and hybrid control planes: a desired upstream applied by entity writes, in plan order.
+
+Target cache (the design the daemon relies on): ``DbModeApplier.cache`` maps
+``(workspace, upstream)`` to the targets last read or written there, keyed by target string.
+``apply`` plans from the cache when it holds the upstream (no read on the hot path: a weight
+change is one PATCH), updates it from every write's answer, and drops and re-reads it when a
+write answers 404 or 409 (someone else changed Kong). ``apply(..., refresh=True)`` — what a drift
+sweep does — and ``read`` always read Kong (one GET per page of 1,000) and refill the cache.
+``reset()`` empties it after a Kong reconnect; ``forget(...)`` drops an upstream no longer
+managed. Applies to the same upstream are serialised by a per-upstream lock so two plans never
+interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from kongsplit.kong.client import KongAdmin, MayWrite
+from kongsplit.kong.errors import KongConflict, KongError, KongNotFound
+from kongsplit.kong.records import KongMode, Target
+from kongsplit.kong.targets import DesiredTarget
+from kongsplit.kong.writes import (
+    DRIFT_MISSING,
+    ApplyResult,
+    Drift,
+    Write,
+    WriteKind,
+    WritePlan,
+    apply_write,
+    foreign_targets,
+    plan_writes,
+)
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, str]  # (workspace or "", upstream)
+
+
+class TargetCache:
+    """Per ``(workspace, upstream)``: the targets last seen in Kong, by target string."""
+
+    def __init__(self) -> None:
+        self._entries: dict[_Key, dict[str, Target]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, workspace: str | None, upstream: str) -> dict[str, Target] | None:
+        return self._entries.get((workspace or "", upstream))
+
+    def put(
+        self, workspace: str | None, upstream: str, targets: Iterable[Target]
+    ) -> dict[str, Target]:
+        entry = {t.target: t for t in targets}
+        self._entries[(workspace or "", upstream)] = entry
+        return entry
+
+    def forget(self, workspace: str | None, upstream: str) -> None:
+        self._entries.pop((workspace or "", upstream), None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class DbModeApplier:
+    """Applies desired upstreams through one node's Admin API by entity writes."""
+
+    def __init__(self, client: KongAdmin) -> None:
+        self.client = client
+        self.cache = TargetCache()
+        self._locks: dict[_Key, asyncio.Lock] = {}
+
+    def forget(self, upstream: str, workspace: str | None) -> None:
+        """Drop what is kept for an upstream no longer managed (ids, its idle lock)."""
+        self.cache.forget(workspace, upstream)
+        lock = self._locks.get((workspace or "", upstream))
+        if lock is not None and not lock.locked():
+            del self._locks[(workspace or "", upstream)]
+
+    def reset(self) -> None:
+        """Kong may have restarted or been restored: ids learnt before may be gone."""
+        self.cache.clear()
+
+    async def read(self, upstream: str, workspace: str | None) -> tuple[Target, ...] | None:
+        """Fresh targets of ``upstream`` (None when it is missing); refills the cache."""
+        try:
+            targets = await self.client.list_targets(upstream, workspace=workspace)
+        except KongNotFound:
+            self.cache.forget(workspace, upstream)
+            return None
+        self.cache.put(workspace, upstream, targets)
+        return tuple(targets)
+
+    def _lock(self, key: _Key) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def apply(
+        self,
+        upstream: str,
+        desired: Sequence[DesiredTarget],
+        *,
+        owner_tags: Sequence[str],
+        workspace: str | None,
+        create: bool,
+        exclusive: bool,
+        refresh: bool,
+        mode: KongMode,
+        may_write: MayWrite | None,
+    ) -> ApplyResult:
+        async with self._lock((workspace or "", upstream)):
+            return await self._apply(
+                upstream,
+                desired,
+                owner_tags=owner_tags,
+                ws=workspace,
+                create=create,
+                exclusive=exclusive,
+                refresh=refresh,
+                mode=mode,
+                may_write=may_write,
+            )
+
+    async def _apply(
+        self,
+        upstream: str,
+        desired: Sequence[DesiredTarget],
+        *,
+        owner_tags: Sequence[str],
+        ws: str | None,
+        create: bool,
+        exclusive: bool,
+        refresh: bool,
+        mode: KongMode,
+        may_write: MayWrite | None,
+    ) -> ApplyResult:
+        done: list[Write] = []
+        drift: tuple[Drift, ...] | None = None
+        upstream_created = False
+        targets: dict[str, Target] | None = None
+        passes = 3  # a stale cache costs one re-read; a racing writer one more
+        for n in range(passes):
+            targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
+            if targets is None:
+                read = await self.read(upstream, ws)
+                if read is None:
+                    if not create:
+                        missing = Drift(DRIFT_MISSING, None, None, None, corrected=False)
+                        return ApplyResult(
+                            upstream, ws, mode, drift=(missing,), upstream_missing=True
+                        )
+                    await self.client.create_upstream(upstream, workspace=ws, may_write=may_write)
+                    upstream_created = True
+                    read = ()
+                targets = self.cache.put(ws, upstream, read)
+            plan = plan_writes(
+                targets.values(), desired, owner_tags=owner_tags, exclusive=exclusive
+            )
+            if drift is None:
+                drift = plan.drift
+                if upstream_created:
+                    drift = (Drift(DRIFT_MISSING, None, None, None), *drift)
+            try:
+                await self._run_plan(upstream, ws, plan, targets, done, may_write)
+                break
+            except (KongNotFound, KongConflict) as e:
+                # Someone else changed the upstream since we last read it: re-read and re-plan.
+                self.cache.forget(ws, upstream)
+                if n == passes - 1:
+                    raise
+                log.info(
+                    "Kong changed under a write; re-reading the upstream",
+                    extra={"upstream": upstream, "status": getattr(e, "status", None)},
+                )
+        # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
+        final = targets or {}
+        return ApplyResult(
+            upstream,
+            ws,
+            mode,
+            writes=tuple(done),
+            targets=tuple(final.values()),
+            foreign=foreign_targets(final.values(), owner_tags),
+            drift=drift or (),
+            upstream_created=upstream_created,
+        )
+
+    async def _run_plan(
+        self,
+        upstream: str,
+        ws: str | None,
+        plan: WritePlan,
+        targets: dict[str, Target],
+        done: list[Write],
+        may_write: MayWrite | None,
+    ) -> None:
+        # Raises, then lowers; within a phase writes are independent and run concurrently.
+        for phase in (plan.raises, plan.lowers):
+            if not phase:
+                continue
+            results: list[Target | BaseException | None]
+            if len(phase) == 1:  # the common case: no task to spawn for a single write
+                try:
+                    results = [await self._write(upstream, ws, phase[0], may_write)]
+                except KongError as e:
+                    results = [e]
+            else:
+                results = await asyncio.gather(
+                    *(self._write(upstream, ws, w, may_write) for w in phase),
+                    return_exceptions=True,
+                )
+            failure: BaseException | None = None
+            for write, result in zip(phase, results, strict=True):
+                if isinstance(result, BaseException):
+                    failure = failure or result
+                    continue
+                apply_write(targets, write, result)
+                done.append(write)
+            if failure is not None:
+                raise failure
+
+    async def _write(
+        self, upstream: str, ws: str | None, w: Write, may_write: MayWrite | None
+    ) -> Target | None:
+        client = self.client
+        if w.kind == WriteKind.CREATE:
+            assert w.weight is not None
+            return await client.create_target(
+                upstream, w.target, w.weight, tags=w.tags or (), workspace=ws, may_write=may_write
+            )
+        assert w.target_id is not None
+        if w.kind == WriteKind.DELETE:
+            await client.delete_target(
+                upstream, w.target_id, workspace=ws, target=w.target, may_write=may_write
+            )
+            return None
+        return await client.update_target(
+            upstream,
+            w.target_id,
+            weight=w.weight,
+            tags=w.tags,
+            workspace=ws,
+            target=w.target,
+            may_write=may_write,
+        )

@@ -1,0 +1,127 @@
+"""The DB-less edit: the write plan applied to a node's declarative configuration. Pure.
+
+A DB-less Kong takes only whole configurations (``POST /config``), so a weight change is an edit
+of the flat export ``GET /config`` returns (every entity with its id, foreign keys as ids; Kong's
+kong/db/declarative/export.lua). Everything other than the managed targets stays as its owner
+wrote it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kongsplit.kong.records import Target
+from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget, normalize_target
+from kongsplit.kong.writes import DRIFT_MISSING, Drift, WriteKind, WritePlan, plan_writes
+
+_NS = uuid.UUID("7d2f5a3e-3c1b-4e8a-9a43-6b1f0c2d9e51")  # kongsplit's UUIDv5 namespace
+
+
+@dataclass
+class ConfigEdit:
+    """The result of planning against a DB-less config (``config`` is edited in place)."""
+
+    config: dict[str, Any]
+    plan: WritePlan
+    targets: dict[str, Target] = field(default_factory=dict)  # after the edit
+    upstream_created: bool = False
+    upstream_missing: bool = False
+
+
+def _fk(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def _entity_list(config: dict[str, Any], key: str) -> list[Any]:
+    value = config.get(key)
+    if value is None:
+        value = config[key] = []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list")
+    return value
+
+
+def _normal(target: str) -> str:
+    try:
+        return normalize_target(target)
+    except ValueError:
+        return target
+
+
+def edit_config(
+    config: dict[str, Any],
+    upstream: str,
+    desired: Sequence[DesiredTarget],
+    *,
+    owner_tags: Sequence[str],
+    create_upstream: bool,
+    exclusive: bool,
+) -> ConfigEdit:
+    """Plan and apply the writes for ``upstream`` to a flat declarative config (Kong's export).
+
+    Raises TypeError/KeyError when the config does not have the shape of Kong's export.
+    """
+    upstreams = _entity_list(config, "upstreams")
+    entry = next((u for u in upstreams if isinstance(u, dict) and u.get("name") == upstream), None)
+    created = False
+    if entry is None:
+        if not create_upstream:
+            drift = (Drift(DRIFT_MISSING, None, None, None, corrected=False),)
+            return ConfigEdit(config, WritePlan((), (), drift), upstream_missing=True)
+        entry = {
+            "id": str(uuid.uuid5(_NS, f"upstream:{upstream}")),
+            "name": upstream,
+            "tags": [MANAGED_TAG],
+        }
+        upstreams.append(entry)
+        created = True
+    upstream_id = entry["id"]
+    if not isinstance(upstream_id, str):
+        raise TypeError("upstream id is not a string")
+
+    targets_list = _entity_list(config, "targets")
+    raw_by_target: dict[str, dict[str, Any]] = {}
+    current: dict[str, Target] = {}
+    fk_as_object = False
+    for raw in targets_list:
+        if not isinstance(raw, dict):
+            raise TypeError("a target is not a mapping")
+        if isinstance(raw.get("upstream"), Mapping):
+            fk_as_object = True
+        if _fk(raw.get("upstream")) != upstream_id:
+            continue
+        t = Target.from_json({**raw, "target": _normal(str(raw.get("target", "")))})
+        raw_by_target[t.target] = raw
+        current[t.target] = t
+
+    plan = plan_writes(current.values(), desired, owner_tags=owner_tags, exclusive=exclusive)
+    if created:
+        missing = Drift(DRIFT_MISSING, None, None, None)
+        plan = WritePlan(plan.raises, plan.lowers, (missing, *plan.drift))
+    for w in plan.writes:
+        if w.kind == WriteKind.DELETE:
+            targets_list.remove(raw_by_target[w.target])
+            current.pop(w.target, None)
+            continue
+        if w.kind == WriteKind.CREATE:
+            raw = {
+                "id": str(uuid.uuid5(_NS, f"target:{upstream_id}:{w.target}")),
+                "target": w.target,
+                "weight": w.weight,
+                "upstream": {"id": upstream_id} if fk_as_object else upstream_id,
+                "tags": list(w.tags or ()),
+            }
+            targets_list.append(raw)
+            raw_by_target[w.target] = raw
+        else:
+            raw = raw_by_target[w.target]
+            raw["weight"] = w.weight
+            if w.tags is not None:
+                raw["tags"] = list(w.tags)
+        current[w.target] = Target.from_json({**raw, "target": w.target})
+    return ConfigEdit(config, plan, current, upstream_created=created)

@@ -1,0 +1,167 @@
+"""kong.dbless through the router: coalesced /config edits against the Kong simulator in
+DB-less mode, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import yaml
+from kong_support import CANARY, OWNER, STABLE, running_router, want
+
+from kongsplit.kong.errors import KongNotReady
+from kongsplit.kong.records import KongMode
+from kongsplit.kong.targets import DesiredTarget, owner_tags_for
+from kongsplit.sim.kong import KongSim
+
+U = "checkout.shop.svc"
+
+
+def _weights(sim: KongSim, upstream: str = U, workspace: str = "default") -> dict[str, int]:
+    return {t["target"]: t["weight"] for t in sim.targets(upstream, workspace)}
+
+
+def _seed_config(upstream_id: str = "9a1b1f5e-7a1c-4c1e-9d1e-000000000001") -> dict[str, object]:
+    return {
+        "_format_version": "3.0",
+        "_transform": False,
+        "services": [{"name": "checkout", "host": U, "port": 80, "protocol": "http"}],
+        "upstreams": [{"id": upstream_id, "name": U}],
+        "targets": [
+            {"target": STABLE, "weight": 100, "upstream": upstream_id, "tags": list(OWNER)},
+            {"target": CANARY, "weight": 0, "upstream": upstream_id, "tags": list(OWNER)},
+        ],
+    }
+
+
+async def test_dbless_apply_via_config() -> None:
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        before = s.config_hash()
+        result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
+        assert result.config_posted and result.mode == KongMode.DBLESS
+        assert _weights(s) == {STABLE: 75, CANARY: 25}
+        assert s.config_hash() != before
+        post = next(r for r in s.requests if r.method == "POST")
+        assert post.path == "/config" and post.query == {"check_hash": "1"}
+        assert isinstance(post.body, dict) and isinstance(post.body.get("config"), str)
+        # The other entities survived the round trip.
+        config = await admin.client.get_config()
+        assert [svc["name"] for svc in config["services"]] == ["checkout"]
+        assert config["_transform"] is False
+        # Same desired again: nothing to write, no POST at all.
+        s.requests.clear()
+        result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
+        assert not result.writes and not result.config_posted
+        assert [r.method for r in s.requests] == ["GET", "GET"]  # /status, /config
+
+
+async def test_dbless_adds_missing_targets_and_upstream() -> None:
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        result = await admin.apply(
+            "other.svc", [DesiredTarget("10.3.0.1:80", 100)], owner_tags=OWNER
+        )
+        assert result.upstream_created
+        assert _weights(s, "other.svc") == {"10.3.0.1:80": 100}
+        assert _weights(s) == {STABLE: 100, CANARY: 0}
+
+
+async def test_dbless_check_hash_304() -> None:
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        text = yaml.safe_dump(_seed_config(), sort_keys=False)
+        assert await admin.client.post_config(text) is True
+        assert await admin.client.post_config(text) is False
+        assert [r.status for r in s.requests] == [201, 304]
+
+
+async def test_dbless_refuses_the_empty_hash() -> None:
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        with pytest.raises(KongNotReady, match="configuration_hash is empty"):
+            await admin.apply(U, want(100, 0), owner_tags=OWNER)
+        assert not any(r.method == "POST" for r in s.requests)
+        s.external_config_push(_seed_config())
+        s.restart_node(0)
+        with pytest.raises(KongNotReady):
+            await admin.apply(U, want(100, 0), owner_tags=OWNER)
+
+
+async def test_dbless_429_retry_after() -> None:
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        s.faults.rate_limit_next(1, retry_after=0.2, method="POST", path_prefix="/config")
+        await admin.apply(U, want(50, 50), owner_tags=OWNER)
+        assert [(r.method, r.status) for r in s.requests if r.path == "/config"] == [
+            ("GET", 200),
+            ("POST", 429),
+            ("POST", 201),
+        ]
+        assert _weights(s) == {STABLE: 50, CANARY: 50}
+
+
+async def test_dbless_concurrent_upstreams_coalesce_without_losing_an_update() -> None:
+    """Two upstreams edited at once: one GET and one POST /config, both edits land.
+
+    Separate GET → edit → POST rounds would let the second POST overwrite the first edit
+    (DB-less Kong only takes whole configurations).
+    """
+    other = "payments.shop.svc"
+    other_owner = owner_tags_for("shop", "payments")
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        await admin.client.ensure_mode()
+        s.requests.clear()
+        a, b = await asyncio.gather(
+            admin.apply(U, want(50, 50), owner_tags=OWNER),
+            admin.apply(
+                other,
+                [
+                    DesiredTarget("10.9.9.1:80", 100, "stable"),
+                    DesiredTarget("10.9.9.2:80", 0, "canary"),
+                ],
+                owner_tags=other_owner,
+            ),
+        )
+        assert a.config_posted and b.config_posted and b.upstream_created
+        assert _weights(s) == {STABLE: 50, CANARY: 50}
+        assert _weights(s, other) == {"10.9.9.1:80": 100, "10.9.9.2:80": 0}
+        posts = [r for r in s.requests if r.method == "POST" and r.path == "/config"]
+        gets = [r for r in s.requests if r.method == "GET" and r.path == "/config"]
+        assert len(posts) == 1 and len(gets) == 1
+        # Back-to-back windows are at least DBLESS_COALESCE_SECONDS apart.
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await admin.apply(U, want(25, 75), owner_tags=OWNER)
+        await admin.apply(U, want(0, 100), owner_tags=OWNER)
+        assert loop.time() - t0 >= 0.09
+        assert _weights(s) == {STABLE: 0, CANARY: 100}
+
+
+async def test_dbless_one_malformed_upstream_does_not_block_the_others() -> None:
+    """An abort on one upstream must land even when another upstream's config is garbage."""
+    bad_id = "9a1b1f5e-7a1c-4c1e-9d1e-0000000000bb"
+    config = _seed_config()
+    config["upstreams"].append({"id": bad_id, "name": "bad.shop.svc"})  # type: ignore[attr-defined]
+    config["targets"].append(  # type: ignore[attr-defined]
+        {"target": "10.7.7.7:80", "weight": 5, "upstream": bad_id, "tags": ["x"]}
+    )
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(config)
+        await admin.client.ensure_mode()
+        # The edit for bad.shop.svc fails (two desired entries for one target) in the same
+        # 100 ms batch as a good upstream's edit: only the bad one may fail.
+        good, bad = await asyncio.gather(
+            admin.apply(U, want(100, 0), owner_tags=OWNER),
+            admin.apply(
+                "bad.shop.svc",
+                [
+                    DesiredTarget("10.7.7.7:80", 1, "stable"),
+                    DesiredTarget("10.7.7.7:80", 2, "canary"),
+                ],
+                owner_tags=owner_tags_for("shop", "bad"),
+            ),
+            return_exceptions=True,
+        )
+        assert not isinstance(good, BaseException), good
+        assert isinstance(bad, Exception)
+        assert _weights(s) == {STABLE: 100, CANARY: 0}

@@ -1,0 +1,316 @@
+"""kong.dbmode through the router: entity writes in plan order against the Kong simulator,
+over real sockets — never zero total weight, one PATCH on a warm cache, re-reads on 404/409."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from kong_support import CANARY, OWNER, STABLE, running_router, want
+
+from kongsplit.kong.apply import KongRouter
+from kongsplit.kong.client import RetryPolicy
+from kongsplit.kong.errors import KongModeError, KongNotLeader, KongUnavailable
+from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget
+from kongsplit.kong.writes import ApplyResult, WriteKind
+from kongsplit.sim.kong import KongSim
+
+# --- apply against the simulator over real sockets ----------------------------------------------
+
+U = "checkout.shop.svc"
+
+
+def drift_kinds(result: ApplyResult, *, corrected_only: bool = False) -> dict[str, int]:
+    """Drift an apply found, by kind (``{"weight": 1, "missing": 2}``)."""
+    return dict(Counter(d.kind for d in result.drift if d.corrected or not corrected_only))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KongSim]:
+    async with KongSim() as s:
+        yield s
+
+
+@pytest.fixture
+async def admin(sim: KongSim) -> AsyncIterator[KongRouter]:
+    async with running_router(sim.url, request_timeout=2.0) as router:
+        yield router
+
+
+class TotalWatcher:
+    """Checks, after every committed write, that the upstream never falls to zero total weight.
+
+    Zero is allowed only before anything was ever weighted (a fresh upstream, created empty).
+    """
+
+    def __init__(self, sim: KongSim, upstream: str, workspace: str = "default") -> None:
+        self.sim, self.upstream, self.workspace = sim, upstream, workspace
+        self.totals: list[int] = []
+        self.violations: list[list[tuple[str, int]]] = []
+        self.record()  # the state before any write counts as "was weighted"
+        sim.on_write.append(self)
+
+    def __call__(self, workspace: str, upstream: str) -> None:
+        if (workspace, upstream) == (self.workspace, self.upstream):
+            self.record()
+
+    def record(self) -> None:
+        try:
+            targets = self.sim.targets(self.upstream, self.workspace)
+        except KeyError:
+            return
+        total = sum(t["weight"] for t in targets)
+        if total == 0 and any(t > 0 for t in self.totals):
+            self.violations.append([(t["target"], t["weight"]) for t in targets])
+        self.totals.append(total)
+
+
+def _weights(sim: KongSim, upstream: str = U, workspace: str = "default") -> dict[str, int]:
+    return {t["target"]: t["weight"] for t in sim.targets(upstream, workspace)}
+
+
+def _writes(sim: KongSim) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in sim.requests if r.method != "GET"]
+
+
+@pytest.mark.parametrize(
+    ("start", "steps"),
+    [
+        pytest.param((100, 0), [(0, 100)], id="100/0-to-0/100"),
+        pytest.param((0, 100), [(100, 0)], id="0/100-to-100/0"),
+        pytest.param((75, 25), [(25, 75)], id="75/25-to-25/75"),
+        pytest.param(None, [(100, 0)], id="fresh-upstream-stable"),
+        pytest.param(None, [(0, 100)], id="fresh-upstream-canary"),
+        pytest.param(
+            (100, 0), [(90, 10), (75, 25), (50, 50), (25, 75), (0, 100), (100, 0)], id="canary-walk"
+        ),
+    ],
+)
+async def test_no_intermediate_state_has_zero_total_weight(
+    sim: KongSim, admin: KongRouter, start: tuple[int, int] | None, steps: list[tuple[int, int]]
+) -> None:
+    if start is not None:
+        sim.add_upstream(U)
+        sim.add_target(U, STABLE, start[0], tags=list(OWNER))
+        sim.add_target(U, CANARY, start[1], tags=list(OWNER))
+    watcher = TotalWatcher(sim, U)
+    for stable, canary in steps:
+        # A cold client per step too: ordering must hold whether or not the cache is warm.
+        await admin.apply(U, want(stable, canary), owner_tags=OWNER)
+        assert _weights(sim) == {STABLE: stable, CANARY: canary}
+        async with running_router(sim.url) as cold:
+            await cold.apply(U, want(stable, canary), owner_tags=OWNER)
+        assert _weights(sim) == {STABLE: stable, CANARY: canary}
+    assert len(watcher.totals) > 1, "the hook saw no writes"
+    assert watcher.violations == []
+    assert watcher.totals[-1] == sum(steps[-1])
+
+
+async def test_the_zero_total_watcher_catches_a_bad_order(sim: KongSim, admin: KongRouter) -> None:
+    """Control: lowering before raising (what the plan must never do) is caught by the hook."""
+    sim.add_upstream(U)
+    stable = sim.add_target(U, STABLE, 100, tags=list(OWNER))
+    canary = sim.add_target(U, CANARY, 0, tags=list(OWNER))
+    watcher = TotalWatcher(sim, U)
+    await admin.client.update_target(U, stable["id"], weight=0)
+    await admin.client.update_target(U, canary["id"], weight=100)
+    assert watcher.violations == [[(CANARY, 0), (STABLE, 0)]] or watcher.violations == [
+        [(STABLE, 0), (CANARY, 0)]
+    ]
+
+
+async def test_fresh_upstream_created_tagged(sim: KongSim, admin: KongRouter) -> None:
+    result = await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    assert result.upstream_created
+    [upstream] = sim.upstreams()
+    assert upstream["name"] == U and upstream["tags"] == [MANAGED_TAG]
+    assert [w.kind for w in result.writes] == [WriteKind.CREATE, WriteKind.CREATE]
+    # The weighted target first, the zero-weight one after it.
+    creates = [r.body["target"] for r in sim.requests if r.method == "POST" and "targets" in r.path]
+    assert creates == [STABLE, CANARY]
+    assert {t["target"]: t["tags"] for t in sim.targets(U)} == {
+        STABLE: list(OWNER),
+        CANARY: list(OWNER),
+    }
+    assert result.weights() == {STABLE: 100, CANARY: 0}
+    assert drift_kinds(result) == {"missing": 3}
+
+
+async def test_missing_upstream_reported_when_creation_is_off(
+    sim: KongSim, admin: KongRouter
+) -> None:
+    result = await admin.apply(U, want(100, 0), owner_tags=OWNER, create_upstream=False)
+    assert result.upstream_missing and not result.writes
+    assert sim.upstreams() == []
+    assert _writes(sim) == []
+
+
+async def test_warm_cache_weight_change_is_one_patch_per_target(
+    sim: KongSim, admin: KongRouter
+) -> None:
+    await admin.apply(U, want(90, 10), owner_tags=OWNER)
+    sim.requests.clear()
+    result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
+    assert [(r.method, r.body) for r in sim.requests] == [
+        ("PATCH", {"weight": 25}),  # the raise first
+        ("PATCH", {"weight": 75}),
+    ]
+    assert [w.kind for w in result.writes] == [WriteKind.UPDATE, WriteKind.UPDATE]
+    assert drift_kinds(result) == {"weight": 2}  # vs the previous desired: not drift a sweep saw
+    sim.requests.clear()
+    result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
+    assert sim.requests == [] and result.writes == ()  # nothing written while nothing changes
+
+
+async def test_sweep_reads_once_and_corrects_drift(sim: KongSim, admin: KongRouter) -> None:
+    await admin.apply(U, want(50, 50), owner_tags=OWNER)
+    sim.set_weight(U, CANARY, 80)  # someone behind our back
+    sim.requests.clear()
+    result = await admin.apply(U, want(50, 50), owner_tags=OWNER, refresh=True)
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in sim.requests] == [
+        ("GET", "targets"),
+        (
+            "PATCH",
+            sim.targets(U)[0]["id"]
+            if sim.targets(U)[0]["target"] == CANARY
+            else sim.targets(U)[1]["id"],
+        ),
+    ]
+    assert drift_kinds(result) == {"weight": 1}
+    assert _weights(sim) == {STABLE: 50, CANARY: 50}
+
+
+async def test_adopts_untagged_target_at_a_wanted_address(sim: KongSim, admin: KongRouter) -> None:
+    sim.add_upstream(U)
+    sim.add_target(U, STABLE, 100)  # untagged: someone created it by hand
+    result = await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    assert sorted(w.kind for w in result.writes) == [WriteKind.ADOPT, WriteKind.CREATE]
+    patch = next(r for r in sim.requests if r.method == "PATCH")
+    assert patch.body == {"weight": 100, "tags": list(OWNER)}
+    assert {t["target"]: t["tags"] for t in sim.targets(U)}[STABLE] == list(OWNER)
+
+
+async def test_409_then_reread_then_patch(sim: KongSim, admin: KongRouter) -> None:
+    await admin.apply(U, [DesiredTarget(STABLE, 100)], owner_tags=OWNER)
+    sim.add_target(U, CANARY, 7, tags=list(OWNER))  # appears behind the cache's back
+    sim.requests.clear()
+    await admin.apply(U, want(90, 10), owner_tags=OWNER)
+    assert [(r.method, r.status) for r in sim.requests] == [
+        ("POST", 409),
+        ("GET", 200),
+        ("PATCH", 200),  # canary 7 → 10 (raise)
+        ("PATCH", 200),  # stable 100 → 90 (lower)
+    ]
+    assert _weights(sim) == {STABLE: 90, CANARY: 10}
+
+
+async def test_404_then_reread_then_recreate(sim: KongSim, admin: KongRouter) -> None:
+    await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    sim.delete_target(U, CANARY)
+    sim.requests.clear()
+    watcher = TotalWatcher(sim, U)
+    await admin.apply(U, want(90, 10), owner_tags=OWNER)
+    assert [(r.method, r.status) for r in sim.requests] == [
+        ("PATCH", 404),
+        ("GET", 200),
+        ("POST", 201),
+        ("PATCH", 200),
+    ]
+    assert _weights(sim) == {STABLE: 90, CANARY: 10}
+    assert watcher.violations == []
+
+
+async def test_wiped_database_recreates_upstream_and_targets(
+    sim: KongSim, admin: KongRouter
+) -> None:
+    await admin.apply(U, want(75, 25), owner_tags=OWNER)
+    sim.wipe()
+    result = await admin.apply(U, want(75, 25), owner_tags=OWNER, refresh=True)
+    assert result.upstream_created
+    assert drift_kinds(result) == {"missing": 3}
+    assert _weights(sim) == {STABLE: 75, CANARY: 25}
+
+
+async def test_foreign_targets_untouched_unless_exclusive(sim: KongSim, admin: KongRouter) -> None:
+    sim.add_upstream(U)
+    sim.add_target(U, "10.9.0.1:80", 50, tags=["managed-by-ingress-controller"])
+    sim.add_target(U, "10.9.0.2:80", 0)
+    result = await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    assert [t.target for t in result.foreign] == ["10.9.0.1:80"]
+    assert drift_kinds(result) == {"missing": 2, "foreign": 1}
+    assert drift_kinds(result, corrected_only=True) == {"missing": 2}
+    assert _weights(sim)["10.9.0.1:80"] == 50
+    result = await admin.apply(U, want(100, 0), owner_tags=OWNER, exclusive=True)
+    assert [(w.kind, w.target) for w in result.writes] == [(WriteKind.ZERO_FOREIGN, "10.9.0.1:80")]
+    assert result.foreign == ()
+    weights = _weights(sim)
+    assert weights == {STABLE: 100, CANARY: 0, "10.9.0.1:80": 0, "10.9.0.2:80": 0}
+    # Never deleted, and their tags were left alone.
+    tags = {t["target"]: t["tags"] for t in sim.targets(U)}
+    assert tags["10.9.0.1:80"] == ["managed-by-ingress-controller"]
+
+
+async def test_stale_owned_target_is_deleted_last(sim: KongSim, admin: KongRouter) -> None:
+    await admin.apply(U, [DesiredTarget("10.0.0.9:80", 100)], owner_tags=OWNER)
+    sim.requests.clear()
+    watcher = TotalWatcher(sim, U)
+    await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    assert _weights(sim) == {STABLE: 100, CANARY: 0}
+    assert watcher.violations == []
+    writes = [(r.method, (r.body or {}).get("target")) for r in sim.requests if r.method != "GET"]
+    assert writes[0] == ("POST", STABLE)  # the raise before the delete (and the 0-weight create)
+    assert sorted(writes[1:], key=str) == sorted([("DELETE", None), ("POST", CANARY)], key=str)
+
+
+async def test_apply_in_a_workspace() -> None:
+    async with (
+        KongSim(workspaces=("default", "team-a")) as s,
+        running_router(s.url) as admin,
+    ):
+        await admin.apply(U, want(60, 40), owner_tags=OWNER, workspace="team-a")
+        assert _weights(s, U, "team-a") == {STABLE: 60, CANARY: 40}
+        assert s.upstreams("default") == []
+        await admin.apply(U, want(40, 60), owner_tags=OWNER, workspace="team-a")
+        assert _weights(s, U, "team-a") == {STABLE: 40, CANARY: 60}
+
+
+async def test_apply_retries_a_503_and_stops_before_lowering_on_failure(
+    sim: KongSim, admin: KongRouter
+) -> None:
+    await admin.apply(U, want(100, 0), owner_tags=OWNER)
+    sim.faults.fail_next(1, 503, method="PATCH")
+    await admin.apply(U, want(50, 50), owner_tags=OWNER)
+    assert _weights(sim) == {STABLE: 50, CANARY: 50}
+    # The raise fails for good: the lower must not happen.
+    sim.faults.fail_next(10, 503, method="PATCH")
+    with pytest.raises(KongUnavailable):
+        await admin.apply(U, want(10, 90), owner_tags=OWNER)
+    assert _weights(sim) == {STABLE: 50, CANARY: 50}
+
+
+async def test_data_plane_apply_refused() -> None:
+    async with KongSim(mode="data_plane") as s, running_router(s.url) as admin:
+        with pytest.raises(KongModeError):
+            await admin.apply(U, want(100, 0), owner_tags=OWNER)
+        assert [r.method for r in s.requests] == ["GET"]
+
+
+async def test_no_write_once_leadership_is_lost_even_mid_retry() -> None:
+    """A deposed leader must not land a retried PATCH on top of the new leader's weights."""
+    leading = True
+    slow = RetryPolicy(attempts=5, initial_backoff=0.2, max_backoff=0.3, max_elapsed=5.0)
+    async with KongSim() as s, running_router(s.url, retry=slow) as admin:
+        await admin.apply(U, want(100, 0), owner_tags=OWNER, may_write=lambda: leading)
+        s.faults.fail_next(2, status=503, method="PATCH")
+        task = asyncio.create_task(
+            admin.apply(U, want(75, 25), owner_tags=OWNER, may_write=lambda: leading)
+        )
+        await asyncio.sleep(0.1)  # the first PATCH failed; a retry is waiting
+        leading = False
+        with pytest.raises(KongNotLeader):
+            await task
+        assert _weights(s) == {STABLE: 100, CANARY: 0}
+        patches = [r for r in s.requests if r.method == "PATCH"]
+        assert len(patches) == 1 and patches[0].status == 503
