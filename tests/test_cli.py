@@ -1,5 +1,5 @@
-"""The ``kongsplit`` command as a user meets it in the first five minutes: ``run --help``
-listing every variable, and every mistake answered with one line and an exit code
+"""The ``kongsplit`` command as a user meets it in the first five minutes: ``--version``,
+``run --help`` listing every variable, and every mistake answered with one line and an exit code
 (run as real processes, with a fresh HOME and no cluster configured)."""
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def kongsplit(
         timeout=60,
         check=False,
     )
+
+
+def test_version_flag_prints_the_first_line_of_the_version_command(tmp_path: Path) -> None:
+    flag = kongsplit("--version", home=tmp_path)
+    command = kongsplit("version", home=tmp_path)
+    assert (flag.returncode, command.returncode) == (0, 0)
+    assert flag.stdout == command.stdout.splitlines()[0] + "\n"
+    assert flag.stdout.startswith("kongsplit ") and flag.stderr == ""
 
 
 def test_run_help_lists_every_variable_with_key_type_and_default(tmp_path: Path) -> None:
