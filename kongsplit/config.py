@@ -1,8 +1,11 @@
 """Settings: the config file (docs/configuration.md), ``KONGSPLIT_*`` env vars and CLI flags.
 
-One schema describes every key once (its YAML name, env name, type and check), so the file,
-the environment and the flags cannot drift apart. Precedence: flags > env > file > defaults.
-Every error names where the bad value came from (file and key, or env var) and what was wrong.
+One schema describes every key once (its YAML name, env name, type, check, default, flag and
+one-line meaning), so the file, the environment, the flags, ``kongsplit run --help`` and
+docs/configuration.md (generated: ``python -m kongsplit.config > docs/configuration.md``) cannot
+drift apart. Precedence: flags > env > file > defaults. Every error names where the bad value
+came from (file and key, env var, or flag) and what was wrong; an unknown key or ``KONGSPLIT_*``
+variable names the closest known one.
 """
 
 from __future__ import annotations
