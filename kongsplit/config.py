@@ -465,6 +465,19 @@ OTHER_ENV: dict[str, str] = {
     "from the chart (tests/chart/test_alerts.py)",
     "KONGSPLIT_DEMO_LOG_LEVEL": "kongsplit demo: level of the daemon log it writes (default info)",
 }
+#: Kubernetes gives every pod "service link" variables for each Service in its namespace
+#: (``enableServiceLinks`` is on by default): a Service named ``kongsplit`` or ``kongsplit-*``,
+#: the chart's own among them, yields ``KONGSPLIT_SERVICE_HOST``, ``KONGSPLIT_PORT_9102_TCP``...
+#: They are not settings either.
+SERVICE_LINK_ENV = re.compile(
+    r"^KONGSPLIT(?:_[A-Z0-9_]+)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$"
+)
+SERVICE_LINK_TEXT = (
+    "Kubernetes service links of a Service named kongsplit or kongsplit-* in the pod's "
+    "namespace (the chart's own is one): KONGSPLIT_SERVICE_HOST, KONGSPLIT_SERVICE_PORT, "
+    "KONGSPLIT_PORT, KONGSPLIT_PORT_9102_TCP..., and the same after KONGSPLIT_<NAME>_"
+)
 
 
 def _env_name(*parts: str) -> str:
@@ -547,6 +560,8 @@ def check_env(env: Mapping[str, str]) -> None:
     known = [*env_names(), CONFIG_ENV]
     for name in sorted(env):
         if not name.upper().startswith("KONGSPLIT_") or name in known or name in OTHER_ENV:
+            continue
+        if SERVICE_LINK_ENV.match(name):
             continue
         prefix = len("KONGSPLIT_")
         bare = [k[prefix:] for k in known]
@@ -760,7 +775,8 @@ def env_help() -> str:
     lines.append(
         "other KONGSPLIT_* variables allowed (not settings): "
         + ", ".join(OTHER_ENV)
-        + "; any other is an error"
+        + ", and Kubernetes service links (KONGSPLIT_SERVICE_HOST, KONGSPLIT_PORT...); any "
+        "other is an error"
     )
     lines.append("every key, with what it means: docs/configuration.md")
     return "\n".join(lines)
@@ -826,9 +842,12 @@ def markdown_reference() -> str:
         "|---|---|",
         f"| `{CONFIG_ENV}` | the config file, as `--config` |",
         *(f"| `{name}` | {_cell(text)} |" for name, text in OTHER_ENV.items()),
+        "| `KONGSPLIT[_<NAME>]_SERVICE_HOST`, `…_SERVICE_PORT[_<PORT>]`, `…_PORT[_…]` | "
+        + _cell(SERVICE_LINK_TEXT)
+        + " |",
         "",
         *_wrap(
-            "The last two are allowed although they are not settings; any other `KONGSPLIT_*` "
+            "All but the first are allowed although they are not settings; any other `KONGSPLIT_*` "
             "variable makes `kongsplit run` exit 2 with one line naming it and the closest known "
             "one (a typo would otherwise be ignored silently)."
         ),

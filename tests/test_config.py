@@ -761,6 +761,34 @@ def test_unknown_env_variable_is_an_error_naming_the_closest(name: str, message:
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "KONGSPLIT_SERVICE_HOST",
+        "KONGSPLIT_SERVICE_PORT",
+        "KONGSPLIT_SERVICE_PORT_HTTP_METRICS",
+        "KONGSPLIT_PORT",
+        "KONGSPLIT_PORT_9102_TCP",
+        "KONGSPLIT_PORT_9102_TCP_PROTO",
+        "KONGSPLIT_PORT_9102_TCP_PORT",
+        "KONGSPLIT_PORT_9102_TCP_ADDR",
+        "KONGSPLIT_CANARY_SERVICE_HOST",
+        "KONGSPLIT_CANARY_PORT_9102_UDP_ADDR",
+    ],
+)
+def test_kubernetes_service_links_are_not_refused(name: str) -> None:
+    """A Service named kongsplit (the chart's) puts these into every pod of its namespace."""
+    assert load_settings(None, env={name: "10.96.0.42"}).kong == KongConfig()
+
+
+@pytest.mark.parametrize(
+    "name", ["KONGSPLIT_SERVICE_HOSTNAME", "KONGSPLIT_PORT_HTTP", "KONGSPLIT_SERVICE"]
+)
+def test_names_only_like_service_links_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^environment {name} is not a kongsplit setting"):
+        load_settings(None, env={name: "x"})
+
+
 def test_every_known_and_allowed_variable_is_accepted() -> None:
     """Each variable set to its documented default (or empty where that means unset) loads,
     beside the config path and the allowed non-settings: none is refused as unknown."""
