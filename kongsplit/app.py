@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=flag_help("kubernetes", "namespaces") + "; repeat it for several",
     )
     parser.add_argument("--listen", metavar="HOST:PORT", help=flag_help("server", "listen"))
-    parser.add_argument("--log-format", choices=("json", "text"), help=flag_help("log", "format"))
+    # No argparse choices: the schema checks the value, so a bad one is the same single line as
+    # from the environment or the file (argparse would print its usage first).
+    parser.add_argument("--log-format", metavar="json|text", help=flag_help("log", "format"))
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

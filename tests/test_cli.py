@@ -112,6 +112,12 @@ def test_run_flags_are_the_schema_flags(tmp_path: Path, monkeypatch: pytest.Monk
             id="flag-empty-namespace",
         ),
         pytest.param(
+            ["--log-format", "xml"],
+            {},
+            "flag --log-format: expected one of json, text, got 'xml'",
+            id="flag-log-format",
+        ),
+        pytest.param(
             [],
             {"KONGSPLIT_RECONCILE_CONCURRENCY": "0"},
             "environment KONGSPLIT_RECONCILE_CONCURRENCY: expected a positive integer, got '0'",
