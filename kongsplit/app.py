@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -20,7 +21,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from kongsplit import kube
-from kongsplit.config import ConfigError, Settings, load_settings, redact_url
+from kongsplit.config import (
+    CONFIG_ENV,
+    ConfigError,
+    Settings,
+    env_help,
+    flag_help,
+    load_settings,
+    redact_url,
+)
 from kongsplit.events import EventRecorder
 from kongsplit.kong.apply import KongRouter
 from kongsplit.kong.errors import KongError, KongModeError
@@ -38,29 +47,33 @@ SHUTDOWN_GRACE = 5.0  # seconds in-flight writes get after SIGTERM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE", help="YAML config file (else $KONGSPLIT_CONFIG)"
-    )
-    parser.add_argument("--kong-url", metavar="URL", help="Kong Admin API URL")
-    parser.add_argument(
-        "--kubeconfig", metavar="FILE", help="kubeconfig (else $KUBECONFIG, else in-cluster)"
-    )
+    # The epilog lists every KONGSPLIT_* variable, generated from the schema in kongsplit.config.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = env_help()
+    parser.add_argument("--config", metavar="FILE", help=f"YAML config file (else ${CONFIG_ENV})")
+    parser.add_argument("--kong-url", metavar="URL", help=flag_help("kong", "url"))
+    parser.add_argument("--kubeconfig", metavar="FILE", help=flag_help("kubernetes", "kubeconfig"))
+    parser.add_argument("--context", metavar="NAME", help=flag_help("kubernetes", "context"))
     parser.add_argument(
         "--namespace",
         metavar="NS",
         action="append",
-        help="namespace to watch (repeatable; default all)",
+        help=flag_help("kubernetes", "namespaces") + "; repeat it for several",
     )
-    parser.add_argument(
-        "--listen", metavar="HOST:PORT", help="health/metrics address (default 0.0.0.0:9102)"
-    )
-    parser.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help=flag_help("server", "listen"))
+    # No argparse choices: the schema checks the value, so a bad one is the same single line as
+    # from the environment or the file (argparse would print its usage first).
+    parser.add_argument("--log-format", metavar="json|text", help=flag_help("log", "format"))
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     flags = {
         "kong": {"url": args.kong_url},
-        "kubernetes": {"kubeconfig": args.kubeconfig, "namespaces": args.namespace},
+        "kubernetes": {
+            "kubeconfig": args.kubeconfig,
+            "context": args.context,
+            "namespaces": args.namespace,
+        },
         "server": {"listen": args.listen},
         "log": {"format": args.log_format},
     }
@@ -73,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
-    setup_logging(settings.log.format, settings.log.level)
     try:
         daemon = Daemon(settings)
     except KongError as e:  # e.g. unreadable TLS files: a configuration problem, said plainly
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
+    try:  # before any log line: a run with no cluster to talk to is told what to give, plainly
+        kube.resolve_source(settings.kubernetes.kubeconfig, context=settings.kubernetes.context)
+    except kube.KubeConfigError as e:
+        print(f"kongsplit run: {e}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log.format, settings.log.level)
     return asyncio.run(daemon.main())
 
 
@@ -121,18 +139,38 @@ class Daemon:
     async def serve(self) -> int:
         """Run until ``stop()`` (exit 0) or until a root task dies (exit 1)."""
         s = self.settings
-        logger.info(
-            "kongsplit %s starting: Kong %s, namespaces %s",
-            package_version(),
-            redact_url(s.kong.url),
-            ",".join(s.kubernetes.namespaces) or "all",
-        )
+        le = s.leader_election
         try:
-            api = await kube.make_api_client(s.kubernetes.kubeconfig)
-        except kube.KubeError as e:
-            logger.error("cannot reach Kubernetes: %s", e)
+            source = kube.resolve_source(s.kubernetes.kubeconfig, context=s.kubernetes.context)
+            api = await kube.client_for(source)
+        except kube.KubeConfigError as e:
+            logger.error("%s", e)
             await self.kong.close()
             return 1
+        lease = f"{le.lease_namespace}/{le.lease_name}"
+        logger.info(
+            "kongsplit %s starting: Kong %s, Kubernetes from %s, namespaces %s, %s",
+            package_version(),
+            redact_url(s.kong.url),
+            source.describe(),
+            ",".join(s.kubernetes.namespaces) or "all",
+            f"leader election on Lease {lease} as {le.identity}"
+            if le.enabled
+            else "leader election off (this process always writes to Kong)",
+        )
+        if le.enabled and not s.is_set("leaderElection.leaseNamespace"):
+            if not os.environ.get("POD_NAMESPACE"):
+                logger.warning(
+                    "leader election Lease %s: not running in a pod ($POD_NAMESPACE is unset) and "
+                    "leaderElection.leaseNamespace is not set, so the Lease is in namespace %s; "
+                    "an in-cluster kongsplit installed by the chart holds its Lease in its "
+                    "release namespace: set leaderElection.leaseNamespace (or "
+                    "KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE) to that namespace, or both will "
+                    "write to Kong",
+                    lease,
+                    le.lease_namespace,
+                    extra={"lease": lease},
+                )
         events = EventRecorder(api, component="kongsplit", host=s.leader_election.identity)
         if s.leader_election.enabled:
             self.elector = LeaderElector(

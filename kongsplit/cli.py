@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from kongsplit.metrics import package_version
+
 # subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kongsplit.app", "run the daemon: watch Rollouts, keep Kong's target weights in step"),
@@ -34,6 +36,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="kongsplit",
         description="Split traffic between stable and canary behind Kong, as Argo Rollouts says.",
     )
+    # The first line of `kongsplit version`.
+    parser.add_argument("--version", action="version", version=f"kongsplit {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

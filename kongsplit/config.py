@@ -1,17 +1,22 @@
 """Settings: the config file (docs/configuration.md), ``KONGSPLIT_*`` env vars and CLI flags.
 
-One schema describes every key once (its YAML name, env name, type and check), so the file,
-the environment and the flags cannot drift apart. Precedence: flags > env > file > defaults.
-Every error names where the bad value came from (file and key, or env var) and what was wrong.
+One schema describes every key once (its YAML name, env name, type, check, default, flag and
+one-line meaning), so the file, the environment, the flags, ``kongsplit run --help`` and
+docs/configuration.md (generated: ``python -m kongsplit.config > docs/configuration.md``) cannot
+drift apart. Precedence: flags > env > file > defaults. Every error names where the bad value
+came from (file and key, env var, or flag) and what was wrong; an unknown key or ``KONGSPLIT_*``
+variable names the closest known one.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,7 @@ class KongConfig:
 @dataclass(frozen=True)
 class KubernetesConfig:
     kubeconfig: str | None = None
+    context: str | None = None
     namespaces: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
 
@@ -69,7 +75,7 @@ def _default_identity() -> str:
 
 
 def _default_lease_namespace() -> str:
-    return os.environ.get("POD_NAMESPACE", "default")
+    return os.environ.get("POD_NAMESPACE") or "default"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,13 @@ class Settings:
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    #: Where each key set by the file, the environment or a flag came from (``"kong.url"`` →
+    #: ``"environment KONGSPLIT_KONG_URL"``); keys left at their defaults are absent.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def is_set(self, key: str) -> bool:
+        """Whether ``key`` (``"leaderElection.leaseNamespace"``) was set, not defaulted."""
+        return key in self.origins
 
 
 # --- value parsers: each takes the raw value and returns the typed one or raises ValueError ---
@@ -188,16 +201,6 @@ def _parse_url_list(value: Any) -> tuple[str, ...]:
     return tuple(_parse_url(v) for v in _parse_str_list(value))
 
 
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = _parse_str(value).lower()
-        if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
-        return text
-
-    return parse
-
-
 def redact_url(url: str) -> str:
     """``https://user:secret@kong:8444`` → ``https://***@kong:8444``: URLs are logged and served."""
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
@@ -220,64 +223,261 @@ def _parse_listen(value: Any) -> str:
     return text
 
 
-# The schema: YAML section → {yaml key: (dataclass field, parser)}. Env names derive from it.
+# --- the schema: one entry per key; the file, env names, flags, help and docs derive from it ---
+
 _Parser = Callable[[Any], Any]
-_SECTIONS: dict[str, tuple[str, dict[str, tuple[str, _Parser]]]] = {
+
+
+class _OneOf:
+    """A parser accepting one of a few words (case-insensitive); the docs list them."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def __call__(self, value: Any) -> str:
+        text = _parse_str(value).lower()
+        if text not in self.choices:
+            raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+        return text
+
+
+#: How each parser's values are described in `kongsplit run --help` and docs/configuration.md.
+_KINDS: dict[_Parser, str] = {
+    _parse_url: "URL",
+    _parse_url_list: "URL list",
+    _parse_str: "string",
+    _parse_opt_str: "string",
+    _parse_str_list: "string list",
+    _parse_bool: "bool",
+    parse_duration: "duration",
+    _parse_positive_int: "positive integer",
+    _parse_listen: "HOST:PORT",
+}
+#: What the kinds accept, said once.
+KIND_NOTES = (
+    "duration: seconds as a number, or with a unit: 500ms, 10s, 2m, 1h",
+    "bool: true/false, yes/no, on/off, 1/0",
+    "lists: a YAML list in the file, comma-separated in the environment, the flag repeated",
+)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its dataclass field, parser and the text every doc of it shows."""
+
+    attr: str
+    parse: _Parser
+    help: str
+    kind: str = ""  # shown type; else derived from the parser
+    default: str = ""  # shown default; else derived from the dataclass default
+    flag: str = ""  # the `kongsplit run` flag that sets it, if any
+
+    @property
+    def type_text(self) -> str:
+        if self.kind:
+            return self.kind
+        if isinstance(self.parse, _OneOf):
+            return "one of " + ", ".join(self.parse.choices)
+        return _KINDS[self.parse]
+
+
+_PATH = "file path"
+
+# YAML section → (Settings field, {yaml key: Key}). Env names derive from it; kong.tls is below.
+_SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
     "kong": (
         "kong",
         {
-            "url": ("url", _parse_url),
-            "token": ("token", _parse_opt_str),
-            "tokenFile": ("token_file", _parse_opt_str),
-            "workspace": ("workspace", _parse_opt_str),
-            "nodes": ("nodes", _parse_url_list),
-            "createUpstreams": ("create_upstreams", _parse_bool),
-            "exclusiveUpstreams": ("exclusive_upstreams", _parse_bool),
-            "onDelete": ("on_delete", _one_of("keep", "stable")),
-            "timeoutSeconds": ("timeout_seconds", parse_duration),
-            "configPollInterval": ("config_poll_interval", parse_duration),
+            "url": Key(
+                "url", _parse_url, "Kong Admin API URL kongsplit writes through", flag="--kong-url"
+            ),
+            "token": Key(
+                "token",
+                _parse_opt_str,
+                "Kong Admin API token (Kong-Admin-Token, Enterprise RBAC); prefer tokenFile",
+            ),
+            "tokenFile": Key(
+                "token_file",
+                _parse_opt_str,
+                "file holding the Admin API token; re-read when it changes, never logged",
+                kind=_PATH,
+            ),
+            "workspace": Key(
+                "workspace",
+                _parse_opt_str,
+                "Kong Enterprise workspace of the upstreams (unset: the default workspace)",
+            ),
+            "nodes": Key(
+                "nodes",
+                _parse_url_list,
+                "Admin API URL of every Kong node whose /health proves a weight is served "
+                "(/verify)",
+                default="kong.url alone",
+            ),
+            "createUpstreams": Key(
+                "create_upstreams",
+                _parse_bool,
+                "create a missing upstream (tagged) instead of reporting it",
+            ),
+            "exclusiveUpstreams": Key(
+                "exclusive_upstreams",
+                _parse_bool,
+                "zero the weight of targets kongsplit did not create in the upstreams it manages",
+            ),
+            "onDelete": Key(
+                "on_delete",
+                _OneOf("keep", "stable"),
+                "when a Rollout is deleted or un-annotated: keep Kong as it is, or move all "
+                "weight back to stable",
+            ),
+            "timeoutSeconds": Key(
+                "timeout_seconds", parse_duration, "timeout of one Admin API request"
+            ),
+            "configPollInterval": Key(
+                "config_poll_interval",
+                parse_duration,
+                "DB-less Kong: how often /status is polled for a foreign config write or a restart",
+            ),
         },
     ),
     "kubernetes": (
         "kubernetes",
         {
-            "kubeconfig": ("kubeconfig", _parse_opt_str),
-            "namespaces": ("namespaces", _parse_str_list),
-            "clusterDomain": ("cluster_domain", _parse_str),
+            "kubeconfig": Key(
+                "kubeconfig",
+                _parse_opt_str,
+                "kubeconfig file of the cluster whose Rollouts are watched",
+                kind=_PATH,
+                default="$KUBECONFIG, else ~/.kube/config, else the pod's service account",
+                flag="--kubeconfig",
+            ),
+            "context": Key(
+                "context",
+                _parse_opt_str,
+                "kubeconfig context to use",
+                default="the kubeconfig's current-context",
+                flag="--context",
+            ),
+            "namespaces": Key(
+                "namespaces",
+                _parse_str_list,
+                "namespaces whose Rollouts are watched",
+                default="all namespaces",
+                flag="--namespace",
+            ),
+            "clusterDomain": Key(
+                "cluster_domain",
+                _parse_str,
+                "cluster DNS domain, for kongsplit.io/target-mode: dns targets",
+            ),
         },
     ),
     "reconcile": (
         "reconcile",
         {
-            "interval": ("interval", parse_duration),
-            "concurrency": ("concurrency", _parse_positive_int),
+            "interval": Key(
+                "interval", parse_duration, "drift sweep period: Kong is re-read this often"
+            ),
+            "concurrency": Key(
+                "concurrency", _parse_positive_int, "Rollouts reconciled in parallel"
+            ),
         },
     ),
     "leaderElection": (
         "leader_election",
         {
-            "enabled": ("enabled", _parse_bool),
-            "leaseName": ("lease_name", _parse_str),
-            "leaseNamespace": ("lease_namespace", _parse_str),
-            "leaseDurationSeconds": ("lease_duration_seconds", parse_duration),
-            "identity": ("identity", _parse_str),
+            "enabled": Key(
+                "enabled",
+                _parse_bool,
+                "Lease leader election, so one replica writes to Kong (off: this one always "
+                "writes)",
+            ),
+            "leaseName": Key("lease_name", _parse_str, "name of the Lease"),
+            "leaseNamespace": Key(
+                "lease_namespace",
+                _parse_str,
+                "namespace of the Lease; outside a pod set it to the in-cluster kongsplit's "
+                "(the chart's release namespace) so both contend for one Lease",
+                default="$POD_NAMESPACE, else default",
+            ),
+            "leaseDurationSeconds": Key(
+                "lease_duration_seconds",
+                parse_duration,
+                "how long a dead leader blocks a takeover (at least 2s)",
+            ),
+            "identity": Key(
+                "identity",
+                _parse_str,
+                "this replica's name in the Lease",
+                default="$POD_NAME, else HOSTNAME-PID",
+            ),
         },
     ),
-    "server": ("server", {"listen": ("listen", _parse_listen)}),
+    "server": (
+        "server",
+        {
+            "listen": Key(
+                "listen",
+                _parse_listen,
+                "address of /healthz, /readyz, /metrics, /state and /verify; the default 0.0.0.0 "
+                "listens on all interfaces, on a laptop give 127.0.0.1:9102",
+                flag="--listen",
+            )
+        },
+    ),
     "log": (
         "log",
         {
-            "format": ("format", _one_of("json", "text")),
-            "level": ("level", _one_of("debug", "info", "warning", "error")),
+            "format": Key(
+                "format",
+                _OneOf("json", "text"),
+                "json: one JSON object a line; text: for people",
+                flag="--log-format",
+            ),
+            "level": Key("level", _OneOf("debug", "info", "warning", "error"), "log level"),
         },
     ),
 }
-_TLS_KEYS: dict[str, tuple[str, _Parser]] = {
-    "caFile": ("ca_file", _parse_opt_str),
-    "certFile": ("cert_file", _parse_opt_str),
-    "keyFile": ("key_file", _parse_opt_str),
-    "insecureSkipVerify": ("insecure_skip_verify", _parse_bool),
+_TLS_KEYS: dict[str, Key] = {
+    "caFile": Key(
+        "ca_file",
+        _parse_opt_str,
+        "CA bundle that signed the Admin API's certificate (unset: the system trust store)",
+        kind=_PATH,
+    ),
+    "certFile": Key(
+        "cert_file", _parse_opt_str, "client certificate for mutual TLS (with keyFile)", kind=_PATH
+    ),
+    "keyFile": Key(
+        "key_file", _parse_opt_str, "client key for mutual TLS (with certFile)", kind=_PATH
+    ),
+    "insecureSkipVerify": Key(
+        "insecure_skip_verify", _parse_bool, "do not verify the Admin API's certificate (tests)"
+    ),
 }
+
+#: The config file's path; the one ``KONGSPLIT_*`` variable that is not a key of the file.
+CONFIG_ENV = "KONGSPLIT_CONFIG"
+#: ``KONGSPLIT_*`` variables that are not settings but are legitimately set around kongsplit.
+#: Any other unknown ``KONGSPLIT_*`` variable is an error, so a typo cannot go unnoticed.
+OTHER_ENV: dict[str, str] = {
+    "KONGSPLIT_UPDATE_ALERTS": "tests: 1 rewrites deploy/prometheus/kongsplit-alerts.yaml "
+    "from the chart (tests/chart/test_alerts.py)",
+    "KONGSPLIT_DEMO_LOG_LEVEL": "kongsplit demo: level of the daemon log it writes (default info)",
+}
+#: Kubernetes gives every pod "service link" variables for each Service in its namespace
+#: (``enableServiceLinks`` is on by default): a Service named ``kongsplit`` or ``kongsplit-*``,
+#: the chart's own among them, yields ``KONGSPLIT_SERVICE_HOST``, ``KONGSPLIT_PORT_9102_TCP``...
+#: They are not settings either.
+SERVICE_LINK_ENV = re.compile(
+    r"^KONGSPLIT(?:_[A-Z0-9_]+)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$"
+)
+SERVICE_LINK_TEXT = (
+    "Kubernetes service links of a Service named kongsplit or kongsplit-* in the pod's "
+    "namespace (the chart's own is one): KONGSPLIT_SERVICE_HOST, KONGSPLIT_SERVICE_PORT, "
+    "KONGSPLIT_PORT, KONGSPLIT_PORT_9102_TCP..., and the same after KONGSPLIT_<NAME>_"
+)
 
 
 def _env_name(*parts: str) -> str:
@@ -286,11 +486,108 @@ def _env_name(*parts: str) -> str:
     return "KONGSPLIT_" + "_".join(words)
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key as the docs show it: ``kong.tls.caFile``, its variable, flag, type, default."""
+
+    name: str
+    env: str
+    flag: str
+    type: str
+    default: str
+    help: str
+    default_is_value: bool  # the default is a value (`10s`), not a description of one
+
+
+def keys() -> list[KeyInfo]:
+    """Every config key in file order (``kong.tls.*`` after ``kong.*``), for help and docs."""
+    defaults = Settings()
+    out: list[KeyInfo] = []
+
+    def add(section: str, key: str, spec: Key, current: Any) -> None:
+        default = spec.default or _show_default(getattr(current, spec.attr), spec.parse)
+        env = _env_name(*section.split("."), key)
+        is_value = not spec.default and default != "unset"
+        out.append(
+            KeyInfo(
+                f"{section}.{key}", env, spec.flag, spec.type_text, default, spec.help, is_value
+            )
+        )
+
+    for section, (attr, section_keys) in _SECTIONS.items():
+        current = getattr(defaults, attr)
+        for key, spec in section_keys.items():
+            add(section, key, spec, current)
+        if section == "kong":
+            for key, spec in _TLS_KEYS.items():
+                add("kong.tls", key, spec, defaults.kong.tls)
+    return out
+
+
+def _show_default(value: Any, parse: _Parser) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if parse is parse_duration:
+        return f"{value:g}s"
+    return str(value)
+
+
 def env_names() -> list[str]:
     """Every ``KONGSPLIT_*`` variable the settings read (for docs and tests)."""
     names = [_env_name(s, k) for s, (_, keys) in _SECTIONS.items() for k in keys]
     names += [_env_name("kong", "tls", k) for k in _TLS_KEYS]
     return names
+
+
+def _closest(name: str, candidates: Iterable[str], sep: str) -> str | None:
+    """The known name a mistyped one most likely meant: the one whose last part is the same
+    (a key in the wrong section, or with its section left out), else the most similar."""
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    tail = name.lower().rsplit(sep, 1)[-1]
+    same_tail = [c for low, c in lowered.items() if low.rsplit(sep, 1)[-1] == tail]
+    if len(same_tail) == 1:
+        return same_tail[0]
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse a ``KONGSPLIT_*`` variable that is no setting (a typo would be silently ignored)."""
+    known = [*env_names(), CONFIG_ENV]
+    for name in sorted(env):
+        if not name.upper().startswith("KONGSPLIT_") or name in known or name in OTHER_ENV:
+            continue
+        if SERVICE_LINK_ENV.match(name):
+            continue
+        prefix = len("KONGSPLIT_")
+        bare = [k[prefix:] for k in known]
+        hint = _closest(name[prefix:], bare, "_")
+        raise ConfigError(
+            f"environment {name} is not a kongsplit setting; "
+            + (
+                f"did you mean KONGSPLIT_{hint}?"
+                if hint
+                else "`kongsplit run --help` lists every KONGSPLIT_* variable"
+            )
+        )
+
+
+def _dotted_keys() -> list[str]:
+    names = [f"{s}.{k}" for s, (_, keys) in _SECTIONS.items() for k in keys]
+    return names + [f"kong.tls.{k}" for k in _TLS_KEYS]
+
+
+def _unknown_key(path: str, dotted: str, known: Iterable[str]) -> ConfigError:
+    hint = _closest(dotted, [*_SECTIONS, *_dotted_keys()], ".")
+    return ConfigError(
+        f"config file {path}: unknown key {dotted!r}"
+        + (f"; did you mean {hint!r}?" if hint else "")
+        + f" (known: {', '.join(known)})"
+    )
 
 
 Raw = dict[str, dict[str, Any]]
@@ -304,7 +601,7 @@ def _read_file(path: str) -> Raw:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path}: not valid YAML: {e}") from e
+        raise ConfigError(f"config file {path}: not valid YAML: {_one_line(e)}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -314,9 +611,7 @@ def _read_file(path: str) -> Raw:
     raw: Raw = {}
     for section, body in data.items():
         if section not in _SECTIONS:
-            raise ConfigError(
-                f"config file {path}: unknown key {section!r} (known: {', '.join(_SECTIONS)})"
-            )
+            raise _unknown_key(path, str(section), _SECTIONS)
         if body is None:
             continue
         if not isinstance(body, dict):
@@ -330,21 +625,21 @@ def _read_file(path: str) -> Raw:
                     raise ConfigError(f"config file {path}: kong.tls: expected a mapping")
                 for tkey in value:
                     if tkey not in _TLS_KEYS:
-                        raise ConfigError(
-                            f"config file {path}: unknown key 'kong.tls.{tkey}' "
-                            f"(known: {', '.join(_TLS_KEYS)})"
-                        )
+                        raise _unknown_key(path, f"kong.tls.{tkey}", _TLS_KEYS)
                 raw.setdefault("kong.tls", {}).update(
                     {k: (f"config file {path}: kong.tls.{k}", v) for k, v in value.items()}
                 )
                 continue
             if key not in keys:
-                raise ConfigError(
-                    f"config file {path}: unknown key '{section}.{key}' "
-                    f"(known: {', '.join([*keys, 'tls'] if section == 'kong' else keys)})"
-                )
+                known = [*keys, "tls"] if section == "kong" else list(keys)
+                raise _unknown_key(path, f"{section}.{key}", known)
             raw.setdefault(section, {})[key] = (f"config file {path}: {section}.{key}", value)
     return raw
+
+
+def _one_line(error: Exception) -> str:
+    """A YAML error on one line: PyYAML's own message spans several."""
+    return " ".join(str(error).split())
 
 
 def _read_env(env: Mapping[str, str]) -> Raw:
@@ -361,24 +656,26 @@ def _read_env(env: Mapping[str, str]) -> Raw:
     return raw
 
 
+def _spec(section: str, key: str) -> Key:
+    return _TLS_KEYS[key] if section == "kong.tls" else _SECTIONS[section][1][key]
+
+
 def _apply(settings: Settings, raw: Raw) -> Settings:
+    origins = dict(settings.origins)
     for section, values in raw.items():
-        if section == "kong.tls":
-            tls = settings.kong.tls
-            changes = {}
-            for key, (where, value) in values.items():
-                attr, parse = _TLS_KEYS[key]
-                changes[attr] = _checked(parse, value, where)
-            settings = replace(settings, kong=replace(settings.kong, tls=replace(tls, **changes)))
-            continue
-        attr_name, keys = _SECTIONS[section]
-        current = getattr(settings, attr_name)
         changes = {}
         for key, (where, value) in values.items():
-            attr, parse = keys[key]
-            changes[attr] = _checked(parse, value, where)
+            spec = _spec(section, key)
+            changes[spec.attr] = _checked(spec.parse, value, where)
+            origins[f"{section}.{key}"] = where
+        if section == "kong.tls":
+            tls = replace(settings.kong.tls, **changes)
+            settings = replace(settings, kong=replace(settings.kong, tls=tls))
+            continue
+        attr_name = _SECTIONS[section][0]
+        current = getattr(settings, attr_name)
         settings = replace(settings, **{attr_name: replace(current, **changes)})
-    return settings
+    return replace(settings, origins=origins)
 
 
 def _checked(parse: _Parser, value: Any, where: str) -> Any:
@@ -397,11 +694,13 @@ def load_settings(
     """Defaults, then the YAML file, then ``KONGSPLIT_*`` env, then flags (``{section: {key: v}}``).
 
     ``flags`` uses the YAML names (``{"kong": {"url": ...}}``); a flag left at None is unset.
-    The config file path itself may come from ``KONGSPLIT_CONFIG``.
+    The config file path itself may come from ``KONGSPLIT_CONFIG``. A ``KONGSPLIT_*`` variable
+    that is no setting (nor in :data:`OTHER_ENV`) is an error, as an unknown file key is.
     """
     env = os.environ if env is None else env
+    check_env(env)
     settings = Settings()
-    path = path or env.get("KONGSPLIT_CONFIG") or None
+    path = path or env.get(CONFIG_ENV) or None
     if path:
         settings = _apply_layer(settings, _read_file(path))
     settings = _apply_layer(settings, _read_env(env))
@@ -410,7 +709,9 @@ def load_settings(
         for section, values in flags.items():
             for key, value in values.items():
                 if value is not None:
-                    raw.setdefault(section, {})[key] = (f"flag for {section}.{key}", value)
+                    flag = _spec(section, key).flag
+                    where = f"flag {flag}" if flag else f"flag for {section}.{key}"
+                    raw.setdefault(section, {})[key] = (where, value)
         settings = _apply_layer(settings, raw)
     _check_whole(settings)
     return settings
@@ -425,11 +726,14 @@ def _apply_layer(settings: Settings, raw: Raw) -> Settings:
     """
     kong = raw.get("kong", {})
     settings = _apply(settings, raw)
+    origins = dict(settings.origins)
     if "token" in kong and "tokenFile" not in kong and settings.kong.token:
+        origins.pop("kong.tokenFile", None)
         settings = replace(settings, kong=replace(settings.kong, token_file=None))
     elif "tokenFile" in kong and "token" not in kong and settings.kong.token_file:
+        origins.pop("kong.token", None)
         settings = replace(settings, kong=replace(settings.kong, token=None))
-    return settings
+    return replace(settings, origins=origins)
 
 
 def _check_whole(settings: Settings) -> None:
@@ -446,3 +750,142 @@ def _check_whole(settings: Settings) -> None:
 def section_fields(section: str) -> list[str]:
     """The YAML keys of one section (for help texts and tests)."""
     return list(_SECTIONS[section][1])
+
+
+# --- the generated documentation: `kongsplit run --help` and docs/configuration.md ---
+
+
+def flag_help(section: str, key: str) -> str:
+    """The help of the `kongsplit run` flag that sets ``section.key``."""
+    info = next(k for k in keys() if k.name == f"{section}.{key}")
+    return f"{info.help} (default {info.default}; {info.env})"
+
+
+def env_help() -> str:
+    """The epilog of `kongsplit run --help`: every variable, its key, type and default."""
+    lines = [
+        "environment (flags win over the environment, the environment over the config file):",
+        f"  {CONFIG_ENV}",
+        "      the config file (YAML), as --config",
+    ]
+    for k in keys():
+        lines.append(f"  {k.env}")
+        lines.append(f"      {k.name}: {k.type}; default: {k.default}")
+    lines += ["", *KIND_NOTES, ""]
+    lines.append(
+        "other KONGSPLIT_* variables allowed (not settings): "
+        + ", ".join(OTHER_ENV)
+        + ", and Kubernetes service links (KONGSPLIT_SERVICE_HOST, KONGSPLIT_PORT...); any "
+        "other is an error"
+    )
+    lines.append("every key, with what it means: docs/configuration.md")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _wrap(text: str, first: str = "", rest: str = "") -> list[str]:
+    return textwrap.wrap(text, 100, initial_indent=first, subsequent_indent=rest)
+
+
+def markdown_reference() -> str:
+    """docs/configuration.md, generated from the schema above (``python -m kongsplit.config``)."""
+    out = [
+        "# Configuration",
+        "",
+        "<!-- Generated from the schema in kongsplit/config.py by",
+        "     `python -m kongsplit.config > docs/configuration.md`: edit the schema, not this file",
+        "     (tests/test_config.py fails when the two differ). -->",
+        "",
+        "`kongsplit run` takes each setting from the first of these that sets it:",
+        "",
+        "1. a command-line flag (`kongsplit run --help`);",
+        "2. a `KONGSPLIT_<SECTION>_<KEY>` environment variable;",
+        f"3. the YAML config file: `--config FILE`, else `${CONFIG_ENV}`;",
+        "4. the default.",
+        "",
+        *_wrap(
+            "An unknown key in the file and an unknown `KONGSPLIT_*` variable are errors that name "
+            "the closest known one; a bad value is an error that names where it came from (file "
+            'and key, variable, or flag). The README\'s "Run it" has an example file.'
+        ),
+        "",
+        "Types:",
+        "",
+        *(line for note in KIND_NOTES for line in _wrap(note, "- ", "  ")),
+    ]
+    by_section: dict[str, list[KeyInfo]] = {}
+    for k in keys():
+        by_section.setdefault(k.name.rsplit(".", 1)[0], []).append(k)
+    for section, infos in by_section.items():
+        out += [
+            "",
+            f"## `{section}`",
+            "",
+            "| Key | Environment variable | Flag | Type | Default | Meaning |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k in infos:
+            flag = f"`{k.flag}`" if k.flag else ""
+            default = f"`{k.default}`" if k.default_is_value else _cell(k.default)
+            out.append(
+                f"| `{k.name}` | `{k.env}` | {flag} | {_cell(k.type)} | {default}"
+                f" | {_cell(k.help)} |"
+            )
+    out += [
+        "",
+        "## Other `KONGSPLIT_*` variables",
+        "",
+        "| Variable | Meaning |",
+        "|---|---|",
+        f"| `{CONFIG_ENV}` | the config file, as `--config` |",
+        *(f"| `{name}` | {_cell(text)} |" for name, text in OTHER_ENV.items()),
+        "| `KONGSPLIT[_<NAME>]_SERVICE_HOST`, `…_SERVICE_PORT[_<PORT>]`, `…_PORT[_…]` | "
+        + _cell(SERVICE_LINK_TEXT)
+        + " |",
+        "",
+        *_wrap(
+            "All but the first are allowed although they are not settings; any other `KONGSPLIT_*` "
+            "variable makes `kongsplit run` exit 2 with one line naming it and the closest known "
+            "one (a typo would otherwise be ignored silently)."
+        ),
+        "",
+        "## Running it outside the cluster",
+        "",
+        *_wrap(
+            "**Kubernetes client**, found as kubectl finds it: `--kubeconfig FILE` "
+            "(`kubernetes.kubeconfig`), else `$KUBECONFIG` (a colon-separated list of files is "
+            "merged; the first file that names a current-context wins), else `~/.kube/config` "
+            "when it exists, else the pod's service account. `--context NAME` "
+            "(`kubernetes.context`) picks another context than the current one. A missing file, "
+            "an unknown context, or no configuration at all outside a pod stops `kongsplit run` "
+            "with exit 1 and one line that says what to give.",
+            "- ",
+            "  ",
+        ),
+        *_wrap(
+            "**Listen address**: the default `0.0.0.0:9102` listens on all interfaces, as a pod "
+            "needs; on a laptop give `--listen 127.0.0.1:9102`.",
+            "- ",
+            "  ",
+        ),
+        *_wrap(
+            "**Leader election**: the Lease is `leaderElection.leaseNamespace`/"
+            "`leaderElection.leaseName`. In a pod the namespace defaults to the pod's "
+            "(`$POD_NAMESPACE`, which the chart sets to the release namespace); outside a pod it "
+            "is `default`, and kongsplit logs a warning at start. To contend with an in-cluster "
+            "kongsplit for one Lease, instead of writing to Kong beside it, set "
+            "`leaderElection.leaseNamespace` (`KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE`) to its "
+            "release namespace. The start-up log line names the Lease and this process's "
+            "identity.",
+            "- ",
+            "  ",
+        ),
+    ]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # python -m kongsplit.config > docs/configuration.md
+    print(markdown_reference(), end="")

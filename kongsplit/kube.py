@@ -14,10 +14,12 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import yaml
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
@@ -69,41 +71,188 @@ class KubeApiError(KubeError):
         return self.status >= 500 or self.status == 429
 
 
-async def make_api_client(kubeconfig: str | None) -> k8s_client.ApiClient:
-    """An ``ApiClient`` from an explicit kubeconfig file, else ``$KUBECONFIG``, else in-cluster.
+@dataclass(frozen=True)
+class KubeSource:
+    """Where the client's configuration comes from, found the way kubectl finds it."""
+
+    files: tuple[str, ...]  # kubeconfig files, merged in order; empty: the pod's service account
+    context: str | None  # the context used (always set with files)
+    origin: str  # what named the files: --kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster
+
+    def describe(self) -> str:
+        if not self.files:
+            return "the pod's service account"
+        return f"kubeconfig {_shown(self.files)} (context {self.context})"
+
+
+def _shown(files: tuple[str, ...] | list[str]) -> str:
+    return os.pathsep.join(files)
+
+
+def resolve_source(
+    kubeconfig: str | None,
+    *,
+    context: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> KubeSource:
+    """``kubeconfig`` (``--kubeconfig``), else ``$KUBECONFIG`` (a list of files, merged), else
+    ``~/.kube/config`` when it exists, else the pod's service account; ``context`` overrides the
+    kubeconfig's current-context. Every dead end is a :class:`KubeConfigError` of one line that
+    names the file or context and what to give instead.
+    """
+    env = os.environ if environ is None else environ
+    home_config = os.path.join(os.path.expanduser("~"), ".kube", "config")
+    if kubeconfig:
+        files = _existing(kubeconfig)
+        if not files:
+            raise KubeConfigError(
+                f"kubeconfig {kubeconfig} does not exist (given by --kubeconfig or "
+                "kubernetes.kubeconfig): give the path of an existing file"
+            )
+        origin = "--kubeconfig"
+    elif env.get("KUBECONFIG"):
+        files = _existing(env["KUBECONFIG"])
+        if not files:
+            several = os.pathsep in env["KUBECONFIG"].strip(os.pathsep)
+            raise KubeConfigError(
+                f"no kubeconfig found: $KUBECONFIG is {env['KUBECONFIG']} and "
+                + ("none of these files exists" if several else "that file does not exist")
+                + ": fix $KUBECONFIG or give --kubeconfig FILE"
+            )
+        origin = "$KUBECONFIG"
+    elif os.path.exists(home_config):
+        files, origin = [home_config], "~/.kube/config"
+    elif env.get("KUBERNETES_SERVICE_HOST"):
+        if context:
+            raise KubeConfigError(
+                f"--context {context} needs a kubeconfig, and there is none ({home_config} does "
+                "not exist, $KUBECONFIG is unset): give --kubeconfig FILE, or leave --context out "
+                "to use the pod's service account"
+            )
+        return KubeSource((), None, "in-cluster")
+    else:
+        raise KubeConfigError(
+            f"no kubeconfig found ({home_config} does not exist, $KUBECONFIG is unset) and not "
+            "running in a pod: give --kubeconfig FILE"
+        )
+    names, current = _contexts(files)
+    shown = _shown(files)
+    listed = f"its contexts: {', '.join(names)}" if names else "it has no contexts"
+    if context:
+        if context not in names:
+            raise KubeConfigError(
+                f"kubeconfig {shown} has no context {context!r} ({listed}): "
+                "give --context one of them"
+            )
+        return KubeSource(tuple(files), context, origin)
+    if not current:
+        raise KubeConfigError(
+            f"kubeconfig {shown} names no current-context ({listed}): give --context NAME"
+        )
+    if current not in names:
+        raise KubeConfigError(
+            f"kubeconfig {shown}: its current-context {current!r} is not one of its contexts "
+            f"({listed}): give --context NAME, or fix it with kubectl config use-context"
+        )
+    return KubeSource(tuple(files), current, origin)
+
+
+def _existing(paths: str) -> list[str]:
+    """The files of a kubeconfig list (``a:b``, as ``KUBECONFIG`` allows) that exist."""
+    expanded = (os.path.expanduser(p) for p in paths.split(os.pathsep) if p)
+    return [p for p in expanded if os.path.exists(p)]
+
+
+def _contexts(files: list[str]) -> tuple[list[str], str | None]:
+    """Context names across ``files`` and the current-context (the first file naming one
+    wins, as in kubectl)."""
+    names: list[str] = []
+    current: str | None = None
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except OSError as e:
+            raise KubeConfigError(f"kubeconfig {path}: cannot read it: {e.strerror or e}") from e
+        except yaml.YAMLError as e:
+            problem = " ".join(str(e).split())
+            raise KubeConfigError(f"kubeconfig {path}: not valid YAML ({problem})") from e
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise KubeConfigError(f"kubeconfig {path}: expected a mapping, not a kubeconfig")
+        for item in data.get("contexts") or []:
+            if isinstance(item, dict) and item.get("name") and item["name"] not in names:
+                names.append(str(item["name"]))
+        if not current and data.get("current-context"):
+            current = str(data["current-context"])
+    return names, current
+
+
+async def make_api_client(
+    kubeconfig: str | None, *, context: str | None = None
+) -> k8s_client.ApiClient:
+    """An ``ApiClient`` from :func:`resolve_source` (``--kubeconfig``, ``$KUBECONFIG``,
+    ``~/.kube/config``, in-cluster), with ``context`` instead of the current-context if given.
 
     The caller owns the client and must ``await client.close()`` (it holds an aiohttp session).
     """
+    return await client_for(resolve_source(kubeconfig, context=context))
+
+
+async def client_for(source: KubeSource) -> k8s_client.ApiClient:
+    """An ``ApiClient`` for a resolved source; the caller must ``await client.close()``."""
     cfg = k8s_client.Configuration()
-    source = kubeconfig or os.environ.get("KUBECONFIG") or None
-    if source:
-        origin = "--kubeconfig" if kubeconfig else "KUBECONFIG"
-        if not _any_exists(source):
-            raise KubeConfigError(f"kubeconfig {source!r} (from {origin}): no such file")
+    if source.files:
         try:
             # persist_config off: never write token refreshes back into the user's file (and
             # the pod's root filesystem is read-only).
             await k8s_config.load_kube_config(
-                config_file=source, client_configuration=cfg, persist_config=False
+                config_file=_shown(source.files),
+                context=source.context,
+                client_configuration=cfg,
+                persist_config=False,
             )
-        except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as e:
-            raise KubeConfigError(f"kubeconfig {source!r} (from {origin}): {e}") from e
-        logger.debug("kubernetes client from kubeconfig", extra={"kubeconfig": source})
+        except _LOADER_ERRORS as e:
+            raise KubeConfigError(
+                f"{source.describe()}: cannot use it: {_plain(e)}: fix the kubeconfig "
+                "(kubectl config view shows it)"
+            ) from e
+        logger.debug(
+            "kubernetes client from kubeconfig",
+            extra={"kubeconfig": _shown(source.files), "context": source.context},
+        )
     else:
         try:
             k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException as e:
             raise KubeConfigError(
-                "no Kubernetes configuration: pass --kubeconfig (or kubernetes.kubeconfig), "
-                f"set KUBECONFIG, or run in a pod with a service account ({e})"
+                "running in a pod ($KUBERNETES_SERVICE_HOST is set) but its service account "
+                f"cannot be used ({_plain(e)}): mount its token (automountServiceAccountToken) "
+                "or give --kubeconfig FILE"
             ) from e
         logger.debug("kubernetes client from the in-cluster service account")
     return k8s_client.ApiClient(configuration=cfg)
 
 
-def _any_exists(paths: str) -> bool:
-    """KUBECONFIG may list several files (``a:b``); kubernetes-asyncio merges those that exist."""
-    return any(os.path.exists(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p)
+# What kubernetes-asyncio's kubeconfig loader raises on a file it cannot use (it asserts, too).
+_LOADER_ERRORS = (
+    k8s_config.ConfigException,
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+)
+
+
+def _plain(error: BaseException) -> str:
+    """A loader error in words: never its class name, never a bare ``'key'``."""
+    if isinstance(error, KeyError):
+        return f"it lacks {error}"
+    text = " ".join(str(error).split()).rstrip(".")
+    return text or "it is incomplete"
 
 
 def api_path(

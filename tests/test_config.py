@@ -10,16 +10,23 @@ from typing import Any
 import pytest
 
 from kongsplit.config import (
+    CONFIG_ENV,
+    OTHER_ENV,
     ConfigError,
     KongConfig,
     Settings,
     TLSConfig,
+    env_help,
     env_names,
+    keys,
     load_settings,
+    markdown_reference,
     parse_duration,
     parse_listen,
     section_fields,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Every key of the config file as docs/configuration.md lists it.
 DOCUMENTED_KEYS = {
@@ -35,7 +42,7 @@ DOCUMENTED_KEYS = {
         "timeoutSeconds",
         "configPollInterval",
     ],
-    "kubernetes": ["kubeconfig", "namespaces", "clusterDomain"],
+    "kubernetes": ["kubeconfig", "context", "namespaces", "clusterDomain"],
     "reconcile": ["interval", "concurrency"],
     "leaderElection": [
         "enabled",
@@ -133,6 +140,7 @@ kong:
   configPollInterval: 500ms
 kubernetes:
   kubeconfig: /home/me/.kube/config
+  context: kind-dev
   namespaces: [shop, payments]
   clusterDomain: corp.example
 reconcile:
@@ -173,6 +181,7 @@ log:
         pytest.param("kong.timeout_seconds", 5.0, id="timeoutSeconds"),
         pytest.param("kong.config_poll_interval", 0.5, id="configPollInterval"),
         pytest.param("kubernetes.kubeconfig", "/home/me/.kube/config", id="kubeconfig"),
+        pytest.param("kubernetes.context", "kind-dev", id="context"),
         pytest.param("kubernetes.namespaces", ("shop", "payments"), id="namespaces"),
         pytest.param("kubernetes.cluster_domain", "corp.example", id="clusterDomain"),
         pytest.param("reconcile.interval", 120.0, id="interval"),
@@ -283,10 +292,16 @@ def test_empty_file_or_sections_give_defaults(tmp_path: Path, text: str) -> None
             {"KONGSPLIT_KONG_WORKSPACE": ""}, "kong.workspace", None, id="empty-optional-is-unset"
         ),
         pytest.param(
-            {"KONGSPLIT_UNRELATED": "x", "PATH": "/bin"},
+            {"PATH": "/bin", "KONGSPLIT_UPDATE_ALERTS": "1", "KONGSPLIT_DEMO_LOG_LEVEL": "debug"},
             "kong.url",
             "http://localhost:8001",
-            id="other-vars-ignored",
+            id="other-vars-and-allowed-non-settings-ignored",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KUBERNETES_CONTEXT": "kind-dev"},
+            "kubernetes.context",
+            "kind-dev",
+            id="context",
         ),
     ],
 )
@@ -561,7 +576,7 @@ def test_env_errors_name_the_variable(env: dict[str, str], words: list[str]) -> 
 
 
 def test_flag_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^flag for kong\.url: .*'not-a-url'"):
+    with pytest.raises(ConfigError, match=r"^flag --kong-url: .*'not-a-url'"):
         load_settings(None, env={}, flags={"kong": {"url": "not-a-url"}})
 
 
@@ -662,3 +677,205 @@ def test_settings_are_frozen() -> None:
 def test_token_not_in_repr() -> None:
     settings = load_settings(None, env={"KONGSPLIT_KONG_TOKEN": "s3cret-token"})
     assert "s3cret-token" not in repr(settings)
+
+
+def test_empty_pod_namespace_falls_back_to_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "")
+    assert load_settings(None, env={}).leader_election.lease_namespace == "default"
+
+
+# --------------------------------------------------------------------------- where values came from
+
+
+def test_origins_name_the_layer_that_set_each_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "kong: {url: 'http://file:1', workspace: w}\n")
+    settings = load_settings(
+        path,
+        env={"KONGSPLIT_KONG_URL": "http://env:2", "KONGSPLIT_LOG_LEVEL": "debug"},
+        flags={"server": {"listen": "127.0.0.1:1"}, "log": {"format": None}},
+    )
+    assert dict(settings.origins) == {
+        "kong.url": "environment KONGSPLIT_KONG_URL",
+        "kong.workspace": f"config file {path}: kong.workspace",
+        "log.level": "environment KONGSPLIT_LOG_LEVEL",
+        "server.listen": "flag --listen",
+    }
+    assert settings.is_set("kong.workspace")
+    assert not settings.is_set("leaderElection.leaseNamespace")
+    assert not load_settings(None, env={}).origins
+
+
+def test_token_replaced_by_token_file_leaves_no_origin(tmp_path: Path) -> None:
+    path = write(tmp_path, "kong: {token: t}\n")
+    settings = load_settings(path, env={"KONGSPLIT_KONG_TOKEN_FILE": "/t"})
+    assert settings.is_set("kong.tokenFile") and not settings.is_set("kong.token")
+
+
+# --------------------------------------------------------------------------- unknown names
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param(
+            "KONGSPLIT_KONG_TOKENFILE",
+            "environment KONGSPLIT_KONG_TOKENFILE is not a kongsplit setting; "
+            "did you mean KONGSPLIT_KONG_TOKEN_FILE?",
+            id="typo",
+        ),
+        pytest.param(
+            "KONGSPLIT_KUBECONFIG",
+            "environment KONGSPLIT_KUBECONFIG is not a kongsplit setting; "
+            "did you mean KONGSPLIT_KUBERNETES_KUBECONFIG?",
+            id="section-left-out",
+        ),
+        pytest.param(
+            "KONGSPLIT_LISTEN",
+            "environment KONGSPLIT_LISTEN is not a kongsplit setting; "
+            "did you mean KONGSPLIT_SERVER_LISTEN?",
+            id="section-left-out-2",
+        ),
+        pytest.param(
+            "kongsplit_kong_url",
+            "environment kongsplit_kong_url is not a kongsplit setting; "
+            "did you mean KONGSPLIT_KONG_URL?",
+            id="lower-case",
+        ),
+        pytest.param(
+            "KONGSPLIT_LEADER_ELECTION_NAMESPACE",
+            "environment KONGSPLIT_LEADER_ELECTION_NAMESPACE is not a kongsplit setting; "
+            "did you mean KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE?",
+            id="word-left-out",
+        ),
+        pytest.param(
+            "KONGSPLIT_BOGUS",
+            "environment KONGSPLIT_BOGUS is not a kongsplit setting; "
+            "`kongsplit run --help` lists every KONGSPLIT_* variable",
+            id="nothing-close",
+        ),
+    ],
+)
+def test_unknown_env_variable_is_an_error_naming_the_closest(name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"KONGSPLIT_KONG_URL": "http://kong:8001", name: "x"})
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "KONGSPLIT_SERVICE_HOST",
+        "KONGSPLIT_SERVICE_PORT",
+        "KONGSPLIT_SERVICE_PORT_HTTP_METRICS",
+        "KONGSPLIT_PORT",
+        "KONGSPLIT_PORT_9102_TCP",
+        "KONGSPLIT_PORT_9102_TCP_PROTO",
+        "KONGSPLIT_PORT_9102_TCP_PORT",
+        "KONGSPLIT_PORT_9102_TCP_ADDR",
+        "KONGSPLIT_CANARY_SERVICE_HOST",
+        "KONGSPLIT_CANARY_PORT_9102_UDP_ADDR",
+    ],
+)
+def test_kubernetes_service_links_are_not_refused(name: str) -> None:
+    """A Service named kongsplit (the chart's) puts these into every pod of its namespace."""
+    assert load_settings(None, env={name: "10.96.0.42"}).kong == KongConfig()
+
+
+@pytest.mark.parametrize(
+    "name", ["KONGSPLIT_SERVICE_HOSTNAME", "KONGSPLIT_PORT_HTTP", "KONGSPLIT_SERVICE"]
+)
+def test_names_only_like_service_links_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^environment {name} is not a kongsplit setting"):
+        load_settings(None, env={name: "x"})
+
+
+def test_every_known_and_allowed_variable_is_accepted() -> None:
+    """Each variable set to its documented default (or empty where that means unset) loads,
+    beside the config path and the allowed non-settings: none is refused as unknown."""
+    env = {k.env: k.default if k.default_is_value else "" for k in keys()}
+    env |= {"KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE": "ns"}
+    env |= {"KONGSPLIT_LEADER_ELECTION_IDENTITY": "me", CONFIG_ENV: ""}
+    env |= dict.fromkeys(OTHER_ENV, "1")
+    settings = load_settings(None, env=env)
+    assert (settings.kong, settings.kubernetes) == (Settings().kong, Settings().kubernetes)
+    assert (settings.reconcile, settings.server, settings.log) == (
+        Settings().reconcile,
+        Settings().server,
+        Settings().log,
+    )
+    assert settings.leader_election.lease_namespace == "ns"
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        pytest.param("kong: {urll: x}\n", "'kong.url'", id="typo"),
+        pytest.param("kong: {token_file: /t}\n", "'kong.tokenFile'", id="snake-case-key"),
+        pytest.param("leader_election: {enabled: true}\n", "'leaderElection'", id="snake-section"),
+        pytest.param("kongg: {}\n", "'kong'", id="section-typo"),
+        pytest.param("url: http://kong:8001\n", "'kong.url'", id="key-without-its-section"),
+        pytest.param("kong: {namespaces: [a]}\n", "'kubernetes.namespaces'", id="wrong-section"),
+        pytest.param("kong: {tls: {caFil: x}}\n", "'kong.tls.caFile'", id="tls-typo"),
+    ],
+)
+def test_unknown_file_key_suggests_the_closest(tmp_path: Path, text: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=f"; did you mean {suggestion}\\? \\(known: "):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_unknown_file_key_with_nothing_close(tmp_path: Path) -> None:
+    path = write(tmp_path, "zzzzzz: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert str(info.value) == (
+        f"config file {path}: unknown key 'zzzzzz' "
+        "(known: kong, kubernetes, reconcile, leaderElection, server, log)"
+    )
+
+
+def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "kong:\n  url: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_settings(path, env={})
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- generated docs
+
+
+def test_every_key_is_documented_with_type_default_and_meaning() -> None:
+    infos = keys()
+    assert sorted(k.env for k in infos) == sorted(env_names())
+    assert len(infos) == sum(map(len, DOCUMENTED_KEYS.values())) + 4
+    for k in infos:
+        assert k.type and k.default and k.help, k
+        assert "\n" not in k.help
+    assert {k.name: k.default for k in infos}["server.listen"] == "0.0.0.0:9102"
+    assert {k.name: k.flag for k in infos if k.flag} == {
+        "kong.url": "--kong-url",
+        "kubernetes.kubeconfig": "--kubeconfig",
+        "kubernetes.context": "--context",
+        "kubernetes.namespaces": "--namespace",
+        "server.listen": "--listen",
+        "log.format": "--log-format",
+    }
+
+
+def test_docs_configuration_md_is_current() -> None:
+    path = ROOT / "docs" / "configuration.md"
+    assert path.read_text(encoding="utf-8") == markdown_reference(), (
+        "docs/configuration.md is not what the schema in kongsplit/config.py says: regenerate "
+        "it with `python -m kongsplit.config > docs/configuration.md`"
+    )
+
+
+def test_docs_and_help_name_every_variable() -> None:
+    doc, help_text = markdown_reference(), env_help()
+    for name in [*env_names(), CONFIG_ENV, *OTHER_ENV]:
+        assert f"`{name}`" in doc
+        assert name in help_text
+    for section, names in DOCUMENTED_KEYS.items():
+        for key in names:
+            assert f"| `{section}.{key}` |" in doc
+    assert "`0.0.0.0:9102` listens on all interfaces" in doc
+    assert "`--listen 127.0.0.1:9102`" in doc

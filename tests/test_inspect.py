@@ -246,4 +246,4 @@ async def test_kubeconfig_compares_with_the_rollout(tmp_path: Path) -> None:
             "--kubeconfig",
             str(tmp_path / "missing"),
         )
-    assert code == 1 and "Traceback" not in err and "no such file" in err
+    assert code == 1 and "Traceback" not in err and "missing does not exist" in err

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kongsplit.config import keys
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -105,3 +107,16 @@ def test_inspect_output_matches_readme() -> None:
     shown = shown.replace(f"127.0.0.1:{port}", "127.0.0.1:8001")
     assert shown.strip() == _block_after("kongsplit inspect --kong-url").strip()
     assert sim.returncode == 0  # SIGTERM ends the simulator cleanly
+
+
+def test_run_it_flag_table_is_the_schema() -> None:
+    """The README's table of `kongsplit run` flags says what kongsplit.config says."""
+    rows = re.findall(
+        r"^\| `(--[a-z-]+)` \| `([\w.]+)` \| `(KONGSPLIT_\w+)` \| (.+) \|$", README, flags=re.M
+    )
+    flagged = [k for k in keys() if k.flag]
+    assert [(f, k, e) for f, k, e, _ in rows] == [(k.flag, k.name, k.env) for k in flagged]
+    for (_, _, _, default), key in zip(rows, flagged, strict=True):
+        if key.default_is_value:
+            assert default.startswith(f"`{key.default}`"), key.name
+    assert "kongsplit run --help" in README and "docs/configuration.md" in README

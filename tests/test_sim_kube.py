@@ -1,7 +1,8 @@
 """KubeSim, the demo's Kubernetes API fake, driven by the real kubernetes-asyncio client.
 
 Also covers kongsplit.kube (client construction from a kubeconfig, the JSON request helper),
-since KubeSim's kubeconfig is the natural thing to load. The watcher's tests run against
+since KubeSim's kubeconfig is the natural thing to load; how the kubeconfig is found, and every
+way that fails, is in tests/test_kubeconfig.py. The watcher's tests run against
 KubeSim as well as kmock (tests/test_watcher.py, parametrised).
 """
 
@@ -67,24 +68,11 @@ async def test_kubeconfig_from_the_environment(
         await api.close()
 
 
-async def test_missing_kubeconfig_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(kube.KubeConfigError, match=r"nope.*--kubeconfig.*no such file"):
-        await kube.make_api_client(str(tmp_path / "nope"))
-
-
 async def test_broken_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "broken"
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "x"}))
     with pytest.raises(kube.KubeConfigError, match="broken"):
         await kube.make_api_client(str(path))
-
-
-async def test_no_configuration_at_all_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    with pytest.raises(kube.KubeConfigError, match=r"--kubeconfig.*KUBECONFIG.*service account"):
-        await kube.make_api_client(None)
 
 
 async def test_request_errors_carry_the_status(api: client.ApiClient) -> None:

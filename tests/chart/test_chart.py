@@ -49,6 +49,29 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return pod["containers"][0]
 
 
+def service_link_env(service: dict[str, Any], ip: str = "10.96.0.42") -> dict[str, str]:
+    """The variables Kubernetes puts into every pod of the namespace for ``service`` when
+    ``enableServiceLinks`` is on (the default), named as the kubelet names them."""
+    name = service["metadata"]["name"].upper().replace("-", "_")
+    ports = service["spec"]["ports"]
+    first = ports[0]
+    env = {
+        f"{name}_SERVICE_HOST": ip,
+        f"{name}_SERVICE_PORT": str(first["port"]),
+        f"{name}_PORT": f"{first.get('protocol', 'TCP').lower()}://{ip}:{first['port']}",
+    }
+    for port in ports:
+        proto = port.get("protocol", "TCP")
+        if port.get("name"):
+            env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+        prefix = f"{name}_PORT_{port['port']}_{proto}"
+        env[prefix] = f"{proto.lower()}://{ip}:{port['port']}"
+        env[f"{prefix}_PROTO"] = proto.lower()
+        env[f"{prefix}_PORT"] = str(port["port"])
+        env[f"{prefix}_ADDR"] = ip
+    return env
+
+
 @pytest.fixture(scope="module")
 def rendered(helm_template: Any) -> dict[str, list[dict[str, Any]]]:
     """Every ci/*-values.yaml rendered once (namespace kongsplit-system, release kongsplit)."""
@@ -88,7 +111,14 @@ def test_config_map_loads_with_kongsplit_settings(
     assert len(config_maps) == 1
     path = tmp_path / "config.yaml"
     path.write_text(config_maps[0]["data"]["config.yaml"], encoding="utf-8")
-    settings = load_settings(str(path), env={"POD_NAME": "kongsplit-0", "POD_NAMESPACE": "x"})
+    # The pod's environment: the downward API, and the service links Kubernetes adds for every
+    # Service of the namespace (the chart's own is named kongsplit: KONGSPLIT_SERVICE_HOST...).
+    env = {"POD_NAME": "kongsplit-0", "POD_NAMESPACE": "x"}
+    for service in by_kind(docs, "Service"):
+        env |= service_link_env(service)
+    if by_kind(docs, "Service"):
+        assert "KONGSPLIT_SERVICE_HOST" in env
+    settings = load_settings(str(path), env=env)
     assert settings.server.listen == "0.0.0.0:9102"
     assert settings.kong.token is None  # never a token in clear
     values_doc = yaml.safe_load(values.read_text(encoding="utf-8")) or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from daemon_support import (
     service,
     weights,
 )
+from kmock_shims import LEASES, url_of
 
 from kongsplit.sim.kong import KongSim
 
@@ -513,3 +515,66 @@ async def test_an_unrelated_malformed_rollout_is_not_our_business(harness: Harne
     assert not [e for e in await h.events() if e["involvedObject"]["name"] == "not-ours"]
     assert daemon.reconciler is not None
     assert all(k.name != "not-ours" for k in daemon.reconciler.states)
+
+
+@pytest.mark.parametrize(
+    ("pod_namespace", "lease_namespace", "lease", "warns"),
+    [
+        pytest.param(None, None, "default/kongsplit", True, id="laptop-default-lease-warns"),
+        pytest.param("shop", None, "shop/kongsplit", False, id="in-a-pod-its-namespace"),
+        pytest.param(None, "kongsplit", "kongsplit/kongsplit", False, id="laptop-explicit-ns"),
+    ],
+)
+async def test_start_names_the_lease_and_warns_when_a_local_run_guesses_its_namespace(
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    pod_namespace: str | None,
+    lease_namespace: str | None,
+    lease: str,
+    warns: bool,
+) -> None:
+    h = harness
+    if pod_namespace:
+        monkeypatch.setenv("POD_NAMESPACE", pod_namespace)
+    else:
+        monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    caplog.set_level(logging.INFO, logger="kongsplit.app")
+    election: dict[str, Any] = {"enabled": True, "identity": "laptop-1"}
+    if lease_namespace:
+        election["leaseNamespace"] = lease_namespace
+    await h.seed()
+    daemon = await h.start(h.settings(leaderElection=election))
+    # The start-up lines are logged before the daemon starts its tasks: all there by now.
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "kongsplit.app"]
+    start = next(m for _, m in logged if " starting: " in m)
+    assert f"leader election on Lease {lease} as laptop-1" in start
+    assert f"Kubernetes from kubeconfig {h.kubeconfig} (context kmock)" in start
+    warnings = [m for level, m in logged if level == logging.WARNING]
+    if warns:
+        assert warnings == [
+            "leader election Lease default/kongsplit: not running in a pod ($POD_NAMESPACE is "
+            "unset) and leaderElection.leaseNamespace is not set, so the Lease is in namespace "
+            "default; an in-cluster kongsplit installed by the chart holds its Lease in its "
+            "release namespace: set leaderElection.leaseNamespace (or "
+            "KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE) to that namespace, or both will write "
+            "to Kong"
+        ]
+    else:
+        assert warnings == []
+    # The Lease named is the one this process holds.
+    await eventually(lambda: daemon.elector is not None and daemon.elector.is_leader)
+    namespace, name = lease.split("/")
+    async with h.kube.get(url_of(LEASES, namespace, name)) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["spec"]["holderIdentity"] == "laptop-1"
+
+
+async def test_start_says_when_leader_election_is_off(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kongsplit.app")
+    await harness.start()
+    start = next(m for m in caplog.messages if " starting: " in m)
+    assert start.endswith(", leader election off (this process always writes to Kong)")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -6,11 +6,13 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 from daemon_support import CANARY_T, STABLE_T, Harness, eventually, weights
+from kmock_shims import LEASES, url_of
 
 TOKEN = "s3cr3t-admin-token-value"
 
@@ -96,11 +98,15 @@ async def test_run_bad_config_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in err.decode()
 
 
-async def test_run_without_any_kubernetes_config_says_so(tmp_path: Path) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
-    }
-    env["KONGSPLIT_LOG_FORMAT"] = "text"
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with a fresh HOME, no kubeconfig, not in a pod, no Lease
+    namespace from the downward API: a laptop with nothing set up."""
+    drop = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "POD_NAMESPACE")
+    env = {k: v for k, v in os.environ.items() if k not in drop and k != "POD_NAME"}
+    return {**env, "HOME": str(home), **extra}
+
+
+async def test_run_with_a_missing_kubeconfig_says_so_in_one_line(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -112,15 +118,74 @@ async def test_run_without_any_kubernetes_config_says_so(tmp_path: Path) -> None
         "http://127.0.0.1:9",
         "--listen",
         "127.0.0.1:0",
-        env=env,
+        env=clean_env(tmp_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    text = err.decode()
-    assert proc.returncode == 1, text
-    assert "cannot reach Kubernetes" in text and "missing" in text
-    assert "Traceback" not in text
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, err.decode()
+    assert (out.decode(), err.decode()) == (
+        "",
+        f"kongsplit run: kubeconfig {tmp_path / 'missing'} does not exist (given by "
+        "--kubeconfig or kubernetes.kubeconfig): give the path of an existing file\n",
+    )
+
+
+async def test_run_from_home_kube_config_with_context_names_and_warns_about_the_lease(
+    harness: Harness, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """A laptop: ~/.kube/config whose current context is another cluster, --context picks
+    kmock; leader election on, no Lease namespace set: a warning, and the Lease it names is the
+    one this process holds."""
+    h = harness
+    await h.seed()
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: elsewhere\n"
+        "clusters: [{name: kmock, cluster: {server: '" + str(h.kube.url).rstrip("/") + "'}},"
+        " {name: elsewhere, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {}}]\n"
+        "contexts: [{name: kmock, context: {cluster: kmock, user: u}},"
+        " {name: elsewhere, context: {cluster: elsewhere, user: u}}]\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kongsplit",
+        "run",
+        "--context",
+        "kmock",
+        "--kong-url",
+        h.kong.url,
+        "--listen",
+        f"127.0.0.1:{unused_tcp_port}",
+        env=clean_env(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    identity = f"{socket.gethostname()}-{proc.pid}"
+    try:
+        await eventually(
+            lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, within=20, what="synced"
+        )
+        async with h.kube.get(url_of(LEASES, "default", "kongsplit")) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["spec"]["holderIdentity"] == identity
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stderr is not None
+    records = [json.loads(line) for line in (await proc.stderr.read()).decode().splitlines()]
+    start = next(r for r in records if " starting: " in r["msg"])
+    assert f"Kubernetes from kubeconfig {home / '.kube' / 'config'} (context kmock)" in start["msg"]
+    assert start["msg"].endswith(f"leader election on Lease default/kongsplit as {identity}")
+    warnings = [r for r in records if r["level"] == "warning" and r["logger"] == "kongsplit.app"]
+    assert len(warnings) == 1 and warnings[0]["lease"] == "default/kongsplit"
+    assert "KONGSPLIT_LEADER_ELECTION_LEASE_NAMESPACE" in warnings[0]["msg"]
 
 
 async def test_run_with_unreadable_tls_files_exits_2(tmp_path: Path) -> None:
