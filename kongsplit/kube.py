@@ -69,24 +69,44 @@ class KubeApiError(KubeError):
         return self.status >= 500 or self.status == 429
 
 
-async def make_api_client(kubeconfig: str | None) -> k8s_client.ApiClient:
-    """An ``ApiClient`` from an explicit kubeconfig file, else ``$KUBECONFIG``, else in-cluster.
+async def make_api_client(
+    kubeconfig: str | None, *, context: str | None = None
+) -> k8s_client.ApiClient:
+    """An ``ApiClient`` from an explicit kubeconfig file, else ``$KUBECONFIG``, else in-cluster,
+    else ``~/.kube/config``; ``context`` picks a kubeconfig context (default: the current one).
 
     The caller owns the client and must ``await client.close()`` (it holds an aiohttp session).
     """
     cfg = k8s_client.Configuration()
     source = kubeconfig or os.environ.get("KUBECONFIG") or None
+    origin = "--kubeconfig" if kubeconfig else "KUBECONFIG"
+    if source is None and (context or not os.environ.get("KUBERNETES_SERVICE_HOST")):
+        # A context names a kubeconfig entry, so it never means the in-cluster account.
+        default = _home_kubeconfig()
+        if default is not None:
+            source, origin = default, "the default location"
+        elif context:
+            raise KubeConfigError(
+                f"context {context!r}: no kubeconfig to find it in: pass --kubeconfig or set "
+                "KUBECONFIG"
+            )
     if source:
-        origin = "--kubeconfig" if kubeconfig else "KUBECONFIG"
         if not _any_exists(source):
             raise KubeConfigError(f"kubeconfig {source!r} (from {origin}): no such file")
         try:
             # persist_config off: never write token refreshes back into the user's file (and
             # the pod's root filesystem is read-only).
             await k8s_config.load_kube_config(
-                config_file=source, client_configuration=cfg, persist_config=False
+                config_file=source,
+                context=context,
+                client_configuration=cfg,
+                persist_config=False,
             )
         except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as e:
+            if context and f"Expected object with name {context} in" in str(e):
+                raise KubeConfigError(
+                    f"kubeconfig {source!r} (from {origin}) has no context {context!r}"
+                ) from e
             raise KubeConfigError(f"kubeconfig {source!r} (from {origin}): {e}") from e
         logger.debug("kubernetes client from kubeconfig", extra={"kubeconfig": source})
     else:
@@ -95,10 +115,17 @@ async def make_api_client(kubeconfig: str | None) -> k8s_client.ApiClient:
         except k8s_config.ConfigException as e:
             raise KubeConfigError(
                 "no Kubernetes configuration: pass --kubeconfig (or kubernetes.kubeconfig), "
-                f"set KUBECONFIG, or run in a pod with a service account ({e})"
+                "set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account "
+                f"({e})"
             ) from e
         logger.debug("kubernetes client from the in-cluster service account")
     return k8s_client.ApiClient(configuration=cfg)
+
+
+def _home_kubeconfig() -> str | None:
+    """``~/.kube/config`` when it exists (kubectl's default)."""
+    path = os.path.expanduser(os.path.join("~", ".kube", "config"))
+    return path if os.path.exists(path) else None
 
 
 def _any_exists(paths: str) -> bool:

@@ -79,12 +79,60 @@ async def test_broken_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
         await kube.make_api_client(str(path))
 
 
-async def test_no_configuration_at_all_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_configuration_at_all_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-    with pytest.raises(kube.KubeConfigError, match=r"--kubeconfig.*KUBECONFIG.*service account"):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config either
+    with pytest.raises(
+        kube.KubeConfigError, match=r"--kubeconfig.*KUBECONFIG.*~/\.kube/config.*service account"
+    ):
         await kube.make_api_client(None)
+
+
+async def test_home_kube_config_is_the_last_resort(
+    sim: KubeSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".kube").mkdir()
+    sim.write_kubeconfig(str(tmp_path / ".kube" / "config"))
+    api = await kube.make_api_client(None)
+    try:
+        assert api.configuration.host == sim.url
+        assert (await kube.request(api, "GET", "/api/v1/services"))["items"] == []
+    finally:
+        await api.close()
+
+
+async def test_context_picks_the_cluster(sim: KubeSim, tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    sim.write_kubeconfig(str(path))
+    config = json.loads(path.read_text())
+    config["clusters"].append({"name": "other", "cluster": {"server": "http://127.0.0.1:9"}})
+    config["contexts"].append({"name": "other", "context": {"cluster": "other", "user": "x"}})
+    config["current-context"] = "other"
+    path.write_text(json.dumps(config))
+    api = await kube.make_api_client(str(path), context="kongsplit-sim")
+    try:
+        assert api.configuration.host == sim.url
+    finally:
+        await api.close()
+    with pytest.raises(kube.KubeConfigError) as info:
+        await kube.make_api_client(str(path), context="prod")
+    assert str(info.value) == f"kubeconfig '{path}' (from --kubeconfig) has no context 'prod'"
+
+
+async def test_context_needs_a_kubeconfig(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Even in a pod: a context names a kubeconfig entry, never the in-cluster account.
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(kube.KubeConfigError, match=r"^context 'prod': no kubeconfig to find it"):
+        await kube.make_api_client(None, context="prod")
 
 
 async def test_request_errors_carry_the_status(api: client.ApiClient) -> None:
