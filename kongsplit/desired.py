@@ -74,12 +74,14 @@ def desired_state(
     replicasets: Iterable[ReplicaSet] | None,
     default_workspace: str | None = None,
     cluster_domain: str = "cluster.local",
+    placeholders: bool = False,
 ) -> Desired:
     """Argo's split and the Kong targets for it.
 
     ``services`` (by name, in the Rollout's namespace) and ``replicasets`` are None when
     unknown (offline ``plan`` given only the Rollout): then the replica gate is not applied and
-    targets use the DNS form.
+    targets use the DNS form. ``placeholders`` (offline ``plan`` only): a Service without a
+    clusterIP yet gets a placeholder target instead of an error (``targets.plan_targets``).
     """
     key = rollout.key
     mapping = parse_annotations(rollout.annotations, key=key, default_workspace=default_workspace)
@@ -112,7 +114,14 @@ def desired_state(
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
         return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
-    plan = plan_targets(result, mapping, key=key, services=services, cluster_domain=cluster_domain)
+    plan = plan_targets(
+        result,
+        mapping,
+        key=key,
+        services=services,
+        cluster_domain=cluster_domain,
+        placeholders=placeholders,
+    )
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)
     return Desired(key, result, mapping, plan)

@@ -1,7 +1,11 @@
 """``kongsplit plan``: offline, what kongsplit would hold in Kong for the Rollouts in some files.
 
+Manifests not applied yet are planned too: a Service without a clusterIP gets a placeholder
+target, ``<clusterIP of ns/name>:port``, marked as such; the weights are exact all the same.
+
 Exit codes: 0 success; 2 unreadable or invalid input (every problem listed, each naming file,
-document, object and field); 1 internal error.
+document, object and field; the same object given twice with
+different content); 1 internal error.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from kongsplit.manifests import Located, ManifestError, kind_of, read_objects
 from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, parse_replicaset, parse_rollout
 from kongsplit.targets import Service, parse_service
 
+NO_INPUT_HINT = "give Rollout manifests as files, or '-' for stdin"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files",
         nargs="*",
         metavar="FILE",
-        help="Rollout manifests (YAML or JSON, multi-document, kind: List; '-' = stdin). "
-        "Services and ReplicaSets in the same input are used.",
+        help="Rollout manifests (YAML or JSON, multi-document, kind: List such as "
+        "`kubectl get rollout,svc,rs -o yaml`; '-' = stdin). Services and ReplicaSets in the "
+        "same input are used.",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -34,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cluster DNS domain for dns-mode targets (default cluster.local)",
     )
     parser.add_argument("--workspace", default=None, help="default Kong workspace")
+    parser.set_defaults(plan_parser=parser)
 
 
 @dataclass
@@ -45,12 +53,73 @@ class _Input:
     errors: list[str]
     # (namespace, name) → where the Service came from, so its errors name its own document
     service_sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The same object given twice with different content: nothing is planned then.
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _identity(located: Located, kind: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of an object plan reads, None when it has no name to go by."""
+    meta = located.obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None
+    ns = meta.get("namespace")
+    return kind, ns if isinstance(ns, str) and ns else "default", meta["name"]
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return "{…}"
+    if isinstance(value, list):
+        return "[…]"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def first_difference(a: object, b: object, path: str = "") -> str | None:
+    """Where two decoded objects first differ, e.g. ``spec.clusterIP: '10.0.0.1' vs absent``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in b:
+                return f"{where}: {_show(a[key])} vs absent"
+            if key not in a:
+                return f"{where}: absent vs {_show(b[key])}"
+            found = first_difference(a[key], b[key], where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found is not None:
+                return found
+        if len(a) != len(b):
+            return f"{path or 'the object'}: {len(a)} vs {len(b)} items"
+        return None
+    if a == b and type(a) is type(b):
+        return None
+    return f"{path or 'the object'}: {_show(a)} vs {_show(b)}"
 
 
 def _collect(objects: list[Located]) -> _Input:
     data = _Input([], defaultdict(dict), defaultdict(list), False, [])
+    first_seen: dict[tuple[str, str, str], Located] = {}
     for located in objects:
         api, kind = kind_of(located.obj)
+        identity = (
+            _identity(located, kind) if kind in ("Rollout", "Service", "ReplicaSet") else None
+        )
+        if identity is not None:
+            earlier = first_seen.setdefault(identity, located)
+            if earlier is not located:
+                difference = first_difference(earlier.obj, located.obj)
+                if difference is not None:
+                    data.conflicts.append(
+                        f"{identity[0]} {identity[1]}/{identity[2]} is given twice with different "
+                        f"content, in {earlier.source} and in {located.source} ({difference}): "
+                        f"give each {identity[0]} once"
+                    )
+                continue  # an identical copy (the same file twice) changes nothing
         parsed: Rollout | Service | ReplicaSet | ObjectError
         if kind == "Rollout":
             parsed = parse_rollout(located.obj)
@@ -87,6 +156,8 @@ def _plan_all(
             replicasets=data.replicasets.get(ns, []) if data.saw_replicasets else None,
             default_workspace=workspace,
             cluster_domain=cluster_domain,
+            # A manifest's Service has no clusterIP until it is applied.
+            placeholders=True,
         )
         error = desired.error
         if error is not None:
@@ -123,13 +194,23 @@ def as_json(desired: Desired) -> dict[str, Any]:
         else [],
         "upstream": desired.mapping.upstream if desired.mapping else None,
         "workspace": desired.mapping.workspace if desired.mapping else None,
-        "targets": [{"target": t.target, "weight": t.weight, "role": t.role} for t in plan.targets]
+        "targets": [
+            {"target": t.target, "weight": t.weight, "role": t.role}
+            | ({"address_pending": True} if t.address_pending else {})
+            for t in plan.targets
+        ]
         if plan
         else [],
         "rule": split.rule if split else None,
         "hold": split.hold if split else None,
         "skipped": desired.skipped,
     }
+
+
+PENDING_NOTE = (
+    "  note: the cluster allocates <clusterIP of …> when the Service is applied; "
+    "the weights are exact"
+)
 
 
 def _print_text(results: list[tuple[Located, Desired]], out: TextIO) -> None:
@@ -155,25 +236,37 @@ def _print_text(results: list[tuple[Located, Desired]], out: TextIO) -> None:
         if plan:
             width = max(len(t.target) for t in plan.targets)
             total = sum(t.weight for t in plan.targets) or 1
-            print(f"  {'TARGET':<{width}}  WEIGHT  SHARE  ROLE        SERVICE", file=out)
+            print(f"  {'TARGET':<{width}}  WEIGHT   SHARE  ROLE        SERVICE", file=out)
             for t in plan.targets:
                 share = f"{100 * t.weight / total:.1f}%"
                 print(
-                    f"  {t.target:<{width}}  {t.weight:>6}  {share:>5}  {t.role:<10}  {t.service}",
+                    f"  {t.target:<{width}}  {t.weight:>6}  {share:>6}  {t.role:<10}  {t.service}",
                     file=out,
                 )
+            if any(t.address_pending for t in plan.targets):
+                print(PENDING_NOTE, file=out)
         if desired.skipped:
             print(f"  skipped: {desired.skipped}", file=out)
         print(file=out)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.files and sys.stdin is not None and sys.stdin.isatty():
+        # Nothing given and nobody typing YAML: say what to give rather than wait on stdin.
+        parser: argparse.ArgumentParser = args.plan_parser
+        parser.print_usage(sys.stderr)
+        print(f"kongsplit plan: {NO_INPUT_HINT}", file=sys.stderr)
+        return 2
     try:
         objects = read_objects(args.files)
     except ManifestError as e:
         print(f"kongsplit plan: {e}", file=sys.stderr)
         return 2
     data = _collect(objects)
+    if data.conflicts:
+        for conflict in data.conflicts:
+            print(f"kongsplit plan: {conflict}", file=sys.stderr)
+        return 2  # nothing is planned from input that contradicts itself
     results = _plan_all(data, cluster_domain=args.cluster_domain, workspace=args.workspace)
     if args.json:
         json.dump({"rollouts": [as_json(d) for _, d in results]}, sys.stdout, indent=2)

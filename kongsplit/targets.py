@@ -235,6 +235,14 @@ class DesiredTarget:
     weight: int
     role: str
     service: str
+    # The Service has no clusterIP yet (a manifest not applied): ``target`` is a placeholder,
+    # "<clusterIP of ns/name>:port", that only the offline plan shows and nothing writes.
+    address_pending: bool = False
+
+
+def pending_target(namespace: str, service: str, port: int) -> str:
+    """The placeholder target of a Service whose clusterIP the cluster has not allocated yet."""
+    return f"<clusterIP of {namespace}/{service}>:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,12 +262,15 @@ def plan_targets(
     key: RolloutKey,
     services: Mapping[str, Service] | None,
     cluster_domain: str = "cluster.local",
+    placeholders: bool = False,
 ) -> TargetPlan | ObjectError:
     """The targets and weights to hold in Kong for this split.
 
     ``services`` maps Service name → Service in the Rollout's namespace; None means "unknown"
     (offline ``plan`` without Service objects), where clusterip mode falls back to the DNS form.
     Both stable and canary targets are always held; the one without traffic sits at weight 0.
+    With ``placeholders`` (offline ``plan`` of manifests not applied yet), a Service without a
+    clusterIP gets a placeholder target marked ``address_pending`` instead of an error.
     """
     if split.stable_service is None or split.canary_service is None:
         return ObjectError(
@@ -277,11 +288,17 @@ def plan_targets(
     targets: list[DesiredTarget] = []
     seen: dict[str, str] = {}
     for service_name, weight, role in wanted:
-        target = _target_for(
-            service_name, mapping, key=key, services=services, cluster_domain=cluster_domain
+        found = _target_for(
+            service_name,
+            mapping,
+            key=key,
+            services=services,
+            cluster_domain=cluster_domain,
+            placeholders=placeholders,
         )
-        if isinstance(target, ObjectError):
-            return target
+        if isinstance(found, ObjectError):
+            return found
+        target, pending = found
         if target in seen:
             return ObjectError(
                 kind="Rollout",
@@ -292,7 +309,15 @@ def plan_targets(
                 f"Kong target {target}; their weights cannot be told apart",
             )
         seen[target] = service_name
-        targets.append(DesiredTarget(target=target, weight=weight, role=role, service=service_name))
+        targets.append(
+            DesiredTarget(
+                target=target,
+                weight=weight,
+                role=role,
+                service=service_name,
+                address_pending=pending,
+            )
+        )
     return TargetPlan(
         upstream=mapping.upstream, workspace=mapping.workspace, targets=tuple(targets)
     )
@@ -305,7 +330,9 @@ def _target_for(
     key: RolloutKey,
     services: Mapping[str, Service] | None,
     cluster_domain: str,
-) -> str | ObjectError:
+    placeholders: bool = False,
+) -> tuple[str, bool] | ObjectError:
+    """(target, address pending) for one Service, or why there is none."""
     service = services.get(service_name) if services is not None else None
     if services is not None and service is None:
         return ObjectError(
@@ -333,7 +360,13 @@ def _target_for(
             message="headless Service refused: its name resolves to every pod, so Kong's "
             "weight would be multiplied by the pod count",
         )
-    if mapping.mode == MODE_CLUSTERIP and service is not None:
+    pending = (
+        placeholders
+        and mapping.mode == MODE_CLUSTERIP
+        and service is not None
+        and not service.cluster_ip
+    )
+    if mapping.mode == MODE_CLUSTERIP and service is not None and not pending:
         bad_ip = _check_cluster_ip(service.cluster_ip)
         if bad_ip is not None:
             return ObjectError(
@@ -346,13 +379,15 @@ def _target_for(
     port = _port_for(service, mapping, key=key, service_name=service_name)
     if isinstance(port, ObjectError):
         return port
+    if pending:
+        return pending_target(key.namespace, service_name, port), True
     if mapping.mode == MODE_CLUSTERIP and service is not None:
         assert service.cluster_ip is not None
         host = f"[{service.cluster_ip}]" if ":" in service.cluster_ip else service.cluster_ip
     else:
         host = f"{service_name}.{key.namespace}.svc.{cluster_domain}"
     try:
-        return normalize_target(f"{host}:{port}")
+        return normalize_target(f"{host}:{port}"), False
     except ValueError as e:
         return ObjectError(
             kind="Service",
