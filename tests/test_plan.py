@@ -784,8 +784,11 @@ def test_no_file_on_a_terminal_says_what_to_give() -> None:
     assert (result.returncode, result.stdout) == (2, "")
     lines = result.stderr.splitlines()
     assert lines[0].startswith("usage: kongsplit plan [-h]")
-    assert "[FILE ...]" in result.stderr
-    assert lines[-1] == "kongsplit plan: give Rollout manifests as files, or '-' for stdin"
+    assert "--kubeconfig FILE" in result.stderr and "[FILE ...]" in result.stderr
+    assert lines[-1] == (
+        "kongsplit plan: give Rollout manifests as files, '-' for stdin, or --kubeconfig to read "
+        "a cluster"
+    )
 
 
 def test_dash_still_reads_a_terminal() -> None:
