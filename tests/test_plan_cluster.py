@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import Any
 
 import kmock
 import pytest
+import trustme
 import yaml
+from aiohttp import web
 from kmock_shims import REPLICASETS, ROLLOUTS, SERVICES, KubeMock, create
 
 from kongsplit.sim.kube import KubeSim
@@ -315,6 +318,29 @@ async def test_api_refusals_are_one_line(
     code, out, err = await plan("--kubeconfig", str(config))
     assert (code, out) == (2, "")
     assert err == f"kongsplit plan: {expected.format(url=url)}\n"
+
+
+async def test_an_untrusted_certificate_is_named(tmp_path: Path) -> None:
+    # An API server whose certificate the kubeconfig does not trust (no certificate-authority).
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        config = write_kubeconfig(tmp_path / "kubeconfig", {"tls": url}, "tls")
+        code, out, err = await plan("--kubeconfig", str(config))
+    finally:
+        await runner.cleanup()
+    assert (code, out) == (2, "")
+    assert err == (
+        f"kongsplit plan: cannot reach the Kubernetes API at {url}: its TLS certificate is not "
+        "trusted (unable to get local issuer certificate); check the kubeconfig (--kubeconfig, "
+        "--context) and that the cluster is up\n"
+    )
 
 
 # --------------------------------------------------------------------------- kubeconfig errors
