@@ -88,13 +88,17 @@ class _Input:
     conflicts: list[str] = field(default_factory=list)
 
 
-def _identity(located: Located, kind: str) -> tuple[str, str, str] | None:
-    """(kind, namespace, name) of an object plan reads, None when it has no name to go by."""
+def _identity(located: Located) -> tuple[str, str, str, str] | None:
+    """(apiVersion, kind, namespace, name) of an object plan reads; None for other objects and
+    for one without a name to go by. The apiVersion keeps a Knative ``Service`` apart."""
+    api, kind = kind_of(located.obj)
+    if kind not in ("Rollout", "Service", "ReplicaSet"):
+        return None
     meta = located.obj.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
         return None
     ns = meta.get("namespace")
-    return kind, ns if isinstance(ns, str) and ns else "default", meta["name"]
+    return api, kind, ns if isinstance(ns, str) and ns else "default", meta["name"]
 
 
 def _show(value: object) -> str:
@@ -134,21 +138,20 @@ def first_difference(a: object, b: object, path: str = "") -> str | None:
 
 def _collect(objects: list[Located]) -> _Input:
     data = _Input([], defaultdict(dict), defaultdict(list), False, [])
-    first_seen: dict[tuple[str, str, str], Located] = {}
+    first_seen: dict[tuple[str, str, str, str], Located] = {}
     for located in objects:
         api, kind = kind_of(located.obj)
-        identity = (
-            _identity(located, kind) if kind in ("Rollout", "Service", "ReplicaSet") else None
-        )
+        identity = _identity(located)
         if identity is not None:
             earlier = first_seen.setdefault(identity, located)
             if earlier is not located:
                 difference = first_difference(earlier.obj, located.obj)
                 if difference is not None:
+                    _, _, ns, name = identity
                     data.conflicts.append(
-                        f"{identity[0]} {identity[1]}/{identity[2]} is given twice with different "
-                        f"content, in {earlier.source} and in {located.source} ({difference}): "
-                        f"give each {identity[0]} once"
+                        f"{kind} {ns}/{name} is given twice with different content, in "
+                        f"{earlier.source} and in {located.source} ({difference}): "
+                        f"give each {kind} once"
                     )
                 continue  # an identical copy (the same file twice) changes nothing
         parsed: Rollout | Service | ReplicaSet | ObjectError

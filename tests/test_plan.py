@@ -745,6 +745,16 @@ def test_a_rollout_given_twice_with_different_content_is_refused() -> None:
     ]
 
 
+def test_a_knative_service_of_the_same_name_is_another_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.yaml"
+    knative = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: web-canary, "
+    path.write_text(rollout_yaml() + "---\n" + SERVICES + "---\n" + knative + "namespace: shop}\n")
+    [web] = plan_json(capsys, str(path))
+    assert [t["target"] for t in web["targets"]] == ["10.0.0.1:80", "10.0.0.2:80"]
+
+
 def test_identical_copies_are_accepted_once(capsys: pytest.CaptureFixture[str]) -> None:
     once = plan_json(capsys, str(CHECKOUT))
     assert plan_json(capsys, str(CHECKOUT), str(CHECKOUT)) == once
