@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from kongsplit.metrics import package_version
+from kongsplit.version import package_version
 
 # subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

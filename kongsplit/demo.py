@@ -10,7 +10,9 @@ ReplicaSet availability the way the controller would — and shows what lands in
 2. ``payments`` reaches 25 % and is aborted: the canary must drop to 0 at once.
 
 Each step waits (bounded) until Kong's Admin API reports the expected weights; the summary says
-how long each took. Exit 0 when every expectation held, 1 otherwise.
+how long each took. On a terminal the screen is redrawn; piped (or ``--plain``) every frame is
+appended as plain lines with fixed columns, no escape codes and no line over 100 columns.
+Exit 0 when every expectation held, 1 otherwise, 2 when the log file cannot be written.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +44,16 @@ APPS = {  # Rollout → (stable Service clusterIP, canary Service clusterIP)
     "checkout": ("10.96.0.10", "10.96.0.11"),
     "payments": ("10.96.0.20", "10.96.0.21"),
 }
+DRIFT_WEIGHT = 90  # what "someone" sets the checkout canary target to, by hand, at setWeight 50
+
+TITLE = "kongsplit demo · the real daemon · Kubernetes API fake · Kong Admin API sim (2 nodes)"
+#: Column widths of a frame: Rollout, Argo's stage, kongsplit's desired split, what Kong reports.
+W_APP, W_STAGE, W_SPLIT = 9, 31, 21
+HEADER = (
+    f"{'ROLLOUT':<{W_APP}}  {'STAGE (Argo)':<{W_STAGE}}  {'DESIRED (kongsplit)':<{W_SPLIT}}  "
+    "KONG ADMIN API"
+)
+BAR_WIDTH = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +109,16 @@ class Demo:
     async def main(self) -> int:
         tmp = tempfile.mkdtemp(prefix="kongsplit-demo-")
         log_path = self.log_file or os.path.join(tmp, "daemon.log")
-        log_stream = open(log_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - once, at start; closed below
+        try:
+            log_stream = open(log_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - once, at start; closed below
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            print(
+                f"kongsplit demo: cannot write the log file {log_path}: {e.strerror or e} — "
+                "give a writable path with --log-file",
+                file=sys.stderr,
+            )
+            return 2
         setup_logging("json", os.environ.get("KONGSPLIT_DEMO_LOG_LEVEL", "info"), stream=log_stream)
         try:
             return await self._main(tmp, log_path)
@@ -123,6 +145,8 @@ class Demo:
                     },
                 },
             )
+            if self.plain:
+                self._say(TITLE + "\n")
             self._say(f"Kubernetes API fake  {kube.url}")
             self._say(f"Kong Admin API sim   {', '.join(kong.urls)} (2 nodes, DB mode)")
             self._say(f"daemon logs          {log_path}\n")
@@ -199,20 +223,7 @@ class Demo:
                     http, kong, "payments", "setWeight 25", stable=75, canary=25
                 )
             if weight == 50:
-                # Someone edits Kong by hand; the drift sweep must put it back.
-                kong.set_weight("checkout.shop.svc", "10.96.0.11:80", 90)
-                note = "checkout: canary target set to 90 behind kongsplit's back"
-                self.events_seen.append(note)
-                self.feed.append(f"{time.strftime('%H:%M:%S')}  {note}")
-                ok &= await self._expect(
-                    http,
-                    kong,
-                    "checkout",
-                    "drift put back",
-                    stable=50,
-                    canary=50,
-                    within=max(5.0, 3 * self.step_seconds),
-                )
+                ok &= await self._drift(http, kong, daemon, wanted=weight)
             await asyncio.sleep(self.step_seconds / 2)
             kube.patch(*ROLLOUTS, "shop", "checkout", {"status": {"currentStepIndex": index + 1}})
             self.stage["checkout"] = f"paused (step {index + 2}/{len(STEPS)})"
@@ -246,6 +257,49 @@ class Demo:
         )
         ok &= await self._verify(http, daemon, "checkout")
         return ok
+
+    async def _drift(
+        self, http: aiohttp.ClientSession, kong: KongSim, daemon: Daemon, *, wanted: int
+    ) -> bool:
+        """Someone edits Kong by hand; the drift sweep must put it back, and count it."""
+        canary = f"{APPS['checkout'][1]}:80"
+        kong.set_weight("checkout.shop.svc", canary, DRIFT_WEIGHT)
+        self._note(
+            f">> drift: someone set canary target {canary} to {DRIFT_WEIGHT} by hand "
+            f"(kongsplit holds {wanted})"
+        )
+        ok = await self._expect(
+            http,
+            kong,
+            "checkout",
+            "drift put back",
+            stable=100 - wanted,
+            canary=wanted,
+            within=max(5.0, 3 * self.step_seconds),
+        )
+        took = self.results[-1].seconds
+        if not ok or took is None:
+            return False
+        # The counter moves right after Kong acknowledged the write: give it a moment.
+        deadline = time.monotonic() + 2
+        counted = _drift_count(daemon, "checkout", "weight")
+        while counted < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            counted = _drift_count(daemon, "checkout", "weight")
+        self._note(f"   → kongsplit put back {wanted} within {took:.2f} s")
+        self._note(
+            f'   → drift counted: kongsplit_drift_corrections_total{{kind="weight"}} {counted:.0f}'
+        )
+        return counted >= 1
+
+    def _note(self, text: str) -> None:
+        """A line worth keeping: printed when plain, in the recent feed when redrawing, and
+        repeated in the summary."""
+        self.events_seen.append(text)
+        if self.plain:
+            self._say(text)
+        else:
+            self.feed.append(f"{time.strftime('%H:%M:%S')}  {text.strip()}")
 
     # ---- helpers ---------------------------------------------------------------------------
     async def _kong_weights(
@@ -306,29 +360,29 @@ class Demo:
         Kong's Admin API reports (a bar per target), and the latest events."""
         self.feed.append(f"{time.strftime('%H:%M:%S')}  {title}")
         desired = await self._desired(http)
-        lines = [
-            "kongsplit demo · the real daemon · Kubernetes API fake · Kong Admin API sim (2 nodes)",
-            f"{'ROLLOUT':<9}  {'STAGE':<30} {'DESIRED (kongsplit)':<22} KONG ADMIN API",
-        ]
+        lines = [HEADER]
         for app, (stable_ip, canary_ip) in APPS.items():
             weights = await self._kong_weights(http, kong, f"{app}.shop.svc")
             targets = {"stable": f"{stable_ip}:80", "canary": f"{canary_ip}:80"}
             want = desired.get(app, {})
-            shown = " ".join(f"{r} {want.get(t, '-')}" for r, t in targets.items())
-            got = " ".join(f"{r} {weights.get(t, '-')}" for r, t in targets.items())
+            shown = " ".join(f"{r} {want.get(t, '-'):>3}" for r, t in targets.items())
+            got = " ".join(f"{r} {weights.get(t, '-'):>3}" for r, t in targets.items())
             mark = "✓" if want and all(weights.get(t) == w for t, w in want.items()) else "…"
-            lines.append(f"{app:<9}  {self.stage.get(app, ''):<30} {shown:<22} {got}  {mark}")
+            stage = self.stage.get(app, "")
+            lines.append(
+                f"{app:<{W_APP}.{W_APP}}  {stage:<{W_STAGE}.{W_STAGE}}  {shown:<{W_SPLIT}}  "
+                f"{got:<{W_SPLIT}}  {mark}"
+            )
             total = sum(weights.values()) or 1
             for role, target in targets.items():
                 weight = weights.get(target, 0)
-                bar = "█" * round(30 * weight / total)
-                lines.append(f"   {role:<6} {target:<15} {weight:>4}  {bar}")
+                bar = "█" * round(BAR_WIDTH * weight / total)
+                lines.append(f"  {role:<6}  {target:<15}  {weight:>4}  {bar}".rstrip())
         if self.plain:
             self._say("── " + title)
-            self._say("\n".join(lines[2:]))
+            self._say("\n".join(lines))
             return
-        lines.append("")
-        lines += ["recent:", *(f"  {line}" for line in self.feed)]
+        lines = [TITLE, *lines, "", "recent:", *(f"  {line}" for line in self.feed)]
         self.out.write("\x1b[2J\x1b[H" + "\n".join(lines) + "\n")
         self.out.flush()
 
@@ -354,11 +408,25 @@ class Demo:
         drift = _metric_total(daemon, "kongsplit_drift_corrections_total")
         self._say(f"   drift corrections counted: {drift:.0f}")
         for note in self.events_seen:
-            self._say(f"   event: {note}")
+            self._say(f"   {note}")
         self._say("demo " + ("passed: every split landed in Kong" if ok else "FAILED"))
 
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+def _drift_count(daemon: Daemon, rollout: str, kind: str) -> float:
+    """kongsplit_drift_corrections_total{rollout=…, kind=…} as the daemon's /metrics shows it."""
+    total = 0.0
+    for family in daemon.metrics.registry.collect():
+        for sample in family.samples:
+            if (
+                sample.name == "kongsplit_drift_corrections_total"
+                and sample.labels.get("rollout") == rollout
+                and sample.labels.get("kind") == kind
+            ):
+                total += sample.value
+    return total
 
 
 def _metric_total(daemon: Daemon, name: str) -> float:

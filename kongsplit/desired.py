@@ -26,6 +26,7 @@ from kongsplit.kong.targets import (
     DesiredTarget,
     DesiredUpstream,
     normalize_target,
+    pending_target,
 )
 from kongsplit.rollouts import ObjectError, ReplicaSet, Rollout, RolloutKey, Service
 from kongsplit.weights import Skip, Split, compute, resolve_services
@@ -92,12 +93,14 @@ def desired_state(
     replicasets: Iterable[ReplicaSet] | None,
     default_workspace: str | None = None,
     cluster_domain: str = "cluster.local",
+    placeholders: bool = False,
 ) -> Desired:
     """Argo's split and the Kong targets for it.
 
     ``services`` (by name, in the Rollout's namespace) and ``replicasets`` are None when
     unknown (offline ``plan`` given only the Rollout): then the replica gate is not applied and
-    targets use the DNS form.
+    targets use the DNS form. ``placeholders`` (offline ``plan`` only): a Service without a
+    clusterIP yet gets a placeholder target instead of an error (``targets.plan_targets``).
     """
     key = rollout.key
     mapping = parse_annotations(rollout.annotations, key=key, default_workspace=default_workspace)
@@ -130,7 +133,14 @@ def desired_state(
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
         return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
-    plan = plan_targets(result, mapping, key=key, services=services, cluster_domain=cluster_domain)
+    plan = plan_targets(
+        result,
+        mapping,
+        key=key,
+        services=services,
+        cluster_domain=cluster_domain,
+        placeholders=placeholders,
+    )
     if isinstance(plan, ObjectError):
         return Desired(key, result, mapping, None, skipped=str(plan), error=plan)
     return Desired(key, result, mapping, plan)
@@ -146,12 +156,15 @@ def plan_targets(
     key: RolloutKey,
     services: Mapping[str, Service] | None,
     cluster_domain: str = "cluster.local",
+    placeholders: bool = False,
 ) -> DesiredUpstream | ObjectError:
     """The targets and weights to hold in Kong for this split.
 
     ``services`` maps Service name → Service in the Rollout's namespace; None means "unknown"
     (offline ``plan`` without Service objects), where clusterip mode falls back to the DNS form.
     Both stable and canary targets are always held; the one without traffic sits at weight 0.
+    With ``placeholders`` (offline ``plan`` of manifests not applied yet), a Service without a
+    clusterIP gets a placeholder target marked ``address_pending`` instead of an error.
     """
     if split.stable_service is None or split.canary_service is None:
         return ObjectError(
@@ -169,11 +182,17 @@ def plan_targets(
     targets: list[DesiredTarget] = []
     seen: dict[str, str] = {}
     for service_name, weight, role in wanted:
-        target = _target_for(
-            service_name, mapping, key=key, services=services, cluster_domain=cluster_domain
+        found = _target_for(
+            service_name,
+            mapping,
+            key=key,
+            services=services,
+            cluster_domain=cluster_domain,
+            placeholders=placeholders,
         )
-        if isinstance(target, ObjectError):
-            return target
+        if isinstance(found, ObjectError):
+            return found
+        target, pending = found
         if target in seen:
             return ObjectError(
                 kind="Rollout",
@@ -184,7 +203,15 @@ def plan_targets(
                 f"Kong target {target}; their weights cannot be told apart",
             )
         seen[target] = service_name
-        targets.append(DesiredTarget(target=target, weight=weight, role=role, service=service_name))
+        targets.append(
+            DesiredTarget(
+                target=target,
+                weight=weight,
+                role=role,
+                service=service_name,
+                address_pending=pending,
+            )
+        )
     return DesiredUpstream(
         upstream=mapping.upstream, workspace=mapping.workspace, targets=tuple(targets)
     )
@@ -197,7 +224,9 @@ def _target_for(
     key: RolloutKey,
     services: Mapping[str, Service] | None,
     cluster_domain: str,
-) -> str | ObjectError:
+    placeholders: bool = False,
+) -> tuple[str, bool] | ObjectError:
+    """(target, address pending) for one Service, or why there is none."""
     service = services.get(service_name) if services is not None else None
     if services is not None and service is None:
         return ObjectError(
@@ -228,7 +257,13 @@ def _target_for(
             "weight would be multiplied by the pod count",
             reason="missing_service",
         )
-    if mapping.mode == MODE_CLUSTERIP and service is not None:
+    pending = (
+        placeholders
+        and mapping.mode == MODE_CLUSTERIP
+        and service is not None
+        and not service.cluster_ip
+    )
+    if mapping.mode == MODE_CLUSTERIP and service is not None and not pending:
         bad_ip = _check_cluster_ip(service.cluster_ip)
         if bad_ip is not None:
             return ObjectError(
@@ -242,13 +277,15 @@ def _target_for(
     port = _port_for(service, mapping, key=key, service_name=service_name)
     if isinstance(port, ObjectError):
         return port
+    if pending:
+        return pending_target(key.namespace, service_name, port), True
     if mapping.mode == MODE_CLUSTERIP and service is not None:
         assert service.cluster_ip is not None
         host = f"[{service.cluster_ip}]" if ":" in service.cluster_ip else service.cluster_ip
     else:
         host = f"{service_name}.{key.namespace}.svc.{cluster_domain}"
     try:
-        return normalize_target(f"{host}:{port}")
+        return normalize_target(f"{host}:{port}"), False
     except ValueError as e:
         return ObjectError(
             kind="Service",

@@ -765,3 +765,70 @@ def test_ipv6_cluster_ip_is_normalised_the_kong_way(
     assert canary == f"[{address.exploded}]:{port}"
     assert canary == canary.lower()
     assert len(canary.split("]")[0]) == 1 + 39
+
+
+@pytest.mark.parametrize("unallocated", [None, ""])
+def test_placeholder_for_a_cluster_ip_not_allocated_yet(unallocated: str | None) -> None:
+    # Offline plan of manifests not applied yet: the weights, and a placeholder for the address.
+    plan = plan_targets(
+        split(25),
+        mapping(),
+        key=KEY,
+        services=services(GOOD_STABLE, svc("checkout-canary", unallocated)),
+        placeholders=True,
+    )
+    assert not isinstance(plan, ObjectError), plan
+    assert plan.targets == (
+        DesiredTarget("10.0.0.1:80", 75, ROLE_STABLE, "checkout-stable"),
+        DesiredTarget(
+            "<clusterIP of shop/checkout-canary>:80",
+            25,
+            ROLE_CANARY,
+            "checkout-canary",
+            address_pending=True,
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("canary", "field", "words"),
+    [
+        pytest.param(svc("checkout-canary", "None"), "spec.clusterIP", "headless", id="headless"),
+        pytest.param(
+            svc("checkout-canary", None, type="ExternalName"),
+            "spec.type",
+            "ExternalName",
+            id="external-name",
+        ),
+        pytest.param(
+            svc("checkout-canary", "canary.example"),
+            "spec.clusterIP",
+            "not an IP address",
+            id="clusterip-hostname",
+        ),
+    ],
+)
+def test_placeholders_cover_only_an_absent_cluster_ip(
+    canary: Service, field: str, words: str
+) -> None:
+    got = plan_targets(
+        split(25), mapping(), key=KEY, services=services(GOOD_STABLE, canary), placeholders=True
+    )
+    assert isinstance(got, ObjectError), got
+    assert (got.kind, got.name, got.field) == ("Service", "checkout-canary", field)
+    assert words in got.message
+
+
+def test_dns_mode_needs_no_placeholder() -> None:
+    got = plan_targets(
+        split(25),
+        mapping(mode=MODE_DNS),
+        key=KEY,
+        services=services(GOOD_STABLE, svc("checkout-canary", None)),
+        placeholders=True,
+    )
+    assert not isinstance(got, ObjectError), got
+    assert [(t.target, t.address_pending) for t in got.targets] == [
+        ("checkout-stable.shop.svc.cluster.local:80", False),
+        ("checkout-canary.shop.svc.cluster.local:80", False),
+    ]

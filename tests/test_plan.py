@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kongsplit.cli import main
 from kongsplit.manifests import ManifestError, kind_of, read_objects
@@ -19,6 +21,8 @@ from kongsplit.manifests import ManifestError, kind_of, read_objects
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data" / "plan"
 CHECKOUT = ROOT / "examples" / "checkout.yaml"
+WITH_ANALYSIS = ROOT / "examples" / "rollout-with-analysis.yaml"
+KUBECTL_LIST = DATA / "kubectl-get-rollout-svc-rs.yaml"
 
 #: The `plan --json` keys (README, `plan --json`), and the additions it allows.
 DOCUMENTED_KEYS = {
@@ -164,6 +168,8 @@ def test_checkout_replica_gate_uses_the_replicaset_in_the_input(
         pytest.param([str(CHECKOUT)], id="checkout"),
         pytest.param([str(DATA / "mixed.yaml")], id="mixed"),
         pytest.param([str(DATA / "list.json")], id="list-json"),
+        pytest.param([str(WITH_ANALYSIS)], id="placeholder-addresses"),
+        pytest.param([str(KUBECTL_LIST)], id="kubectl-list"),
     ],
 )
 def test_json_has_exactly_the_design_keys(
@@ -176,7 +182,9 @@ def test_json_has_exactly_the_design_keys(
     for entry in document["rollouts"]:
         assert DOCUMENTED_KEYS <= set(entry) <= DOCUMENTED_KEYS | ALLOWED_EXTRA
         for target in entry["targets"]:
-            assert set(target) == {"target", "weight", "role"}
+            # address_pending appears, always true, on the placeholder of an unallocated clusterIP
+            assert set(target) - {"address_pending"} == {"target", "weight", "role"}
+            assert target.get("address_pending", True) is True
         for extra in entry["additional"]:
             assert set(extra) == {"service", "weight"}
         assert entry["skipped"] is None or (isinstance(entry["skipped"], str) and entry["skipped"])
@@ -611,3 +619,191 @@ def test_plan_help_and_usage_errors() -> None:
     )
     assert result.returncode == 2
     assert "unrecognized arguments: --no-such-flag" in result.stderr
+
+
+# --------------------------------------------------------------------------- manifests not applied
+
+
+def test_analysis_example_is_planned_with_placeholder_addresses() -> None:
+    result = run_cli(str(WITH_ANALYSIS.relative_to(ROOT)))
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "shop/checkout  → upstream checkout.shop.svc"
+    assert lines[1] == "  split: canary 0 / stable 100 of 100  (rule: fully-promoted)"
+    assert lines[3].split() == [
+        "<clusterIP",
+        "of",
+        "shop/checkout-stable>:80",
+        "100",
+        "100.0%",
+        "stable",
+        "checkout-stable",
+    ]
+    assert "<clusterIP of shop/checkout-canary>:80       0    0.0%  canary" in lines[4]
+    assert lines[5] == (
+        "  note: the cluster allocates <clusterIP of …> when the Service is applied; "
+        "the weights are exact"
+    )
+
+
+def test_placeholder_targets_carry_exact_weights_and_are_marked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One Service applied (clusterIP known), one not: only the second is a placeholder.
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        rollout_yaml(annotations=", kongsplit.io/port: web")
+        + "---\n"
+        + service_yaml("web-stable")
+        + "---\n"
+        + service_yaml(
+            "web-canary", "{ports: [{name: metrics, port: 9090}, {name: web, port: 81}]}"
+        )
+    )
+    [web] = plan_json(capsys, str(path))
+    assert web["targets"] == [
+        {"target": "10.0.0.1:80", "weight": 90, "role": "stable"},
+        {
+            "target": "<clusterIP of shop/web-canary>:81",
+            "weight": 10,
+            "role": "canary",
+            "address_pending": True,
+        },
+    ]
+    assert (web["canary_weight"], web["stable_weight"], web["skipped"]) == (10, 90, None)
+    assert main(["plan", str(path)]) == 0
+    assert "note: the cluster allocates <clusterIP of …>" in capsys.readouterr().out
+
+
+def test_no_note_when_every_address_is_known(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(CHECKOUT)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- kubectl get -o yaml
+
+
+def test_kubectl_get_list_uses_its_services_and_replicasets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`kubectl get rollout,svc,rs -n shop -o yaml --show-managed-fields`, as it prints it: the
+    Rollout is at setWeight 50 but its canary ReplicaSet has 2 of 4 pods, so Argo (and plan)
+    keep the previous step's 25; the targets are the listed Services' clusterIPs."""
+    [checkout] = plan_json(capsys, str(KUBECTL_LIST))
+    assert (checkout["canary_weight"], checkout["stable_weight"]) == (25, 75)
+    assert checkout["rule"] == "replica-gate-previous"
+    assert checkout["hold"] is None  # observedGeneration "4" matches generation 4
+    assert checkout["targets"] == [
+        {"target": "10.96.14.20:80", "weight": 75, "role": "stable"},
+        {"target": "10.96.14.21:80", "weight": 25, "role": "canary"},
+    ]
+
+
+def test_kubectl_get_list_without_its_replicasets_is_the_bare_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The control: the same List with the ReplicaSets taken out has nothing to gate on.
+    listing = yaml.safe_load(KUBECTL_LIST.read_text())
+    assert listing["kind"] == "List" and listing["apiVersion"] == "v1"
+    listing["items"] = [i for i in listing["items"] if i["kind"] != "ReplicaSet"]
+    path = tmp_path / "no-rs.yaml"
+    path.write_text(yaml.safe_dump(listing))
+    [checkout] = plan_json(capsys, str(path))
+    assert (checkout["canary_weight"], checkout["rule"]) == (50, "step")
+
+
+# --------------------------------------------------------------------------- the same object twice
+
+
+def test_a_service_given_twice_with_different_content_is_refused(tmp_path: Path) -> None:
+    first, second = tmp_path / "app.yaml", tmp_path / "services.yaml"
+    first.write_text(rollout_yaml() + "---\n" + SERVICES)
+    second.write_text(
+        service_yaml("web-canary", "{clusterIP: 10.0.0.9, ports: [{name: web, port: 80}]}")
+    )
+    result = run_cli(str(first), str(second))
+    assert (result.returncode, result.stdout) == (2, "")  # nothing planned from a contradiction
+    assert result.stderr == (
+        f"kongsplit plan: Service shop/web-canary is given twice with different content, in "
+        f"{first}, document 3 and in {second}, document 1 (spec.clusterIP: '10.0.0.2' vs "
+        "'10.0.0.9'): give each Service once\n"
+    )
+
+
+def test_a_rollout_given_twice_with_different_content_is_refused() -> None:
+    result = run_cli("examples/checkout.yaml", "examples/rollout-with-analysis.yaml")
+    assert (result.returncode, result.stdout) == (2, "")
+    errors = result.stderr.splitlines()
+    assert errors[0] == (
+        "kongsplit plan: Rollout shop/checkout is given twice with different content, in "
+        "examples/checkout.yaml, document 1 and in examples/rollout-with-analysis.yaml, "
+        "document 1 (metadata.generation: 3 vs absent): give each Rollout once"
+    )
+    assert [e.split(" is given")[0] for e in errors[1:]] == [
+        "kongsplit plan: Service shop/checkout-stable",
+        "kongsplit plan: Service shop/checkout-canary",
+    ]
+
+
+def test_a_knative_service_of_the_same_name_is_another_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.yaml"
+    knative = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: web-canary, "
+    path.write_text(rollout_yaml() + "---\n" + SERVICES + "---\n" + knative + "namespace: shop}\n")
+    [web] = plan_json(capsys, str(path))
+    assert [t["target"] for t in web["targets"]] == ["10.0.0.1:80", "10.0.0.2:80"]
+
+
+def test_identical_copies_are_accepted_once(capsys: pytest.CaptureFixture[str]) -> None:
+    once = plan_json(capsys, str(CHECKOUT))
+    assert plan_json(capsys, str(CHECKOUT), str(CHECKOUT)) == once
+
+
+# --------------------------------------------------------------------------- stdin on a terminal
+
+
+def _on_a_terminal(*args: str, typed: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """``kongsplit plan ARGS`` with stdin a terminal (a pty), optionally typing ``typed``."""
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kongsplit", "plan", *args],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        if typed is not None:
+            os.write(leader, typed)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"kongsplit plan {' '.join(args)} waited on the terminal")
+    finally:
+        os.close(leader)
+        os.close(follower)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_no_file_on_a_terminal_says_what_to_give() -> None:
+    result = _on_a_terminal()
+    assert (result.returncode, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("usage: kongsplit plan [-h]")
+    assert "--kubeconfig FILE" in result.stderr and "[FILE ...]" in result.stderr
+    assert lines[-1] == (
+        "kongsplit plan: give Rollout manifests as files, '-' for stdin, or --kubeconfig to read "
+        "a cluster"
+    )
+
+
+def test_dash_still_reads_a_terminal() -> None:
+    # Typed at the terminal, ended with Ctrl-D at the start of a line.
+    typed = CHECKOUT.read_text().encode() + b"\n\x04"
+    result = _on_a_terminal("--json", "-", typed=typed)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["rollouts"][0]["canary_weight"] == 25

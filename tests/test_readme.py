@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kongsplit.cli import build_parser
 from kongsplit.config import keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,27 @@ def test_plan_output_matches_readme() -> None:
     result = _run("plan", "examples/checkout.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == _block_after("kongsplit plan examples/checkout.yaml").strip()
+
+
+def test_plan_placeholder_output_matches_readme() -> None:
+    result = _run("plan", "examples/rollout-with-analysis.yaml")
+    assert result.returncode == 0, result.stderr
+    expected = _block_after("kongsplit plan examples/rollout-with-analysis.yaml").strip()
+    assert result.stdout.strip() == expected
+
+
+def test_plan_commands_in_readme_parse() -> None:
+    """Every ``kongsplit plan …`` line of the README is accepted by the real parser."""
+    commands = [
+        shlex.split(line.split("kongsplit ", 1)[1], comments=True)
+        for line in README.splitlines()
+        if "kongsplit plan" in line and not line.startswith("#")
+    ]
+    assert any("--context" in c for c in commands) and any("-n" in c for c in commands)
+    parser = build_parser("plan")
+    for argv in commands:
+        args = parser.parse_args(argv)  # exits (fails the test) on an unknown flag
+        assert args.command == "plan"
 
 
 def _free_pair() -> int:

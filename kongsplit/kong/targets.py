@@ -139,6 +139,9 @@ class DesiredTarget:
     weight: int  # 0..65535
     role: str = ROLE_STABLE  # ROLE_STABLE | ROLE_CANARY | ROLE_EXPERIMENT
     service: str = ""  # the Kubernetes Service it stands for ("" when not known)
+    # The Service has no clusterIP yet (a manifest not applied): ``target`` is a placeholder,
+    # "<clusterIP of ns/name>:port", that only the offline plan shows and nothing writes.
+    address_pending: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 65535:
@@ -155,3 +158,8 @@ class DesiredUpstream:
 
     def weights(self) -> dict[str, int]:
         return {t.target: t.weight for t in self.targets}
+
+
+def pending_target(namespace: str, service: str, port: int) -> str:
+    """The placeholder target of a Service whose clusterIP the cluster has not allocated yet."""
+    return f"<clusterIP of {namespace}/{service}>:{port}"

@@ -54,6 +54,7 @@ class SimResource:
     plural: str
     kind: str
     namespaced: bool = True
+    short_names: tuple[str, ...] = ()  # as the API server lists them (kubectl get rs)
 
     @property
     def api_version(self) -> str:
@@ -61,11 +62,11 @@ class SimResource:
 
 
 RESOURCES = (
-    SimResource("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
-    SimResource("apps", "v1", "replicasets", "ReplicaSet"),
-    SimResource("", "v1", "services", "Service"),
-    SimResource("", "v1", "events", "Event"),
-    SimResource("events.k8s.io", "v1", "events", "Event"),
+    SimResource("argoproj.io", "v1alpha1", "rollouts", "Rollout", short_names=("ro",)),
+    SimResource("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",)),
+    SimResource("", "v1", "services", "Service", short_names=("svc",)),
+    SimResource("", "v1", "events", "Event", short_names=("ev",)),
+    SimResource("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
     SimResource("coordination.k8s.io", "v1", "leases", "Lease"),
 )
 
@@ -528,6 +529,7 @@ class KubeSim:
                             "singularName": r.kind.lower(),
                             "namespaced": r.namespaced,
                             "kind": r.kind,
+                            **({"shortNames": list(r.short_names)} if r.short_names else {}),
                             "verbs": [
                                 "create",
                                 "delete",
