@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = env_help()
     parser.add_argument("--config", metavar="FILE", help=f"YAML config file (else ${CONFIG_ENV})")
     parser.add_argument("--kong-url", metavar="URL", help=flag_help("kong", "url"))
+    parser.add_argument("--token-file", metavar="FILE", help=flag_help("kong", "tokenFile"))
     parser.add_argument("--kubeconfig", metavar="FILE", help=flag_help("kubernetes", "kubeconfig"))
     parser.add_argument("--context", metavar="NAME", help=flag_help("kubernetes", "context"))
     parser.add_argument(
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     flags = {
-        "kong": {"url": args.kong_url},
+        "kong": {"url": args.kong_url, "tokenFile": args.token_file},
         "kubernetes": {
             "kubeconfig": args.kubeconfig,
             "context": args.context,

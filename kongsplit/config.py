@@ -301,6 +301,7 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
                 _parse_opt_str,
                 "file holding the Admin API token; re-read when it changes, never logged",
                 kind=_PATH,
+                flag="--token-file",
             ),
             "workspace": Key(
                 "workspace",

@@ -67,6 +67,7 @@ def test_run_help_lists_every_variable_with_key_type_and_default(tmp_path: Path)
 
 FLAG_VALUES = {
     "--kong-url": "http://kong:8001",
+    "--token-file": "/run/secrets/kong-token",
     "--kubeconfig": "/k",
     "--context": "kind-dev",
     "--namespace": "shop",
@@ -192,3 +193,39 @@ def test_run_with_kubeconfig_env_naming_no_file(tmp_path: Path) -> None:
         f"kongsplit run: no kubeconfig found: $KUBECONFIG is {missing} and none of these files "
         "exists: fix $KUBECONFIG or give --kubeconfig FILE\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        pytest.param(["bogus"], "invalid choice: 'bogus'", id="unknown-command"),
+        pytest.param([], "the following arguments are required: COMMAND", id="no-command"),
+        pytest.param(["plan", "--bogus"], "unrecognized arguments: --bogus", id="unknown-flag"),
+        pytest.param(["inspect", "--json=x"], "ignored explicit argument 'x'", id="bad-flag-value"),
+    ],
+)
+def test_usage_mistakes_are_one_line_with_where_to_look(
+    argv: list[str], says: str, tmp_path: Path
+) -> None:
+    result = kongsplit(*argv, home=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert says in result.stderr and result.stderr.rstrip().endswith("--help'")
+    assert "usage:" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """``kongsplit version | head -1``: the reader leaves after one line; no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kongsplit", "version"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(30) == 0
+    assert first.startswith(b"kongsplit ") and err == ""

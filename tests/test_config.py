@@ -853,6 +853,7 @@ def test_every_key_is_documented_with_type_default_and_meaning() -> None:
     assert {k.name: k.default for k in infos}["server.listen"] == "0.0.0.0:9102"
     assert {k.name: k.flag for k in infos if k.flag} == {
         "kong.url": "--kong-url",
+        "kong.tokenFile": "--token-file",
         "kubernetes.kubeconfig": "--kubeconfig",
         "kubernetes.context": "--context",
         "kubernetes.namespaces": "--namespace",
