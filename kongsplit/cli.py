@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("kongsplit.plan", "offline: show what kongsplit would hold in Kong for Rollout files"),
     "inspect": ("kongsplit.inspect", "read a live Kong Admin API the way kongsplit sees it"),
     "demo": ("kongsplit.demo", "the real daemon against built-in Kubernetes and Kong simulators"),
-    "sim-kong": ("kongsplit.sim.kong_cli", "run the Kong Admin API simulator on its own"),
+    "sim-kong": ("kongsplit.sim.kongsim.cli", "run the Kong Admin API simulator on its own"),
     "version": ("kongsplit.version", "print version, Python and dependency versions"),
 }
 

@@ -1,7 +1,7 @@
 """``kongsplit demo``: the real daemon against the built-in Kubernetes and Kong simulators.
 
 Everything runs in one process over real sockets: a Kubernetes API fake (``sim.kube``), a Kong
-Admin API simulator with two nodes (``sim.kong``) and the unmodified daemon (``app.Daemon``)
+Admin API simulator with two nodes (``sim.kongsim``) and the unmodified daemon (``app.Daemon``)
 with leader election. The script plays Argo Rollouts' part — it writes Rollout status and
 ReplicaSet availability the way the controller would — and shows what lands in Kong:
 
@@ -34,8 +34,8 @@ import aiohttp
 from kongsplit.app import Daemon
 from kongsplit.config import load_settings
 from kongsplit.logs import setup_logging
-from kongsplit.sim.kong import KongSim
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kongsim import KongSim
+from kongsplit.sim.kubesim import KubeSim
 from kongsplit.sim.objects import CANARY_STEPS, ROLLOUTS, canary_pods, replicaset, rollout, service
 
 STEPS = CANARY_STEPS

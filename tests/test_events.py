@@ -18,7 +18,7 @@ from kongsplit.events import (
     EventRecorder,
     ObjectRef,
 )
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kubesim import KubeSim
 
 REF = ObjectRef("argoproj.io/v1alpha1", "Rollout", "shop", "checkout", "uid-1")
 

@@ -17,8 +17,8 @@ import yaml
 from kongsplit import inspect
 from kongsplit.cli import COMMANDS
 from kongsplit.kong.targets import owner_tags_for
-from kongsplit.sim.kong import KongSim
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kongsim import KongSim
+from kongsplit.sim.kubesim import KubeSim
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "checkout.yaml"
 

@@ -1,6 +1,6 @@
 """``KongAdmin``: transport, retries, errors, token, TLS, modes, paging, workspaces.
 
-Behaviour runs over real sockets against the Kong simulator (``kongsplit.sim.kong``);
+Behaviour runs over real sockets against the Kong simulator (``kongsplit.sim.kongsim``);
 aioresponses is only used for bodies the simulator cannot produce (HTML error pages, non-JSON
 200s, JSON of the wrong shape).
 """
@@ -35,7 +35,7 @@ from kongsplit.kong.errors import (
 from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode
 from kongsplit.kong.targets import MANAGED_TAG
 from kongsplit.metrics import Metrics
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 FAST = RetryPolicy(attempts=3, initial_backoff=0.001, max_backoff=0.005, max_elapsed=5.0)
 FAKE = "http://kong.invalid:8001"

@@ -12,7 +12,7 @@ from kong_support import CANARY, OWNER, STABLE, running_router, want
 from kongsplit.kong.errors import KongNotReady
 from kongsplit.kong.records import KongMode
 from kongsplit.kong.targets import DesiredTarget, owner_tags_for
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 U = "checkout.shop.svc"
 

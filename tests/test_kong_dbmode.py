@@ -15,7 +15,7 @@ from kongsplit.kong.client import RetryPolicy
 from kongsplit.kong.errors import KongModeError, KongNotLeader, KongUnavailable
 from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget
 from kongsplit.kong.writes import ApplyResult, WriteKind
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 # --- apply against the simulator over real sockets ----------------------------------------------
 

@@ -26,7 +26,7 @@ from kongsplit.config import TLSConfig
 from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.metrics import Metrics
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 ONCE = RetryPolicy(attempts=1)
 #: Names of library exception classes that must never reach a user.

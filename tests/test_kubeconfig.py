@@ -14,7 +14,7 @@ import pytest
 from kubernetes_asyncio.config import incluster_config
 
 from kongsplit import kube
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kubesim import KubeSim
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port: a request there fails
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from kongsplit.leader import LeaderElector
 from kongsplit.metrics import Metrics
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kubesim import KubeSim
 
 LEASE = ("default", "kongsplit")
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

@@ -1,7 +1,7 @@
 """``kongsplit plan`` reading a cluster: --kubeconfig, --context, -n, $KUBECONFIG, ~/.kube/config.
 
 The command runs as a subprocess, as an operator runs it, against a Kubernetes API served over a
-real socket: the built-in fake (kongsplit.sim.kube), kmock (which lists objects as they were
+real socket: the built-in fake (kongsplit.sim.kubesim), kmock (which lists objects as they were
 stored, without the apiVersion/kind the API server leaves out of list items), and the real
 ``kubectl`` printing ``kubectl get rollout,svc,rs -o yaml`` for ``plan -``.
 """
@@ -26,7 +26,7 @@ import yaml
 from aiohttp import web
 from kmock_shims import REPLICASETS, ROLLOUTS, SERVICES, KubeMock, create
 
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kubesim import KubeSim
 from kongsplit.sim.objects import replicaset, rollout, service
 
 pytest_plugins = ("kmock_shims",)

@@ -20,7 +20,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kongsplit import kube
-from kongsplit.sim.kube import KubeSim, merge_patch
+from kongsplit.sim.kubesim import KubeSim, merge_patch
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
 

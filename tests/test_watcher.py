@@ -24,7 +24,7 @@ from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
 from kongsplit.metrics import Metrics
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kubesim import KubeSim
 from kongsplit.watcher import ROLLOUTS as ROLLOUT_RESOURCE
 from kongsplit.watcher import Resource, Watcher, backoff_delay
 

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from kongsplit.app import Daemon
 from kongsplit.config import load_settings
 from kongsplit.sim import objects
-from kongsplit.sim.kong import KongSim
-from kongsplit.sim.kube import KubeSim
+from kongsplit.sim.kongsim import KongSim
+from kongsplit.sim.kubesim import KubeSim
 
 
 @pytest.fixture(scope="session")

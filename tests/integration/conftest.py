@@ -9,7 +9,7 @@ import pytest
 from daemon_support import Harness
 from kmock_shims import KubeMock, kmock_watch_shim, kube_mock  # noqa: F401 - fixtures
 
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from kongsplit.app import Daemon
 from kongsplit.config import Settings, load_settings
 from kongsplit.sim import objects
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kmock_shims import (

@@ -21,7 +21,7 @@ from daemon_support import (
     weights,
 )
 
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 
 async def _get(url: str) -> tuple[int, dict[str, object]]:

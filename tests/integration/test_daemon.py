@@ -26,7 +26,7 @@ from daemon_support import (
 )
 from kmock_shims import LEASES, url_of
 
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 
 async def start_canary(h: Harness) -> None:

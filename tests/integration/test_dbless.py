@@ -6,7 +6,7 @@ import asyncio
 
 from daemon_support import CANARY_T, STABLE_T, UPSTREAM, Harness, eventually, metric, weights
 
-from kongsplit.sim.kong import KongSim
+from kongsplit.sim.kongsim import KongSim
 
 OWNER_CONFIG = {
     "_format_version": "3.0",

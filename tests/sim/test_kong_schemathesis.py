@@ -28,7 +28,7 @@ from schemathesis.checks import (
 )
 
 from kongsplit.sim import KongSim
-from kongsplit.sim.kong_schema import format_target
+from kongsplit.sim.kongsim.schema import format_target
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from kongsplit.sim import KongSim
-from kongsplit.sim.kong_schema import ALGORITHMS, format_target
+from kongsplit.sim.kongsim.schema import ALGORITHMS, format_target
 
 UP = "demo.default.80.svc"
 STABLE = "10.0.0.1:80"
@@ -1493,7 +1493,7 @@ async def test_many_patches_are_fast(api: Api, sim: KongSim) -> None:
 
 async def test_cli_serves_until_sigterm() -> None:
     code = (
-        "import sys; from kongsplit.sim import kong_cli; import argparse;"
+        "import sys; from kongsplit.sim.kongsim import cli as kong_cli; import argparse;"
         "p = argparse.ArgumentParser(); kong_cli.add_arguments(p);"
         "sys.exit(kong_cli.run(p.parse_args(sys.argv[1:])))"
     )

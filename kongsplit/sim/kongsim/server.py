@@ -30,16 +30,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+import yaml
 from aiohttp import web
 
-from kongsplit.sim import kong_config
-from kongsplit.sim.kong_faults import Faults
-from kongsplit.sim.kong_schema import (
+from kongsplit.sim.kongsim import config as kong_config
+from kongsplit.sim.kongsim.faults import Faults
+from kongsplit.sim.kongsim.schema import (
     TAGS_AND_RE,
     TAGS_OR_RE,
     KongApiError,
     VersionProfile,
     dao_not_found,
+    declarative_error,
     deep_copy,
     format_target,
     healthchecks_enabled,
@@ -54,7 +56,7 @@ from kongsplit.sim.kong_schema import (
     operation_unsupported,
     parse_address,
 )
-from kongsplit.sim.kong_store import BalancerState, Entity, Store, Workspace
+from kongsplit.sim.kongsim.store import BalancerState, Entity, Store, Workspace
 
 __all__ = ["MODES", "KongSim", "RequestRecord"]
 
@@ -499,7 +501,7 @@ class KongSim:
         if head == "status" and n == 1:
             return {"GET": _status}
         if head == "config" and n == 1:
-            return {"GET": kong_config.get_config, "POST": kong_config.post_config}
+            return {"GET": _get_config, "POST": _post_config}
         if head == "targets":
             # Top-level /targets is registered but disabled: every call answers 404
             # (kong/api/routes/targets.lua).
@@ -1172,3 +1174,63 @@ async def _set_health(ctx: _Ctx) -> web.Response:
                 del n.health_marks[key]
         n.health_marks[(*prefix, address)] = healthy
     return _json(204, None)
+
+
+# -- HTTP handlers -------------------------------------------------------------------------------
+
+
+def _only_db_less(ctx: _Ctx) -> None:
+    if not ctx.sim.db_less:
+        raise message_error(
+            400,
+            "this endpoint is only available when Kong is configured to not use a database",
+        )
+
+
+async def _get_config(ctx: _Ctx) -> web.Response:
+    _only_db_less(ctx)
+    return _json(200, {"config": kong_config.dump_yaml(kong_config.export_config(ctx.store))})
+
+
+async def _post_config(ctx: _Ctx) -> web.Response:
+    _only_db_less(ctx)
+    flatten = ctx.query.get("flatten_errors") in ("1", "true")
+    check_hash = ctx.query.get("check_hash") in ("1", "true")
+    data = ctx.body.data
+    if "_format_version" in data:
+        # Table form: parsed already; its hash is computed after parsing, so check_hash
+        # can never short-cut it (kong/api/routes/config.lua).
+        loaded = kong_config.validate_config(data, flatten=flatten)
+        new_hash = kong_config.table_hash(data)
+    else:
+        text = data.get("config")
+        if isinstance(text, dict):
+            text = json.dumps(text)
+        if not isinstance(text, str) or not text:
+            raise message_error(400, "expected a declarative configuration")
+        new_hash = kong_config.md5(text)
+        if check_hash and new_hash == ctx.node.config_hash:
+            return _json(304, None)
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise declarative_error(
+                {"error": str(err)}, f"failed parsing declarative configuration: {err}"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise declarative_error({"error": "expected an object"}, "expected an object")
+        loaded = kong_config.validate_config(parsed, flatten=flatten)
+    kong_config.load_config(ctx.store, loaded, ctx.sim.profile)
+    ctx.node.config_hash = kong_config.EMPTY_HASH if loaded.empty else new_hash
+    ctx.node.health_marks.clear()
+    ws = ctx.store.workspaces["default"]
+    body: dict[str, Any] = {
+        "upstreams": {u["id"]: ws.upstreams[u["id"]] for u in loaded.upstreams},
+        "targets": {t["id"]: ws.targets[t["id"]] for t in loaded.targets},
+    }
+    for key, rows in loaded.extra.items():
+        if rows:
+            body[key] = {
+                str(r.get("id") or i): r for i, r in enumerate(rows) if isinstance(r, dict)
+            }
+    return _json(201, body)

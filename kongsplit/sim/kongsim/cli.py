@@ -9,7 +9,7 @@ import signal
 import sys
 
 from kongsplit.config import ConfigError, parse_listen
-from kongsplit.sim.kong import MODES, KongSim
+from kongsplit.sim.kongsim import MODES, KongSim
 
 DEMO_UPSTREAM = "demo.default.80.svc"
 

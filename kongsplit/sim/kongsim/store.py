@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kongsplit.sim.kong_schema import (
+from kongsplit.sim.kongsim.schema import (
     TARGET_FIELDS,
     UPSTREAM_FIELDS,
     VersionProfile,

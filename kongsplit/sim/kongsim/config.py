@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-from aiohttp import web
 
-from kongsplit.sim.kong_schema import (
+from kongsplit.sim.kongsim.schema import (
     TARGET_FIELDS,
     UPSTREAM_FIELDS,
     VersionProfile,
@@ -27,14 +26,10 @@ from kongsplit.sim.kong_schema import (
     format_target,
     is_uuid,
     lua_repr,
-    message_error,
     upstream_entity_checks,
     validate_fields,
 )
-from kongsplit.sim.kong_store import Entity, Store
-
-if TYPE_CHECKING:
-    from kongsplit.sim.kong import _Ctx
+from kongsplit.sim.kongsim.store import Entity, Store
 
 EMPTY_HASH = "0" * 32
 FORMAT_VERSIONS = ("1.1", "2.1", "3.0")
@@ -71,7 +66,7 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def _table_hash(config: Any) -> str:
+def table_hash(config: Any) -> str:
     return md5(json.dumps(config, sort_keys=True, separators=(",", ":"), default=str))
 
 
@@ -336,67 +331,3 @@ def hash_of_store(store: Store) -> str:
     if len(exported) == 2:
         return EMPTY_HASH
     return md5(dump_yaml(exported))
-
-
-# -- HTTP handlers -------------------------------------------------------------------------------
-
-
-def _only_db_less(ctx: _Ctx) -> None:
-    if not ctx.sim.db_less:
-        raise message_error(
-            400,
-            "this endpoint is only available when Kong is configured to not use a database",
-        )
-
-
-async def get_config(ctx: _Ctx) -> web.Response:
-    from kongsplit.sim.kong import _json
-
-    _only_db_less(ctx)
-    return _json(200, {"config": dump_yaml(export_config(ctx.store))})
-
-
-async def post_config(ctx: _Ctx) -> web.Response:
-    from kongsplit.sim.kong import _json
-
-    _only_db_less(ctx)
-    flatten = ctx.query.get("flatten_errors") in ("1", "true")
-    check_hash = ctx.query.get("check_hash") in ("1", "true")
-    data = ctx.body.data
-    if "_format_version" in data:
-        # Table form: parsed already; its hash is computed after parsing, so check_hash
-        # can never short-cut it (kong/api/routes/config.lua).
-        loaded = validate_config(data, flatten=flatten)
-        new_hash = _table_hash(data)
-    else:
-        text = data.get("config")
-        if isinstance(text, dict):
-            text = json.dumps(text)
-        if not isinstance(text, str) or not text:
-            raise message_error(400, "expected a declarative configuration")
-        new_hash = md5(text)
-        if check_hash and new_hash == ctx.node.config_hash:
-            return _json(304, None)
-        try:
-            parsed = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise declarative_error(
-                {"error": str(err)}, f"failed parsing declarative configuration: {err}"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise declarative_error({"error": "expected an object"}, "expected an object")
-        loaded = validate_config(parsed, flatten=flatten)
-    load_config(ctx.store, loaded, ctx.sim.profile)
-    ctx.node.config_hash = EMPTY_HASH if loaded.empty else new_hash
-    ctx.node.health_marks.clear()
-    ws = ctx.store.workspaces["default"]
-    body: dict[str, Any] = {
-        "upstreams": {u["id"]: ws.upstreams[u["id"]] for u in loaded.upstreams},
-        "targets": {t["id"]: ws.targets[t["id"]] for t in loaded.targets},
-    }
-    for key, rows in loaded.extra.items():
-        if rows:
-            body[key] = {
-                str(r.get("id") or i): r for i, r in enumerate(rows) if isinstance(r, dict)
-            }
-    return _json(201, body)
