@@ -112,82 +112,60 @@ class DbModeApplier:
         mode: KongMode,
         may_write: MayWrite | None,
     ) -> ApplyResult:
-        async with self._lock((workspace or "", upstream)):
-            return await self._apply(
-                upstream,
-                desired,
-                owner_tags=owner_tags,
-                ws=workspace,
-                create=create,
-                exclusive=exclusive,
-                refresh=refresh,
-                mode=mode,
-                may_write=may_write,
-            )
-
-    async def _apply(
-        self,
-        upstream: str,
-        desired: Sequence[DesiredTarget],
-        *,
-        owner_tags: Sequence[str],
-        ws: str | None,
-        create: bool,
-        exclusive: bool,
-        refresh: bool,
-        mode: KongMode,
-        may_write: MayWrite | None,
-    ) -> ApplyResult:
-        done: list[Write] = []
-        drift: tuple[Drift, ...] | None = None
-        upstream_created = False
-        targets: dict[str, Target] | None = None
-        passes = 3  # a stale cache costs one re-read; a racing writer one more
-        for n in range(passes):
-            targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
-            if targets is None:
-                read = await self.read(upstream, ws)
-                if read is None:
-                    if not create:
-                        missing = Drift(DRIFT_MISSING, None, None, None, corrected=False)
-                        return ApplyResult(
-                            upstream, ws, mode, drift=(missing,), upstream_missing=True
+        ws = workspace
+        async with self._lock((ws or "", upstream)):
+            done: list[Write] = []
+            drift: tuple[Drift, ...] | None = None
+            upstream_created = False
+            targets: dict[str, Target] | None = None
+            passes = 3  # a stale cache costs one re-read; a racing writer one more
+            for n in range(passes):
+                targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
+                if targets is None:
+                    read = await self.read(upstream, ws)
+                    if read is None:
+                        if not create:
+                            missing = Drift(DRIFT_MISSING, None, None, None, corrected=False)
+                            return ApplyResult(
+                                upstream, ws, mode, drift=(missing,), upstream_missing=True
+                            )
+                        await self.client.create_upstream(
+                            upstream, workspace=ws, may_write=may_write
                         )
-                    await self.client.create_upstream(upstream, workspace=ws, may_write=may_write)
-                    upstream_created = True
-                    read = ()
-                targets = self.cache.put(ws, upstream, read)
-            plan = plan_writes(
-                targets.values(), desired, owner_tags=owner_tags, exclusive=exclusive
-            )
-            if drift is None:
-                drift = plan.drift
-                if upstream_created:
-                    drift = (Drift(DRIFT_MISSING, None, None, None), *drift)
-            try:
-                await self._run_plan(upstream, ws, plan, targets, done, may_write)
-                break
-            except (KongNotFound, KongConflict) as e:
-                # Someone else changed the upstream since we last read it: re-read and re-plan.
-                self.cache.forget(ws, upstream)
-                if n == passes - 1:
-                    raise
-                log.info(
-                    "Kong changed under a write; re-reading the upstream",
-                    extra={"upstream": upstream, "status": getattr(e, "status", None)},
+                        upstream_created = True
+                        read = ()
+                    targets = self.cache.put(ws, upstream, read)
+                plan = plan_writes(
+                    targets.values(), desired, owner_tags=owner_tags, exclusive=exclusive
                 )
-        # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
-        final = targets or {}
-        return ApplyResult(
-            upstream,
-            ws,
-            mode,
-            writes=tuple(done),
-            targets=tuple(final.values()),
-            foreign=foreign_targets(final.values(), owner_tags),
-            drift=drift or (),
-            upstream_created=upstream_created,
-        )
+                if drift is None:
+                    drift = plan.drift
+                    if upstream_created:
+                        drift = (Drift(DRIFT_MISSING, None, None, None), *drift)
+                try:
+                    await self._run_plan(upstream, ws, plan, targets, done, may_write)
+                    break
+                except (KongNotFound, KongConflict) as e:
+                    # Someone else changed the upstream since we last read it: re-read and re-plan.
+                    self.cache.forget(ws, upstream)
+                    if n == passes - 1:
+                        raise
+                    log.info(
+                        "Kong changed under a write; re-reading the upstream",
+                        extra={"upstream": upstream, "status": getattr(e, "status", None)},
+                    )
+            # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
+            final = targets or {}
+            return ApplyResult(
+                upstream,
+                ws,
+                mode,
+                writes=tuple(done),
+                targets=tuple(final.values()),
+                foreign=foreign_targets(final.values(), owner_tags),
+                drift=drift or (),
+                upstream_created=upstream_created,
+            )
 
     async def _run_plan(
         self,
