@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -36,10 +37,11 @@ from kongsplit.kong.errors import KongError, KongModeError
 from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
+from kongsplit.nodes import NodeDiscovery
 from kongsplit.reconciler import Reconciler
 from kongsplit.server import Probes, make_app, start_server
 from kongsplit.version import package_version
-from kongsplit.watcher import REPLICASETS, ROLLOUTS, SERVICES, Watcher
+from kongsplit.watcher import ENDPOINTSLICES, REPLICASETS, ROLLOUTS, SERVICES, Watcher
 
 logger = logging.getLogger("kongsplit.app")
 
@@ -207,6 +209,26 @@ class Daemon:
             ),
             Watcher(api, SERVICES, namespaces=ns, on_event=rec.on_service, metrics=self.metrics),
         ]
+        nodes_from = s.kong.nodes_from
+        if nodes_from.service:
+            # Hybrid: /verify reads the data planes, discovered from their Service's slices.
+            discovery = NodeDiscovery(
+                replace(
+                    nodes_from,
+                    namespace=nodes_from.namespace or s.leader_election.lease_namespace,
+                ),
+                on_change=self.kong.set_verify_nodes,
+            )
+            self.watchers.append(
+                Watcher(
+                    api,
+                    ENDPOINTSLICES,
+                    namespaces=[discovery.config.namespace or ""],
+                    on_event=discovery.on_slice,
+                    metrics=self.metrics,
+                    label_selector=discovery.label_selector,
+                )
+            )
         probes = Probes(alive=self._alive, ready=self._ready)
         host, port = s.server.host_port
         runner = None
@@ -274,6 +296,7 @@ class Daemon:
         elector = self.elector
         if elector is None:
             await rec.initial_sync()
+            self._warn_if_unverifiable()
             await asyncio.Event().wait()  # nothing more to do; stays alive for the guard
             return
         while True:
@@ -282,8 +305,14 @@ class Daemon:
             rec.leadership_gained()
             rec.synced.clear()
             await rec.initial_sync()
+            self._warn_if_unverifiable()
             await elector.following.wait()
             logger.info("lost leadership: no more writes to Kong")
+
+    def _warn_if_unverifiable(self) -> None:
+        refusal = self.kong.verify_refusal()
+        if refusal is not None and not self.settings.kong.nodes_from.service:
+            logger.warning("/verify will refuse to answer: %s", refusal)
 
     def _alive(self) -> bool:
         return bool(self.tasks) and all(not t.done() for t in self.tasks.values())

@@ -37,6 +37,17 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class NodesFromConfig:
+    """Kong nodes to verify on, discovered from a Service's EndpointSlices (hybrid data planes'
+    Status API). Off while ``service`` is unset."""
+
+    namespace: str | None = None  # unset: the namespace kongsplit runs in
+    service: str | None = None
+    port: str = "8100"  # a port number, or the name of the Service's port
+    scheme: str = "http"
+
+
+@dataclass(frozen=True)
 class KongConfig:
     url: str = "http://localhost:8001"
     token: str | None = field(default=None, repr=False)
@@ -44,6 +55,7 @@ class KongConfig:
     workspace: str | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     nodes: tuple[str, ...] = ()
+    nodes_from: NodesFromConfig = field(default_factory=NodesFromConfig)
     create_upstreams: bool = True
     exclusive_upstreams: bool = False
     on_delete: str = "keep"
@@ -176,6 +188,18 @@ def _parse_str_list(value: Any) -> tuple[str, ...]:
     return tuple(v for v in items if v)
 
 
+def _parse_port(value: Any) -> str:
+    """A port number (1..65535) or a port name (a DNS label), kept as text."""
+    text = _parse_str(value).strip()
+    if text.isascii() and text.isdigit():
+        if not 1 <= int(text) <= 65535:
+            raise ValueError(f"expected a port number 1..65535 or a port name, got {value!r}")
+        return str(int(text))
+    if not re.match(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$", text):
+        raise ValueError(f"expected a port number 1..65535 or a port name, got {value!r}")
+    return text
+
+
 def _parse_positive_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a positive integer, got {value!r}")
@@ -252,6 +276,7 @@ _KINDS: dict[_Parser, str] = {
     parse_duration: "duration",
     _parse_positive_int: "positive integer",
     _parse_listen: "HOST:PORT",
+    _parse_port: "port number or name",
 }
 #: What the kinds accept, said once.
 KIND_NOTES = (
@@ -457,6 +482,29 @@ _TLS_KEYS: dict[str, Key] = {
     ),
 }
 
+_NODES_FROM_KEYS: dict[str, Key] = {
+    "namespace": Key(
+        "namespace",
+        _parse_opt_str,
+        "namespace of that Service",
+        default="the namespace kongsplit runs in",
+    ),
+    "service": Key(
+        "service",
+        _parse_opt_str,
+        "Service whose EndpointSlices list the Kong nodes to verify on (hybrid: the data "
+        "planes' Status API); unset: kong.nodes alone",
+    ),
+    "port": Key("port", _parse_port, "the nodes' port: a number, or the Service port's name"),
+    "scheme": Key("scheme", _OneOf("http", "https"), "scheme of the nodes' URLs"),
+}
+
+#: Sub-sections of a section: dotted name → (section, Settings field of it, keys).
+_SUBSECTIONS: dict[str, tuple[str, str, dict[str, Key]]] = {
+    "kong.tls": ("kong", "tls", _TLS_KEYS),
+    "kong.nodesFrom": ("kong", "nodes_from", _NODES_FROM_KEYS),
+}
+
 #: The config file's path; the one ``KONGSPLIT_*`` variable that is not a key of the file.
 CONFIG_ENV = "KONGSPLIT_CONFIG"
 #: ``KONGSPLIT_*`` variables that are not settings but are legitimately set around kongsplit.
@@ -519,9 +567,10 @@ def keys() -> list[KeyInfo]:
         current = getattr(defaults, attr)
         for key, spec in section_keys.items():
             add(section, key, spec, current)
-        if section == "kong":
-            for key, spec in _TLS_KEYS.items():
-                add("kong.tls", key, spec, defaults.kong.tls)
+        for sub, (parent, sub_attr, sub_keys) in _SUBSECTIONS.items():
+            if parent == section:
+                for key, spec in sub_keys.items():
+                    add(sub, key, spec, getattr(current, sub_attr))
     return out
 
 
@@ -538,7 +587,7 @@ def _show_default(value: Any, parse: _Parser) -> str:
 def env_names() -> list[str]:
     """Every ``KONGSPLIT_*`` variable the settings read (for docs and tests)."""
     names = [_env_name(s, k) for s, (_, keys) in _SECTIONS.items() for k in keys]
-    names += [_env_name("kong", "tls", k) for k in _TLS_KEYS]
+    names += [_env_name(*sub.split("."), k) for sub, (_, _, ks) in _SUBSECTIONS.items() for k in ks]
     return names
 
 
@@ -579,7 +628,7 @@ def check_env(env: Mapping[str, str]) -> None:
 
 def _dotted_keys() -> list[str]:
     names = [f"{s}.{k}" for s, (_, keys) in _SECTIONS.items() for k in keys]
-    return names + [f"kong.tls.{k}" for k in _TLS_KEYS]
+    return names + [f"{sub}.{k}" for sub, (_, _, ks) in _SUBSECTIONS.items() for k in ks]
 
 
 def _unknown_key(path: str, dotted: str, known: Iterable[str]) -> ConfigError:
@@ -618,22 +667,26 @@ def _read_file(path: str) -> Raw:
         if not isinstance(body, dict):
             raise ConfigError(f"config file {path}: {section}: expected a mapping")
         keys = _SECTIONS[section][1]
+        subs = {
+            d.split(".", 1)[1]: d for d, (parent, _, _) in _SUBSECTIONS.items() if parent == section
+        }
         for key, value in body.items():
-            if section == "kong" and key == "tls":
+            if key in subs:
+                sub = subs[key]
                 if value is None:
                     continue
                 if not isinstance(value, dict):
-                    raise ConfigError(f"config file {path}: kong.tls: expected a mapping")
-                for tkey in value:
-                    if tkey not in _TLS_KEYS:
-                        raise _unknown_key(path, f"kong.tls.{tkey}", _TLS_KEYS)
-                raw.setdefault("kong.tls", {}).update(
-                    {k: (f"config file {path}: kong.tls.{k}", v) for k, v in value.items()}
+                    raise ConfigError(f"config file {path}: {sub}: expected a mapping")
+                sub_keys = _SUBSECTIONS[sub][2]
+                for skey in value:
+                    if skey not in sub_keys:
+                        raise _unknown_key(path, f"{sub}.{skey}", sub_keys)
+                raw.setdefault(sub, {}).update(
+                    {k: (f"config file {path}: {sub}.{k}", v) for k, v in value.items()}
                 )
                 continue
             if key not in keys:
-                known = [*keys, "tls"] if section == "kong" else list(keys)
-                raise _unknown_key(path, f"{section}.{key}", known)
+                raise _unknown_key(path, f"{section}.{key}", [*keys, *subs])
             raw.setdefault(section, {})[key] = (f"config file {path}: {section}.{key}", value)
     return raw
 
@@ -650,15 +703,18 @@ def _read_env(env: Mapping[str, str]) -> Raw:
             name = _env_name(section, key)
             if name in env:
                 raw.setdefault(section, {})[key] = (f"environment {name}", env[name])
-    for key in _TLS_KEYS:
-        name = _env_name("kong", "tls", key)
-        if name in env:
-            raw.setdefault("kong.tls", {})[key] = (f"environment {name}", env[name])
+    for sub, (_, _, sub_keys) in _SUBSECTIONS.items():
+        for key in sub_keys:
+            name = _env_name(*sub.split("."), key)
+            if name in env:
+                raw.setdefault(sub, {})[key] = (f"environment {name}", env[name])
     return raw
 
 
 def _spec(section: str, key: str) -> Key:
-    return _TLS_KEYS[key] if section == "kong.tls" else _SECTIONS[section][1][key]
+    if section in _SUBSECTIONS:
+        return _SUBSECTIONS[section][2][key]
+    return _SECTIONS[section][1][key]
 
 
 def _apply(settings: Settings, raw: Raw) -> Settings:
@@ -669,9 +725,12 @@ def _apply(settings: Settings, raw: Raw) -> Settings:
             spec = _spec(section, key)
             changes[spec.attr] = _checked(spec.parse, value, where)
             origins[f"{section}.{key}"] = where
-        if section == "kong.tls":
-            tls = replace(settings.kong.tls, **changes)
-            settings = replace(settings, kong=replace(settings.kong, tls=tls))
+        if section in _SUBSECTIONS:
+            parent, sub_attr, _ = _SUBSECTIONS[section]
+            parent_attr = _SECTIONS[parent][0]
+            holder = getattr(settings, parent_attr)
+            inner = replace(getattr(holder, sub_attr), **changes)
+            settings = replace(settings, **{parent_attr: replace(holder, **{sub_attr: inner})})
             continue
         attr_name = _SECTIONS[section][0]
         current = getattr(settings, attr_name)

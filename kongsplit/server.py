@@ -94,6 +94,8 @@ async def verify(request: web.Request) -> web.Response:
     }
     if found.reasons:
         body["reason"] = "; ".join(found.reasons[:10])
+    if found.refused:  # not a weight missing: verification is impossible as configured
+        return web.json_response(body, status=503)
     return web.json_response(body)
 
 

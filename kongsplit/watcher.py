@@ -60,6 +60,7 @@ class Resource:
 ROLLOUTS = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout")
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
 SERVICES = Resource("", "v1", "services", "Service")
+ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 
 
 class _Gone(Exception):
@@ -99,6 +100,7 @@ class Watcher:
         timeout_seconds: int = 300,
         backoff_base: float = _BACKOFF_BASE,
         page_size: int = _PAGE_SIZE,
+        label_selector: str | None = None,
     ) -> None:
         self._api = api
         self.resource = resource
@@ -109,6 +111,7 @@ class Watcher:
         self._backoff_base = backoff_base
         self._timeout_seconds = timeout_seconds
         self._page_size = page_size
+        self._label_selector = label_selector
         self.listed = asyncio.Event()
         self._pending_lists = len(self.namespaces)
 
@@ -204,7 +207,14 @@ class Watcher:
         while True:
             try:
                 page = await kube.request(
-                    self._api, "GET", path, query={"limit": self._page_size, "continue": token}
+                    self._api,
+                    "GET",
+                    path,
+                    query={
+                        "limit": self._page_size,
+                        "continue": token,
+                        "labelSelector": self._label_selector,
+                    },
                 )
             except kube.KubeApiError as e:
                 if e.status == 410 and token:
@@ -255,6 +265,7 @@ class Watcher:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": self._timeout_seconds,
             "resourceVersion": state.rv or None,
+            "labelSelector": self._label_selector,
         }
         # The server ends the stream itself after timeoutSeconds; the read timeout only catches
         # a connection that went silent without closing (a dead peer, a stuck proxy).

@@ -56,6 +56,7 @@ REPLICASETS = "apps/v1/replicasets"
 SERVICES = "v1/services"
 EVENTS = "v1/events"
 LEASES = "coordination.k8s.io/v1/leases"
+ENDPOINTSLICES = "discovery.k8s.io/v1/endpointslices"
 
 _RESOURCES = {
     ROLLOUTS: ("Rollout", True),
@@ -64,6 +65,7 @@ _RESOURCES = {
     EVENTS: ("Event", True),
     "events.k8s.io/v1/events": ("Event", True),
     LEASES: ("Lease", True),
+    ENDPOINTSLICES: ("EndpointSlice", True),
 }
 
 _original_guess_k8s = parsing.guess_k8s

@@ -21,7 +21,7 @@ from kongsplit.kong.client import KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.dbless import DblessApplier
 from kongsplit.kong.dbmode import DbModeApplier
 from kongsplit.kong.errors import KongError
-from kongsplit.kong.records import KongMode, NodeInfo, Target
+from kongsplit.kong.records import KongMode, NodeInfo, Target, TargetHealth
 from kongsplit.kong.targets import DesiredTarget
 from kongsplit.kong.writes import ApplyResult
 from kongsplit.metrics import Metrics
@@ -31,12 +31,17 @@ RootTask = Callable[[], Coroutine[Any, Any, None]]
 
 @dataclass(frozen=True)
 class Verification:
-    """Whether every node's balancer serves the desired weights (``/verify``'s answer)."""
+    """Whether every node's balancer serves the desired weights (``/verify``'s answer).
+
+    ``refused`` means verification is impossible as configured (a hybrid control plane and no
+    data planes to ask), not that a weight is missing.
+    """
 
     verified: bool
     desired: dict[str, int]
     observed: dict[str, dict[str, int | None] | str]  # node → target → nodeWeight, or an error
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    refused: bool = False
 
 
 class KongRouter:
@@ -54,7 +59,10 @@ class KongRouter:
         self.client = client
         self.create_upstreams = create_upstreams
         self.exclusive_upstreams = exclusive_upstreams
-        self.verify_nodes = tuple(verify_nodes) or (client.url,)
+        # The nodes whose balancers /verify reads: configured (kong.nodes), discovered
+        # (kong.nodesFrom, via ``set_verify_nodes``), or the Admin API node itself.
+        self.configured_nodes = tuple(verify_nodes)
+        self.verify_nodes = self.configured_nodes or (client.url,)
         self.config_poll_interval = config_poll_interval
         self.dbmode = DbModeApplier(client)
         self.dbless = DblessApplier(client)
@@ -67,7 +75,7 @@ class KongRouter:
             KongAdmin.from_config(kong, metrics=metrics, retry=retry),
             create_upstreams=kong.create_upstreams,
             exclusive_upstreams=kong.exclusive_upstreams,
-            verify_nodes=kong.verify_nodes,
+            verify_nodes=kong.nodes,
             config_poll_interval=kong.config_poll_interval,
         )
 
@@ -152,34 +160,61 @@ class KongRouter:
         """Kong came back (it may have restarted): nothing learnt before is trusted."""
         self.dbmode.reset()
 
+    def set_verify_nodes(self, urls: Sequence[str]) -> None:
+        """The nodes to verify on, as discovered (``kong.nodesFrom``): replaces the list."""
+        self.configured_nodes = tuple(urls)
+        self.verify_nodes = self.configured_nodes or (self.client.url,)
+
+    def verify_refusal(self) -> str | None:
+        """Why /verify cannot answer as configured, or None."""
+        if self.client.mode == KongMode.CONTROL_PLANE and not self.configured_nodes:
+            return (
+                f"Kong at {self.display_url} is a hybrid control plane: it builds no balancers, "
+                "so it cannot show what is served; list the data planes' Status API URLs "
+                "(status_listen) in kong.nodes, or discover them with kong.nodesFrom"
+            )
+        return None
+
     async def verify(
         self, upstream: str, desired: Mapping[str, int], *, workspace: str | None = None
     ) -> Verification:
-        """Does every known node's balancer serve ``desired`` (target → weight) right now?"""
+        """Does every known node serve ``desired`` (target → weight) right now?
 
-        async def read(node: str) -> tuple[str, dict[str, int | None] | str]:
+        Per node and target: the balancer's ``nodeWeight`` equals the desired weight, and a
+        target that must carry traffic resolved to addresses (not ``DNS_ERROR``, total weight
+        above 0) of which some are healthy (``weight.available`` above 0) — the weight Kong
+        loaded is not yet traffic (docs/kong.md "Health").
+        """
+        refusal = self.verify_refusal()
+        if refusal is not None:
+            return Verification(False, dict(desired), {}, (refusal,), refused=True)
+
+        async def read(node: str) -> tuple[str, list[TargetHealth] | str]:
             try:
-                health = await self.client.health(upstream, node_url=node, workspace=workspace)
+                return node, await self.client.health(upstream, node_url=node, workspace=workspace)
             except KongError as e:
                 return node, str(e)
-            # nodeWeight is what this node's balancer gives the target — the proof. The
-            # target's configured ``weight`` says nothing about the node (it comes from the
-            # shared database), so a target the balancer does not hold yet counts as None.
-            return node, {h.target: h.node_weight for h in health}
 
         results = await asyncio.gather(*(read(n) for n in self.verify_nodes))
         observed: dict[str, dict[str, int | None] | str] = {}
         reasons: list[str] = []
-        for node, seen in results:
-            observed[node] = seen
-            if isinstance(seen, str):
-                reasons.append(f"{node}: {seen}")
+        for node, rows in results:
+            if isinstance(rows, str):
+                observed[node] = rows
+                reasons.append(f"{node}: {rows}")
+                continue
+            by_target = {h.target: h for h in rows}
+            observed[node] = {h.target: h.node_weight for h in rows}
+            if rows and not any(h.balanced for h in rows):
+                reasons.append(
+                    f"{node}: no balancer data for upstream {upstream} (a hybrid control plane "
+                    "builds none, or the upstream has not reached this node yet)"
+                )
                 continue
             for target, weight in desired.items():
-                got = seen.get(target)
-                # A target at weight 0 may be absent from the balancer altogether.
-                if (got or 0) != weight or (weight > 0 and got is None):
-                    reasons.append(f"{node}: {target} serves {got}, want {weight}")
+                problem = _serving_problem(by_target.get(target), weight)
+                if problem is not None:
+                    reasons.append(f"{node}: {target} {problem}")
         return Verification(not reasons, dict(desired), observed, tuple(reasons))
 
     def root_tasks(
@@ -207,3 +242,22 @@ class KongRouter:
         await self.client.mode_known.wait()
         assert self.client.mode is not None
         return self.client.mode
+
+
+def _serving_problem(row: TargetHealth | None, weight: int) -> str | None:
+    """Why ``row`` (one node's view of one target) does not serve ``weight``, or None."""
+    got = row.node_weight if row is not None else None
+    if weight == 0:
+        # A target at weight 0 may be absent from the balancer altogether.
+        return None if not got else f"serves {got}, want 0"
+    if row is None or got is None:
+        if row is not None and row.health == "DNS_ERROR":
+            return f"is not in this node's balancer (DNS_ERROR), want {weight}"
+        return f"is not in this node's balancer yet, want {weight}"
+    if got != weight:
+        return f"serves {got}, want {weight}"
+    if not row.resolved:
+        return "resolved to no address (DNS_ERROR): it carries no traffic"
+    if row.available_weight is not None and row.available_weight <= 0:
+        return "has no healthy address (weight.available 0): it carries no traffic"
+    return None

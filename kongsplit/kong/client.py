@@ -695,15 +695,23 @@ class KongAdmin:
         out = []
         try:
             for item in items:
-                data = item.get("data") or {}
-                node_weight = data.get("nodeWeight")
-                weight = item.get("weight")
+                raw_data = item.get("data")
+                health = item.get("health")
+                row_weight = item.get("weight")
+                data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+                raw_weights = data.get("weight")
+                weights: dict[str, Any] = raw_weights if isinstance(raw_weights, dict) else {}
+                addresses = data.get("addresses")
                 out.append(
                     TargetHealth(
                         target=str(item["target"]),
-                        health=item.get("health") if isinstance(item.get("health"), str) else None,
-                        node_weight=node_weight if isinstance(node_weight, int) else None,
-                        weight=weight if isinstance(weight, int) else None,
+                        health=health if isinstance(health, str) else None,
+                        node_weight=_int_or_none(data.get("nodeWeight")),
+                        weight=_int_or_none(row_weight),
+                        addresses=len(addresses) if isinstance(addresses, list) else 0,
+                        total_weight=_int_or_none(weights.get("total")),
+                        available_weight=_int_or_none(weights.get("available")),
+                        balanced="health" in item or "data" in item,
                     )
                 )
         except (TypeError, KeyError, AttributeError) as e:
@@ -738,6 +746,10 @@ class KongAdmin:
             may_write=may_write,
         )
         return status != 304
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -146,9 +146,23 @@ class NodeStatus:
 
 @dataclass(frozen=True)
 class TargetHealth:
-    """One entry of ``GET /upstreams/{u}/health`` on one node."""
+    """One entry of ``GET /upstreams/{u}/health`` on one node: what its balancer holds.
+
+    ``balanced`` is False when the row carries no balancer data at all: a hybrid control plane
+    builds no balancers, and a node whose balancer lacks the upstream answers plain target rows
+    (``page_for_upstream_with_health`` in Kong's kong/db/dao/targets.lua). A target the
+    balancer lacks is ``DNS_ERROR`` there (Kong extrapolates a failed resolution from it).
+    """
 
     target: str
-    health: str | None
-    node_weight: int | None
-    weight: int | None
+    health: str | None  # HEALTHY | UNHEALTHY | DNS_ERROR | HEALTHCHECKS_OFF | None (no data)
+    node_weight: int | None  # data.nodeWeight: the weight this node's balancer loaded
+    weight: int | None  # the target's configured weight (from the database, not the node)
+    addresses: int = 0  # data.addresses: how many addresses the target resolved to
+    total_weight: int | None = None  # data.weight.total: weight over every address
+    available_weight: int | None = None  # data.weight.available: over healthy addresses
+    balanced: bool = True
+
+    @property
+    def resolved(self) -> bool:
+        return self.health != "DNS_ERROR" and self.addresses > 0 and (self.total_weight or 0) > 0

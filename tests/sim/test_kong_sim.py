@@ -977,7 +977,9 @@ async def test_new_target_not_yet_in_remote_balancer(
     await n0("POST", f"/upstreams/{UP}/targets", json={"target": STABLE})
     _, body, _ = await n1("GET", f"/upstreams/{UP}/health")
     (t,) = body["data"]
-    assert t["health"] == "HEALTHCHECKS_OFF" and "data" not in t
+    # The balancer lacks the target: Kong extrapolates DNS_ERROR and shows no data
+    # (kong/db/dao/targets.lua page_for_upstream_with_health).
+    assert t["health"] == "DNS_ERROR" and "data" not in t
     clock.now += 5
     _, body, _ = await n1("GET", f"/upstreams/{UP}/health")
     assert body["data"][0]["data"]["nodeWeight"] == 100
@@ -1525,3 +1527,68 @@ async def test_cli_serves_until_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# kong/db/dao/targets.lua page_for_upstream_with_health, kong/status/init.lua: what /health shows
+# on a control plane, on a hybrid data plane's Status API, and for a name that does not resolve
+
+
+async def test_control_plane_health_rows_carry_no_balancer_data(
+    make_sim: SimFactory, session: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(mode="control_plane")
+    cp = Api(session, sim.url)
+    await cp("POST", "/upstreams", json={"name": UP})
+    await cp("POST", f"/upstreams/{UP}/targets", json={"target": STABLE, "weight": 100})
+    status, body, _ = await cp("GET", f"/upstreams/{UP}/health")
+    assert status == 200
+    (row,) = body["data"]
+    assert row["target"] == STABLE and row["weight"] == 100
+    assert "health" not in row and "data" not in row  # a CP builds no balancers
+
+
+async def test_data_planes_serve_the_status_api_only(
+    make_sim: SimFactory, session: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(mode="control_plane", data_planes=2)
+    assert len(sim.admin_urls) == 1 and len(sim.dp_urls) == 2
+    cp = Api(session, sim.url)
+    dp = Api(session, sim.dp_urls[0])
+    await cp("POST", "/upstreams", json={"name": UP})
+    await cp("POST", f"/upstreams/{UP}/targets", json={"target": STABLE, "weight": 30})
+    status, body, _ = await dp("GET", f"/upstreams/{UP}/health")
+    assert status == 200 and body["data"][0]["data"]["nodeWeight"] == 30
+    assert (await dp("GET", "/status"))[0] == 200
+    # No Admin API there: no `GET /`, no writes.
+    assert (await dp("GET", "/"))[0] == 404
+    assert (await dp("POST", "/upstreams", json={"name": "x.svc"}))[0] == 405
+
+
+async def test_a_lagging_data_plane_shows_the_old_weight(
+    make_sim: SimFactory, session: aiohttp.ClientSession
+) -> None:
+    clock = FakeClock()
+    sim = await make_sim(mode="control_plane", data_planes=2, clock=clock)
+    cp = Api(session, sim.url)
+    await cp("POST", "/upstreams", json={"name": UP})
+    _, target, _ = await cp("POST", f"/upstreams/{UP}/targets", json={"target": STABLE})
+    clock.now += 10  # every data plane has the target at weight 100
+    sim.set_dp_lag(1, 5.0)
+    await cp("PATCH", f"/upstreams/{UP}/targets/{target['id']}", json={"weight": 7})
+    weights = []
+    for url in sim.dp_urls:
+        _, body, _ = await Api(session, url)("GET", f"/upstreams/{UP}/health")
+        weights.append(body["data"][0]["data"]["nodeWeight"])
+    assert weights == [7, 100]
+    clock.now += 5
+    _, body, _ = await Api(session, sim.dp_urls[1])("GET", f"/upstreams/{UP}/health")
+    assert body["data"][0]["data"]["nodeWeight"] == 7
+
+
+async def test_a_name_that_does_not_resolve_is_dns_error(api: Api, sim: KongSim) -> None:
+    await api("POST", f"/upstreams/{UP}/targets", json={"target": "gone.example:80", "weight": 5})
+    sim.dns_failures.add("gone.example")
+    _, body, _ = await api("GET", f"/upstreams/{UP}/health")
+    row = {x["target"]: x for x in body["data"]}["gone.example:80"]
+    assert row["health"] == "DNS_ERROR" and "data" not in row

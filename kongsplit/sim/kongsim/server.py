@@ -95,6 +95,10 @@ class _Node:
     connections_accepted: int = 0
     config_hash: str = kong_config.EMPTY_HASH
     health_marks: dict[tuple[str, str, str, str], bool] = field(default_factory=dict)
+    # A hybrid data plane's Status API (status_listen): read-only upstream routes and /status,
+    # its balancer ``lag`` seconds behind the control plane's database (kong/status/init.lua).
+    status_api: bool = False
+    lag: float = 0.0
 
 
 _NODE_KEY: web.AppKey[_Node] = web.AppKey("kong_sim_node", _Node)
@@ -119,6 +123,7 @@ class KongSim:
         mode: str = "postgres",
         version: str = "3.9.3",
         nodes: int = 1,
+        data_planes: int = 0,
         propagation_delay: float = 0.0,
         token: str | None = None,
         read_only_tokens: tuple[str, ...] = (),
@@ -131,6 +136,8 @@ class KongSim:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
+        if data_planes and mode != "control_plane":
+            raise ValueError("data_planes go with mode='control_plane' (hybrid)")
         if "default" not in workspaces:
             workspaces = ("default", *workspaces)
         self.mode = mode
@@ -161,6 +168,20 @@ class KongSim:
             )
             for i in range(nodes)
         ]
+        # Hybrid: data planes that take the control plane's pushes and serve only the Status API.
+        self._nodes += [
+            _Node(
+                index=len(self._nodes) + i,
+                node_id=new_id(),
+                hostname=f"kong-sim-dp-{i}",
+                store=self._nodes[0].store,
+                status_api=True,
+                lag=propagation_delay,
+            )
+            for i in range(data_planes)
+        ]
+        # Hosts whose DNS resolution fails: their targets never reach a balancer (DNS_ERROR).
+        self.dns_failures: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- properties ------------------------------------------------------------------------------
@@ -175,6 +196,22 @@ class KongSim:
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    @property
+    def admin_urls(self) -> list[str]:
+        """The Admin API nodes (in hybrid mode: the control plane's)."""
+        return [n.url for n in self._nodes if not n.status_api]
+
+    @property
+    def dp_urls(self) -> list[str]:
+        """Hybrid data planes' Status API URLs."""
+        return [n.url for n in self._nodes if n.status_api]
+
+    def set_dp_lag(self, index: int, seconds: float) -> None:
+        """Make data plane ``index`` see the control plane's changes ``seconds`` late."""
+        node = [n for n in self._nodes if n.status_api][index]
+        node.lag = seconds
+        self.store.history_window = max(self.store.history_window, seconds)
 
     @property
     def node_ids(self) -> list[str]:
@@ -414,7 +451,10 @@ class KongSim:
         workspace: str | None = None
         try:
             segments, workspace, prefixed = self._split(raw_path)
-            handler = self._route(segments, request.method, prefixed)
+            if node.status_api:
+                handler = self._status_route(segments, request.method, prefixed)
+            else:
+                handler = self._route(segments, request.method, prefixed)
             if request.method in _BODY_METHODS:
                 parsed = await self._parse_body(request, config_route=segments == ["config"])
             ctx = _Ctx(
@@ -477,6 +517,18 @@ class KongSim:
                 raise not_found()
             return segments[1:], ws.name, True
         return segments, None, False
+
+    def _status_route(self, seg: list[str], method: str, prefixed: bool) -> _Handler:
+        """A data plane's Status API: /status, and the upstream routes' GET handlers only
+        (kong/status/init.lua attaches them when database=off; no ``GET /``, no writes)."""
+        if prefixed or not seg or seg[0] not in ("status", "upstreams"):
+            raise not_found()
+        table = self._routes(seg, prefixed)
+        if table is None or "GET" not in table:
+            raise not_found()
+        if method != "GET":
+            raise method_not_allowed()
+        return table["GET"]
 
     def _route(self, seg: list[str], method: str, prefixed: bool) -> _Handler:
         table = self._routes(seg, prefixed)
@@ -1096,13 +1148,31 @@ def _target_status(
 
 async def _upstream_health(ctx: _Ctx) -> web.Response:
     up = ctx.upstream_or_404()
-    delay = 0.0 if ctx.sim.db_less else ctx.sim.propagation_delay
+    if ctx.sim.role == "control_plane" and not ctx.node.status_api:
+        # A control plane builds no balancers: get_upstream_health finds none, so the rows are
+        # plain targets without health or data (kong/db/dao/targets.lua
+        # page_for_upstream_with_health).
+        page = _nested_page(ctx, ctx.store.targets_newest_first(ctx.ws, up["id"]))
+        if page.get("next"):
+            page["next"] = page["next"].replace("/targets?", "/health?", 1)
+        page["node_id"] = ctx.node.node_id
+        return _json(200, page)
+    if ctx.node.status_api:
+        delay = ctx.node.lag
+    else:
+        delay = 0.0 if ctx.sim.db_less else ctx.sim.propagation_delay
     view: BalancerState | None = ctx.store.balancer_view(
         ctx.ws, up["id"], node=ctx.node.index, delay=delay
     )
     balancer_up = view.upstream if view is not None else None
     hc_on = healthchecks_enabled(balancer_up or up)
-    in_balancer = {t.target: t for t in view.targets} if view and balancer_up else {}
+    in_balancer = {
+        t.target: t
+        for t in (view.targets if view and balancer_up else ())
+        # A name that does not resolve never reaches the balancer (lua-resty-dns-client does
+        # not call back), which is how Kong comes to report it DNS_ERROR.
+        if t.target.rpartition(":")[0].lower() not in ctx.sim.dns_failures
+    }
     if ctx.query.get("balancer_health") in ("1", "true"):
         hosts = []
         total = available = 0
@@ -1138,10 +1208,13 @@ async def _upstream_health(ctx: _Ctx) -> web.Response:
     for entity in page["data"]:
         item = dict(entity)
         found = in_balancer.get(entity["target"])
-        if found is None:
-            # This node's balancer does not hold the target yet (a change made through another
-            # node, not yet propagated): no balancer data to show.
-            item["health"] = "HEALTHCHECKS_OFF"
+        if view is None or balancer_up is None:
+            pass  # no balancer for the upstream on this node: plain rows (no health, no data)
+        elif found is None:
+            # The balancer lacks the target (its DNS failed, or a change made through another
+            # node has not reached this one): Kong extrapolates DNS_ERROR and shows no data
+            # (kong/db/dao/targets.lua page_for_upstream_with_health).
+            item["health"] = "DNS_ERROR"
         else:
             item["health"], item["data"] = _target_status(
                 ctx, up, found.target, found.weight, hc_on
