@@ -154,7 +154,7 @@ HOLDS: tuple[Rule, ...] = (
     Rule(
         "no-stable-replicaset",
         "`status.stableRS` empty (first deploy) or its ReplicaSet gone",
-        "nothing (first write: canary 0)",
+        "nothing (first write: the recorded weight, else canary 0)",
         "`checkReplicasAvailable` with no stable ReplicaSet (rollout/trafficrouting.go)",
     ),
     Rule(
@@ -995,3 +995,66 @@ def _all_created(rs: ReplicaSet | None, desired: int) -> bool:
     if rs is None or rs.replicas != desired:
         return False
     return rs.status_replicas is None or rs.status_replicas == desired
+
+
+# --------------------------------------------------------------------------- docs/weights.md
+
+#: docs/weights.md's generated part lies between these two lines.
+DOC_BEGIN = "<!-- BEGIN GENERATED: python -m kongsplit.weights docs/weights.md -->"
+DOC_END = "<!-- END GENERATED -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def rules_markdown() -> str:
+    """The rule and hold tables of docs/weights.md, from `RULES` and `HOLDS`."""
+    lines = [
+        "| # | rule id (`plan`, `/state`) | state | canary weight C | Argo |",
+        "|---|---|---|---|---|",
+    ]
+    for i, rule in enumerate(RULES, 1):
+        lines.append(
+            f"| {i} | `{rule.id}` | {_cell(rule.when)} | {_cell(rule.weight)} | "
+            f"{_cell(rule.argo)} |"
+        )
+    lines += [
+        "",
+        "Holds, checked after the ladder (an abort skips them all):",
+        "",
+        "| hold id | state | written | Argo |",
+        "|---|---|---|---|",
+    ]
+    for hold in HOLDS:
+        lines.append(
+            f"| `{hold.id}` | {_cell(hold.when)} | {_cell(hold.weight)} | {_cell(hold.argo)} |"
+        )
+    return "\n".join(lines)
+
+
+def render_doc(text: str) -> str:
+    """`text` (docs/weights.md) with its generated part replaced by `rules_markdown()`."""
+    head, sep, rest = text.partition(DOC_BEGIN)
+    _, sep2, tail = rest.partition(DOC_END)
+    if not sep or not sep2:
+        raise ValueError(f"the markers {DOC_BEGIN!r} and {DOC_END!r} are missing")
+    return f"{head}{DOC_BEGIN}\n{rules_markdown()}\n{DOC_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kongsplit.weights docs/weights.md`: regenerate the doc's rule tables."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m kongsplit.weights docs/weights.md", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    path.write_text(render_doc(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

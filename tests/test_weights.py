@@ -18,14 +18,17 @@ from hypothesis import strategies as st
 from kongsplit.rollouts import ReplicaSet, Rollout, parse_rollout
 from kongsplit.weights import (
     HOLD_IDS,
+    HOLDS,
     ROUTER_CONTEXTS,
     RULE_IDS,
+    RULES,
     Destination,
     Skip,
     Split,
     compute,
     compute_json,
     desired_canary_replicas,
+    render_doc,
     resolve_services,
 )
 
@@ -1151,3 +1154,21 @@ def test_property_mutated_rollouts_never_raise(
 def test_property_arbitrary_json_never_raises(obj: Any) -> None:
     result = compute_json(obj)
     assert isinstance(result, Skip) and result.invalid
+
+
+# --------------------------------------------------------------------------- docs/weights.md
+
+
+def test_docs_rule_tables_are_generated_from_the_engine() -> None:
+    doc_path = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
+    doc = doc_path.read_text()
+    assert render_doc(doc) == doc, (
+        "docs/weights.md's rule tables are stale: run `python -m kongsplit.weights "
+        "docs/weights.md` from the repository root and commit the result"
+    )
+
+
+def test_every_rule_and_hold_cites_an_argo_function() -> None:
+    for rule in (*RULES, *HOLDS):
+        assert rule.argo.startswith("`") and ".go)" in rule.argo, rule.id
+    assert len({r.id for r in (*RULES, *HOLDS)}) == len(RULES) + len(HOLDS)
