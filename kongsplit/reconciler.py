@@ -28,6 +28,7 @@ from kongsplit.events import (
     REASON_APPLIED,
     REASON_DRIFT,
     REASON_INVALID_ANNOTATION,
+    REASON_SHARED_ROUTER,
     REASON_WRITE_FAILED,
     WARNING,
     ObjectRef,
@@ -77,6 +78,7 @@ class RolloutState:
     roles: dict[str, str] = field(default_factory=dict)
     rule: str | None = None
     hold: str | None = None
+    router_context: str | None = None  # weights.ROUTER_CONTEXTS: sole, shared, basic
     condition: str = "managed"  # one of metrics.ROLLOUT_STATES: kongsplit_rollouts{state}
     last_apply: float | None = None  # wall-clock time of the last write Kong acknowledged
     last_error: str | None = None
@@ -102,6 +104,7 @@ class RolloutState:
             "state": self.condition,
             "rule": self.rule,
             "hold": self.hold,
+            "router_context": self.router_context,
             "last_apply": self.last_apply,
             "last_error": self.last_error,
             "foreign_targets": list(self.foreign),
@@ -159,6 +162,7 @@ class Reconciler:
         self.states: dict[RolloutKey, RolloutState] = {}
         self._upstream_owner: dict[tuple[str, str], RolloutKey] = {}
         self._reported: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
+        self._warned_shared: set[RolloutKey] = set()  # shared-router Warning Event posted
         self.kong_ok = asyncio.Event()  # a request to Kong succeeded since the last failure
         self.synced = asyncio.Event()  # first full pass done while leading (readiness)
         # Workers start once every watcher has listed: judging a Rollout before its Services
@@ -413,6 +417,17 @@ class Reconciler:
             return
         self._claim(state, plan)
         self._reported.pop(key, None)
+        state.router_context = desired.router_context
+        if desired.router_context == "shared" and key not in self._warned_shared:
+            # Two routers split this traffic: managed, warned once (docs/weights.md).
+            self._warned_shared.add(key)
+            self._event(
+                self.store.raw_refs.get(key),
+                WARNING,
+                REASON_SHARED_ROUTER,
+                "another traffic router is configured in spec.strategy.canary.trafficRouting: "
+                "it and Kong both split this Rollout's traffic with Argo's weights",
+            )
         state.desired, state.rule, state.hold = (
             plan,
             desired.split.rule if desired.split else None,
@@ -658,6 +673,7 @@ class Reconciler:
         state = self.states.pop(key, None)
         self.queue.forget(key)
         self._reported.pop(key, None)
+        self._warned_shared.discard(key)
         self._config_drift.pop(key, None)
         if state is None or state.upstream is None:
             return

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from daemon_support import (
     CANARY_T,
+    REPLICASETS,
     ROLLOUTS,
     STABLE_T,
     Harness,
@@ -21,6 +22,7 @@ from daemon_support import (
     weights,
 )
 
+from kongsplit.sim import objects
 from kongsplit.sim.kong import KongSim
 
 
@@ -65,6 +67,8 @@ async def test_a_refused_token_is_an_alarm_not_a_log_flood(
             lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0}, within=10, what="recovered"
         )
         await eventually(lambda: metric(daemon, "kongsplit_kong_auth_ok") == 1, what="auth ok")
+        # Ready once the first pass over every Rollout is done, a moment after auth is back.
+        await eventually(lambda: daemon._ready()[0], what="ready")
         status, body = await _get(f"{base}/readyz")
         assert status == 200 and "Kong:" not in str(body["reason"]), body
 
@@ -87,6 +91,9 @@ async def test_rollouts_gauge_shows_what_cannot_be_managed_for_as_long_as_it_las
             canary_service="web-canary",
         ),
     )
+    # Each with its ReplicaSet: Argo sends no weight for a Rollout without one (a hold).
+    for name in ("thief", "typo"):
+        await h.create(REPLICASETS, objects.replicaset(name, "v1", 4, 4))
     daemon = await h.start()
 
     def states() -> dict[str, float]:
