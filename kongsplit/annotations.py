@@ -19,7 +19,15 @@ ANN_UPSTREAM = "kongsplit.io/upstream"
 ANN_PORT = "kongsplit.io/port"
 ANN_TARGET_MODE = "kongsplit.io/target-mode"
 ANN_WORKSPACE = "kongsplit.io/workspace"
-KNOWN_ANNOTATIONS = (ANN_UPSTREAM, ANN_PORT, ANN_TARGET_MODE, ANN_WORKSPACE)
+#: "true" accepts a Rollout without trafficRouting (docs/weights.md "Router context").
+ANN_ALLOW_BASIC_CANARY = "kongsplit.io/allow-basic-canary"
+KNOWN_ANNOTATIONS = (
+    ANN_UPSTREAM,
+    ANN_PORT,
+    ANN_TARGET_MODE,
+    ANN_WORKSPACE,
+    ANN_ALLOW_BASIC_CANARY,
+)
 
 MODE_CLUSTERIP = "clusterip"
 MODE_DNS = "dns"
@@ -49,6 +57,7 @@ class TargetMapping:
     port: str | int | None
     mode: str
     workspace: str | None
+    allow_basic_canary: bool = False
 
 
 def annotation_error(key: RolloutKey, annotation: str, message: str) -> ObjectError:
@@ -128,7 +137,20 @@ def _parse_annotations(
         return annotation_error(key, ANN_WORKSPACE, f"not a valid workspace name: {workspace!r}")
     if workspace == "default":
         workspace = None  # Kong's default workspace is the unprefixed Admin API: one upstream
-    return TargetMapping(upstream=upstream, port=port, mode=mode, workspace=workspace)
+    allow_basic = annotations.get(ANN_ALLOW_BASIC_CANARY, "false").strip().lower()
+    if allow_basic not in ("true", "false"):
+        return annotation_error(
+            key,
+            ANN_ALLOW_BASIC_CANARY,
+            f"must be 'true' or 'false', got {annotations[ANN_ALLOW_BASIC_CANARY]!r}",
+        )
+    return TargetMapping(
+        upstream=upstream,
+        port=port,
+        mode=mode,
+        workspace=workspace,
+        allow_basic_canary=allow_basic == "true",
+    )
 
 
 def _is_ip(text: str) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kongsplit.annotations import (
+    ANN_ALLOW_BASIC_CANARY,
     ANN_PORT,
     ANN_TARGET_MODE,
     MODE_CLUSTERIP,
@@ -47,6 +48,11 @@ class Desired:
     def hold(self) -> str | None:
         return self.split.hold if self.split is not None else None
 
+    @property
+    def router_context(self) -> str | None:
+        """`weights.ROUTER_CONTEXTS`: sole, shared (another router too) or basic; None unknown."""
+        return self.split.router_context if self.split is not None else None
+
 
 def pick_replicasets(
     rollout: Rollout, replicasets: Iterable[ReplicaSet]
@@ -65,18 +71,24 @@ def pick_replicasets(
     )
 
 
-def _pick(
+def _candidates(
     rollout: Rollout, replicasets: Iterable[ReplicaSet], pod_hash: str | None
-) -> ReplicaSet | None:
+) -> list[ReplicaSet]:
     if pod_hash is None:
-        return None
-    candidates = [
+        return []
+    return [
         rs
         for rs in replicasets
         if rs.namespace == rollout.key.namespace
         and rs.pod_template_hash == pod_hash
         and (rollout.uid is None or not rs.owner_uids or rollout.uid in rs.owner_uids)
     ]
+
+
+def _pick(
+    rollout: Rollout, replicasets: Iterable[ReplicaSet], pod_hash: str | None
+) -> ReplicaSet | None:
+    candidates = _candidates(rollout, replicasets, pod_hash)
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
     owned = [rs for rs in candidates if rollout.uid is not None and rollout.uid in rs.owner_uids]
@@ -101,16 +113,31 @@ def desired_state(
     unknown (offline ``plan`` given only the Rollout): then the replica gate is not applied and
     targets use the DNS form. ``placeholders`` (offline ``plan`` only): a Service without a
     clusterIP yet gets a placeholder target instead of an error (``targets.plan_targets``).
+    Known ReplicaSets are all of them: a hash without one is a ReplicaSet Argo has yet to
+    create (or no longer has), except when several share it and none can be told to be this
+    Rollout's (then nothing is known).
     """
     key = rollout.key
     mapping = parse_annotations(rollout.annotations, key=key, default_workspace=default_workspace)
-    canary_rs, stable_rs = pick_replicasets(rollout, replicasets or ())
+    rs_list = list(replicasets or ())
+    canary_rs, stable_rs = pick_replicasets(rollout, rs_list)
+    known = replicasets is not None and not any(
+        picked is None and _candidates(rollout, rs_list, pod_hash)
+        for picked, pod_hash in (
+            (canary_rs, rollout.current_pod_hash),
+            (stable_rs, rollout.stable_rs),
+        )
+    )
     stable_hash: str | None = None
     _, stable_name = resolve_services(rollout)
     if services is not None and stable_name is not None and stable_name in services:
         stable_hash = services[stable_name].selector_hash
     result = compute(
-        rollout, canary_rs=canary_rs, stable_rs=stable_rs, stable_service_hash=stable_hash
+        rollout,
+        canary_rs=canary_rs,
+        stable_rs=stable_rs,
+        stable_service_hash=stable_hash,
+        replicasets_known=known,
     )
     if isinstance(mapping, ObjectError):
         # A bad annotation stops the writes, not Argo: its weights are still shown (`plan` prints
@@ -133,6 +160,19 @@ def desired_state(
         return Desired(key, None, mapping, None, skipped=result.reason, error=error)
     if mapping is None:
         return Desired(key, result, None, None, skipped="not annotated with kongsplit.io/upstream")
+    if result.router_context == "basic" and not mapping.allow_basic_canary:
+        # Without trafficRouting Argo scales the stable down as the canary grows: the stable
+        # share Kong carries could land on too few pods (docs/weights.md "Router context").
+        refusal = ObjectError(
+            kind="Rollout",
+            namespace=key.namespace,
+            name=key.name,
+            field="spec.strategy.canary.trafficRouting",
+            message="required by kongsplit: without it Argo scales the stable ReplicaSet down "
+            "as the canary grows, so Kong's stable share can land on too few pods; add "
+            f'trafficRouting: {{}} or annotate {ANN_ALLOW_BASIC_CANARY}: "true"',
+        )
+        return Desired(key, result, mapping, None, skipped=str(refusal), error=refusal)
     plan = plan_targets(
         result,
         mapping,

@@ -33,6 +33,8 @@ REASON_APPLIED = "KongWeightsApplied"
 REASON_DRIFT = "KongWeightsDriftCorrected"
 REASON_WRITE_FAILED = "KongWriteFailed"
 REASON_INVALID_ANNOTATION = "InvalidKongsplitAnnotation"
+#: Another traffic router is configured on a Rollout kongsplit routes (docs/weights.md).
+REASON_SHARED_ROUTER = "KongsplitSharedRouter"
 
 _MESSAGE_LIMIT = 1024
 _CACHE_SIZE = 4096

@@ -105,6 +105,7 @@ class RolloutState:
     observed: dict[str, int] | None = None  # weights Kong last reported
     rule: str | None = None
     hold: str | None = None
+    router_context: str | None = None  # weights.ROUTER_CONTEXTS: sole, shared, basic
     condition: str = "managed"  # one of metrics.ROLLOUT_STATES: kongsplit_rollouts{state}
     last_apply: float | None = None  # wall-clock time of the last write Kong acknowledged
     last_error: str | None = None
@@ -134,6 +135,7 @@ class RolloutState:
             "state": self.condition,
             "rule": self.rule,
             "hold": self.hold,
+            "router_context": self.router_context,
             "last_apply": self.last_apply,
             "last_error": self.last_error,
             "foreign_targets": list(self.foreign),
@@ -382,6 +384,9 @@ class Reconciler:
             return
         self._claim(state, plan)
         self.report.valid_again(key)
+        state.router_context = desired.router_context
+        if desired.router_context == "shared":
+            self.report.shared_router(key, self.store.raw_refs.get(key))
         state.desired, state.rule, state.hold = (
             plan,
             desired.split.rule if desired.split else None,

@@ -22,6 +22,7 @@ from kongsplit.events import (
     REASON_APPLIED,
     REASON_DRIFT,
     REASON_INVALID_ANNOTATION,
+    REASON_SHARED_ROUTER,
     REASON_WRITE_FAILED,
     WARNING,
 )
@@ -73,6 +74,7 @@ class Reporter:
         self.exclusive_upstreams = exclusive_upstreams
         self.gate = LogGate()
         self._invalid: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
+        self._warned_shared: set[RolloutKey] = set()  # shared-router Warning Event posted
 
     def event(self, ref: ObjectRef | None, type_: str, reason: str, message: str) -> None:
         if self.events is not None and ref is not None:
@@ -188,6 +190,19 @@ class Reporter:
         )
         self.event(ref, WARNING, REASON_INVALID_ANNOTATION, message)
 
+    def shared_router(self, key: RolloutKey, ref: ObjectRef | None) -> None:
+        """Another traffic router is configured too: managed, warned once (docs/weights.md)."""
+        if key in self._warned_shared:
+            return
+        self._warned_shared.add(key)
+        self.event(
+            ref,
+            WARNING,
+            REASON_SHARED_ROUTER,
+            "another traffic router is configured in spec.strategy.canary.trafficRouting: "
+            "it and Kong both split this Rollout's traffic with Argo's weights",
+        )
+
     def valid_again(self, key: RolloutKey) -> None:
         self._invalid.pop(key, None)
 
@@ -222,6 +237,7 @@ class Reporter:
 
     def forget(self, key: RolloutKey, namespace: str, name: str, upstream: str | None) -> None:
         self._invalid.pop(key, None)
+        self._warned_shared.discard(key)
         if upstream is not None:
             self.metrics.forget_rollout(namespace, name, upstream)
 

@@ -35,6 +35,7 @@ __all__ = [
     "ReplicaSet",
     "Rollout",
     "RolloutKey",
+    "SpecError",
     "Step",
     "WeightRecord",
     "is_canary_replicaset",
@@ -173,6 +174,19 @@ class RecordedWeights:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecError:
+    """A rule of Argo's `ValidateRolloutStrategyCanary` (pkg/apis/rollouts/validation/validation.go)
+    this spec breaks: Argo marks the Rollout `InvalidSpec` and stops reconciling it.
+
+    `rule` is the name of Argo's message constant, `message` its text, `field` the JSON path.
+    """
+
+    field: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rollout:
     """The fields of one Argo Rollout that decide its traffic split (Argo's types.go).
 
@@ -200,6 +214,9 @@ class Rollout:
     min_pods_per_replica_set: int | None = None
     replica_progress_threshold: ProgressThreshold | None = None
     max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+    #: The first Argo validation rule the spec breaks (Argo then writes `InvalidSpec`), or None.
+    spec_error: SpecError | None = None
     # status
     current_pod_hash: str | None = None
     stable_rs: str | None = None
@@ -209,6 +226,8 @@ class Rollout:
     observed_generation: int | None = None
     weights: RecordedWeights | None = None
     stable_ping_pong: str | None = None
+    #: The message of an `InvalidSpec` condition Argo wrote with status True, or None.
+    invalid_spec: str | None = None
 
     @property
     def fully_promoted(self) -> bool:
@@ -224,6 +243,9 @@ class ReplicaSet:
     replicas: int
     available_replicas: int
     owner_uids: tuple[str, ...] = ()
+    #: `status.replicas` (pods created); None when the object does not say (a hand-written
+    #: manifest), which the engine reads as "equal to spec.replicas".
+    status_replicas: int | None = None
 
 
 def is_canary_replicaset(rollout: Rollout, rs: ReplicaSet) -> bool:
@@ -333,10 +355,20 @@ def _parse_step(raw: object, path: str, max_weight: int) -> Step:
     exclusive = [k for k in present if k in _EXCLUSIVE_STEP_KINDS]
     if len(exclusive) > 1:
         # Argo marks such a Rollout InvalidSpec; which of the two counts would be a guess.
-        raise _Invalid(path, f"must set only one of {', '.join(exclusive)}")
+        raise _Invalid(
+            path, f"must set only one of {', '.join(exclusive)}; {_argo('InvalidStepMessage')}"
+        )
     # An unknown or empty step (a newer Argo kind) must not break us: it moves no weight.
     kind = present[0] if present else next((k for k in step if isinstance(k, str)), "unknown")
-    set_weight = _int(step.get("setWeight"), f"{path}.setWeight", low=0, high=max_weight)
+    raw_weight = step.get("setWeight")
+    if isinstance(raw_weight, int) and not isinstance(raw_weight, bool):
+        if not 0 <= raw_weight <= max_weight:
+            raise _Invalid(
+                f"{path}.setWeight",
+                f"must be an integer between 0 and {max_weight}, got {raw_weight}; "
+                + _argo("InvalidSetWeightMessage", max=max_weight),
+            )
+    set_weight = _int(raw_weight, f"{path}.setWeight", low=0, high=max_weight)
     scale: CanaryScale | None = None
     raw_scale = _obj(step.get("setCanaryScale"), f"{path}.setCanaryScale")
     if raw_scale is not None:
@@ -459,6 +491,268 @@ def _check_type(obj: Mapping[str, object], *, kind: str, api_versions: tuple[str
         )
 
 
+# --------------------------------------------------------------------------- Argo's validation
+
+#: Argo's validation messages (pkg/apis/rollouts/validation/validation.go), by constant name:
+#: a refusal names the rule the way Argo's own `InvalidSpec` condition does.
+ARGO_RULES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "InvalidMaxSurgeMaxUnavailable": "MaxSurge and MaxUnavailable both can not be zero",
+        "DuplicatedServicesCanaryMessage": "This rollout uses the same service for the stable "
+        "and canary services, but two different services are required.",
+        "PingPongWithRouterOnlyMessage": "Ping-pong feature works with the ALB, Istio, and "
+        "plugin-based traffic routers only",
+        "InvalidPingPongProvidedMessage": "Ping service and Pong service must to be set to use "
+        "Ping-Pong feature",
+        "DuplicatedPingPongServicesMessage": "This rollout uses the same service for the ping "
+        "and pong services, but two different services are required.",
+        "MissedAlbRootServiceMessage": "Root service field is required for the configuration "
+        "with ALB and ping-pong feature enabled",
+        "InvalidTrafficRoutingMessage": "Canary service and Stable service must to be set to "
+        "use Traffic Routing",
+        "InvalidCanaryScaleDownDelay": "Canary scaleDownDelaySeconds can only be used with "
+        "traffic routing",
+        "InvalidCanaryDynamicStableScale": "Canary dynamicStableScale can only be used with "
+        "traffic routing",
+        "InvalidCanaryDynamicStableScaleWithScaleDownDelay": "Canary dynamicStableScale cannot "
+        "be used with scaleDownDelaySeconds",
+        "InvalidCanaryMaxWeightOnlySupportInNginxAndPlugins": "Canary maxTrafficWeight in "
+        "traffic routing only supported in Nginx and Plugins",
+        "InvalidStepMessage": "Step must have one of the following set: experiment, setWeight, "
+        "setCanaryScale, plugin or pause",
+        "InvalidSetWeightMessage": "SetWeight needs to be between 0 and {max}",
+        "InvalidSetCanaryScaleTrafficPolicy": "SetCanaryScale requires TrafficRouting to be set",
+        "InvalidSetHeaderRouteTrafficPolicy": "SetHeaderRoute requires TrafficRouting, supports "
+        "Istio and ALB and Apisix",
+        "InvalidSetMirrorRouteTrafficPolicy": "SetMirrorRoute requires TrafficRouting, supports "
+        "Istio and Plugins",
+        "InvalidStringMatchMultipleValuePolicy": "StringMatch match value must have exactly one "
+        "of the following: exact, regex, prefix",
+        "InvalidStringMatchMissedValuePolicy": "StringMatch value missed, match value must have "
+        "one of the following: exact, regex, prefix",
+        "InvalidSetHeaderRouteALBValuePolicy": "SetHeaderRoute match value invalid. ALB supports "
+        "'exact' value only",
+        "MissingFieldMessage": "Rollout has missing field "
+        "'spec.strategy.canary.trafficRouting.managedRoutes'",
+        "InvalideStepRouteNameNotFoundInManagedRoutes": "Steps define a route that does not "
+        "exist in spec.strategy.canary.trafficRouting.managedRoutes",
+        "InvalidCanaryExperimentTemplateWeightWithoutTrafficRouting": "Experiment template "
+        "weight cannot be set unless TrafficRouting is enabled",
+        "ExperimentTemplateWeightRouter": "Experiment template weight is only available for "
+        "TrafficRouting with SMI, ALB, Istio and Plugins at this time",
+    }
+)
+
+
+def _argo(rule: str, **fmt: object) -> str:
+    """`message (Argo Rollouts rule NAME)`, the text a refusal carries."""
+    return f"{ARGO_RULES[rule].format(**fmt)} (Argo Rollouts validation rule {rule})"
+
+
+def _spec_error(path: str, rule: str, **fmt: object) -> SpecError:
+    return SpecError(path, rule, ARGO_RULES[rule].format(**fmt))
+
+
+def _int_or_percent_value(value: int | str) -> int:
+    """The number in `maxSurge`/`maxUnavailable` as Argo's validation reads it (25% → 25)."""
+    return value if isinstance(value, int) else int(value[:-1])
+
+
+def _string_match_error(raw: object, path: str, *, alb: bool) -> SpecError | None:
+    """Argo's `hasMultipleMatchValues` / `hasALBInvalidValues` for one StringMatch."""
+    match = _obj(raw, path)
+    if match is None:
+        return _spec_error(path, "InvalidStringMatchMissedValuePolicy")
+    set_kinds = [k for k in ("exact", "regex", "prefix") if _str(match.get(k), f"{path}.{k}")]
+    if alb:
+        if set_kinds != ["exact"]:
+            return _spec_error(path, "InvalidSetHeaderRouteALBValuePolicy")
+        return None
+    if len(set_kinds) > 1:
+        return _spec_error(path, "InvalidStringMatchMultipleValuePolicy")
+    if not set_kinds:
+        return _spec_error(path, "InvalidStringMatchMissedValuePolicy")
+    return None
+
+
+def _route_name(step: Mapping[str, object], kind: str, path: str) -> tuple[bool, str | None]:
+    raw = _obj(step.get(kind), path)
+    if raw is None:
+        return False, None
+    return True, _str(raw.get("name"), f"{path}.name")
+
+
+def _match_list(raw: Mapping[str, object], path: str) -> list[object]:
+    value = raw.get("match")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Invalid(f"{path}.match", f"must be a list, got {_show(value)}")
+    return value
+
+
+def _argo_spec_error(
+    canary: Mapping[str, object],
+    routing: Mapping[str, object] | None,
+    *,
+    routers: tuple[str, ...],
+    canary_service: str | None,
+    stable_service: str | None,
+    ping_pong: bool,
+    max_surge: int | str,
+    max_unavailable: int | str,
+) -> SpecError | None:
+    """The first rule of Argo's `ValidateRolloutStrategyCanary` that touches traffic and this spec
+    breaks, in Argo's order (docs/weights.md "Argo's validation"). Rules parse_rollout already
+    refuses (two step kinds, a setWeight outside 0..M, equal Services) are not repeated here.
+    """
+    cpath = "spec.strategy.canary"
+    rpath = f"{cpath}.trafficRouting"
+    if _int_or_percent_value(max_surge) == 0 and _int_or_percent_value(max_unavailable) == 0:
+        return _spec_error(f"{cpath}.maxSurge", "InvalidMaxSurgeMaxUnavailable")
+    alb = _obj(routing.get("alb"), f"{rpath}.alb") if routing is not None else None
+    istio = _obj(routing.get("istio"), f"{rpath}.istio") if routing is not None else None
+    plugins = "plugins" in routers
+    if ping_pong:
+        if routing is not None and alb is None and istio is None and not plugins:
+            return _spec_error(rpath, "PingPongWithRouterOnlyMessage")
+        if alb is not None and not _str(alb.get("rootService"), f"{rpath}.alb.rootService"):
+            return _spec_error(f"{rpath}.alb.rootService", "MissedAlbRootServiceMessage")
+    if routing is not None:
+        destination_rule = (
+            _obj(istio.get("destinationRule"), f"{rpath}.istio.destinationRule")
+            if istio is not None
+            else None
+        )
+        needs_services = (
+            (alb is not None and not ping_pong)
+            or (istio is not None and destination_rule is None and not ping_pong)
+            or any(r in routers for r in ("smi", "apisix", "ambassador", "nginx", "appMesh"))
+            or "traefik" in routers
+        )
+        if needs_services:
+            if stable_service is None:
+                return _spec_error(f"{cpath}.stableService", "InvalidTrafficRoutingMessage")
+            if canary_service is None:
+                return _spec_error(f"{cpath}.canaryService", "InvalidTrafficRoutingMessage")
+    scale_down_delay = _int(
+        canary.get("scaleDownDelaySeconds"),
+        f"{cpath}.scaleDownDelaySeconds",
+        low=-_INT32_MAX - 1,
+        high=_INT32_MAX,
+    )
+    dynamic = _bool(canary.get("dynamicStableScale"), f"{cpath}.dynamicStableScale")
+    if routing is None:
+        if scale_down_delay is not None:
+            return _spec_error(f"{cpath}.scaleDownDelaySeconds", "InvalidCanaryScaleDownDelay")
+        if dynamic:
+            return _spec_error(f"{cpath}.dynamicStableScale", "InvalidCanaryDynamicStableScale")
+    else:
+        if scale_down_delay is not None and dynamic:
+            return _spec_error(
+                f"{cpath}.dynamicStableScale", "InvalidCanaryDynamicStableScaleWithScaleDownDelay"
+            )
+        if routing.get("maxTrafficWeight") is not None and "nginx" not in routers and not plugins:
+            return _spec_error(
+                f"{rpath}.maxTrafficWeight", "InvalidCanaryMaxWeightOnlySupportInNginxAndPlugins"
+            )
+    managed: list[str] | None = None
+    if routing is not None and routing.get("managedRoutes") is not None:
+        raw_managed = routing.get("managedRoutes")
+        if not isinstance(raw_managed, list):
+            raise _Invalid(f"{rpath}.managedRoutes", f"must be a list, got {_show(raw_managed)}")
+        managed = []
+        for j, item in enumerate(raw_managed):
+            route = _obj(item, f"{rpath}.managedRoutes[{j}]", required=True)
+            assert route is not None
+            managed.append(_str(route.get("name"), f"{rpath}.managedRoutes[{j}].name") or "")
+    raw_steps = canary.get("steps")
+    for i, raw_step in enumerate(raw_steps if isinstance(raw_steps, list) else ()):
+        spath = f"{cpath}.steps[{i}]"
+        step = _obj(raw_step, spath, required=True)
+        assert step is not None
+        if not any(step.get(k) is not None for k in _KNOWN_STEP_KINDS) and not any(
+            v is not None for k, v in step.items() if k not in _KNOWN_STEP_KINDS
+        ):
+            return _spec_error(spath, "InvalidStepMessage")
+        if step.get("setCanaryScale") is not None and routing is None:
+            return _spec_error(rpath, "InvalidSetCanaryScaleTrafficPolicy")
+        has_header, header_name = _route_name(step, "setHeaderRoute", f"{spath}.setHeaderRoute")
+        if has_header:
+            hpath = f"{spath}.setHeaderRoute"
+            if routing is None or (
+                istio is None and alb is None and "apisix" not in routers and not plugins
+            ):
+                return _spec_error(hpath, "InvalidSetHeaderRouteTrafficPolicy")
+            header = _obj(step.get("setHeaderRoute"), hpath)
+            assert header is not None
+            for j, raw_match in enumerate(_match_list(header, hpath)):
+                mpath = f"{hpath}.match[{j}]"
+                match = _obj(raw_match, mpath, required=True)
+                assert match is not None
+                error = _string_match_error(match.get("headerValue"), mpath, alb=alb is not None)
+                if error is not None:
+                    return error
+        has_mirror, mirror_name = _route_name(step, "setMirrorRoute", f"{spath}.setMirrorRoute")
+        if has_mirror:
+            mpath = f"{spath}.setMirrorRoute"
+            if routing is None or (istio is None and not plugins):
+                return _spec_error(mpath, "InvalidSetMirrorRouteTrafficPolicy")
+            mirror = _obj(step.get("setMirrorRoute"), mpath)
+            assert mirror is not None
+            for j, raw_match in enumerate(_match_list(mirror, mpath)):
+                matchpath = f"{mpath}.match[{j}]"
+                match = _obj(raw_match, matchpath, required=True)
+                assert match is not None
+                for part in ("method", "path"):
+                    if match.get(part) is not None:
+                        error = _string_match_error(match.get(part), matchpath, alb=False)
+                        if error is not None:
+                            return error
+        if routing is not None and (has_header or has_mirror):
+            if managed is None:
+                return _spec_error(f"{rpath}.managedRoutes", "MissingFieldMessage")
+            for has, name, kind in (
+                (has_header, header_name, "setHeaderRoute"),
+                (has_mirror, mirror_name, "setMirrorRoute"),
+            ):
+                if has and (name or "") not in managed:
+                    return _spec_error(
+                        f"{spath}.{kind}", "InvalideStepRouteNameNotFoundInManagedRoutes"
+                    )
+        experiment = _obj(step.get("experiment"), f"{spath}.experiment")
+        templates = experiment.get("templates") if experiment is not None else None
+        for j, raw_template in enumerate(templates if isinstance(templates, list) else ()):
+            tpath = f"{spath}.experiment.templates[{j}]"
+            template = _obj(raw_template, tpath, required=True)
+            assert template is not None
+            if template.get("weight") is None:
+                continue
+            if routing is None:
+                return _spec_error(
+                    f"{tpath}.weight", "InvalidCanaryExperimentTemplateWeightWithoutTrafficRouting"
+                )
+            if alb is None and istio is None and "smi" not in routers and not plugins:
+                return _spec_error(f"{tpath}.weight", "ExperimentTemplateWeightRouter")
+    return None
+
+
+def _invalid_spec_condition(status: Mapping[str, object]) -> str | None:
+    """The message of an `InvalidSpec` condition with status True (Argo's own refusal)."""
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return None
+    for cond in conditions:
+        if (
+            isinstance(cond, dict)
+            and cond.get("type") == "InvalidSpec"
+            and cond.get("status") == "True"
+        ):
+            message = cond.get("message")
+            return message if isinstance(message, str) and message else "InvalidSpec"
+    return None
+
+
 # --------------------------------------------------------------------------- Rollout
 
 
@@ -565,7 +859,9 @@ def _parse_rollout(
     if canary_service is not None and canary_service == stable_service:
         # Argo rejects it too; both targets would be one Service and the split meaningless.
         raise _Invalid(
-            f"{cpath}.stableService", f"must differ from canaryService {canary_service!r}"
+            f"{cpath}.stableService",
+            f"must differ from canaryService {canary_service!r}; "
+            + _argo("DuplicatedServicesCanaryMessage"),
         )
     ping_pong: PingPong | None = None
     raw_pp = _obj(canary.get("pingPong"), f"{cpath}.pingPong")
@@ -573,12 +869,20 @@ def _parse_rollout(
         ping = _str(raw_pp.get("pingService"), f"{cpath}.pingPong.pingService")
         pong = _str(raw_pp.get("pongService"), f"{cpath}.pingPong.pongService")
         if ping is None:
-            raise _Invalid(f"{cpath}.pingPong.pingService", "is required")
+            raise _Invalid(
+                f"{cpath}.pingPong.pingService",
+                f"is required; {_argo('InvalidPingPongProvidedMessage')}",
+            )
         if pong is None:
-            raise _Invalid(f"{cpath}.pingPong.pongService", "is required")
+            raise _Invalid(
+                f"{cpath}.pingPong.pongService",
+                f"is required; {_argo('InvalidPingPongProvidedMessage')}",
+            )
         if ping == pong:
             raise _Invalid(
-                f"{cpath}.pingPong.pongService", f"must differ from pingService {ping!r}"
+                f"{cpath}.pingPong.pongService",
+                f"must differ from pingService {ping!r}; "
+                + _argo("DuplicatedPingPongServicesMessage"),
             )
         ping_pong = PingPong(ping, pong)
 
@@ -605,6 +909,19 @@ def _parse_rollout(
             raw_threshold.get("value"), f"{tpath}.value", low=-_INT32_MAX - 1, high=_INT32_MAX
         )
         threshold = ProgressThreshold(sys.intern(ttype), value)
+
+    max_surge = _parse_max_surge(canary.get("maxSurge"), f"{cpath}.maxSurge")
+    max_unavailable = _parse_max_surge(canary.get("maxUnavailable"), f"{cpath}.maxUnavailable")
+    spec_error = _argo_spec_error(
+        canary,
+        routing,
+        routers=tuple(routers),
+        canary_service=canary_service,
+        stable_service=stable_service,
+        ping_pong=ping_pong is not None,
+        max_surge=max_surge,
+        max_unavailable=max_unavailable,
+    )
 
     canary_status = _obj(status.get("canary"), "status.canary") or {}
     stable_ping_pong = _str(canary_status.get("stablePingPong"), "status.canary.stablePingPong")
@@ -643,7 +960,9 @@ def _parse_rollout(
             high=_INT32_MAX,
         ),
         replica_progress_threshold=threshold,
-        max_surge=_parse_max_surge(canary.get("maxSurge"), f"{cpath}.maxSurge"),
+        max_surge=max_surge,
+        max_unavailable=max_unavailable,
+        spec_error=spec_error,
         current_pod_hash=current_pod_hash,
         stable_rs=stable_rs,
         current_step_index=_int(
@@ -654,6 +973,7 @@ def _parse_rollout(
         observed_generation=observed_generation,
         weights=_parse_recorded_weights(canary_status.get("weights"), "status.canary.weights"),
         stable_ping_pong=stable_ping_pong,
+        invalid_spec=_invalid_spec_condition(status),
     )
 
 
@@ -705,6 +1025,9 @@ def parse_replicaset(
             high=_INT32_MAX,
             default=0,
         )
+        status_replicas = _int(
+            status.get("replicas"), "status.replicas", low=0, high=_INT32_MAX, default=None
+        )
         assert replicas is not None and available is not None
         return ReplicaSet(
             namespace=sys.intern(namespace),
@@ -713,6 +1036,7 @@ def parse_replicaset(
             replicas=replicas,
             available_replicas=available,
             owner_uids=tuple(owners),
+            status_replicas=status_replicas,
         )
     except _Invalid as err:
         return ObjectError(

@@ -96,6 +96,9 @@ def rs(pod_hash: str, replicas: int, available: int, namespace: str = "shop") ->
     return ReplicaSet(namespace, f"checkout-{pod_hash}", pod_hash, replicas, available)
 
 
+STABLE = ReplicaSet("shop", "checkout-old", "old", 8, 8)
+
+
 def weights(desired: Desired) -> tuple[int, int] | None:
     return None if desired.split is None else (desired.split.canary, desired.split.stable)
 
@@ -133,14 +136,29 @@ def test_default_workspace_reaches_the_plan() -> None:
     ("replicasets", "expected", "rule"),
     [
         pytest.param(None, (25, 75), "step", id="replicasets-unknown-no-gate"),
-        pytest.param([rs("new", 2, 2)], (25, 75), "step", id="canary-at-desired-count"),
-        pytest.param([rs("new", 2, 1)], (10, 90), "replica-gate-previous", id="canary-scaling"),
-        pytest.param([rs("new", 2, 0)], (0, 100), "new-rs-unavailable", id="canary-no-pod"),
-        pytest.param([rs("other", 2, 0)], (25, 75), "step", id="other-hash-ignored"),
+        pytest.param([STABLE, rs("new", 2, 2)], (25, 75), "step", id="canary-at-desired-count"),
         pytest.param(
-            [rs("new", 2, 0, namespace="elsewhere")], (25, 75), "step", id="other-namespace"
+            [STABLE, rs("new", 2, 1)], (10, 90), "replica-gate-previous", id="canary-scaling"
         ),
-        pytest.param([rs("old", 8, 8), rs("new", 2, 2)], (25, 75), "step", id="with-stable-rs"),
+        pytest.param([STABLE, rs("new", 2, 0)], (0, 100), "new-rs-unavailable", id="canary-no-pod"),
+        # Known ReplicaSets without one for the current hash: Argo creates it with 0 pods.
+        pytest.param(
+            [STABLE, rs("other", 2, 0)], (0, 100), "new-rs-unavailable", id="other-hash-ignored"
+        ),
+        pytest.param(
+            [STABLE, rs("new", 2, 2, namespace="elsewhere")],
+            (0, 100),
+            "new-rs-unavailable",
+            id="other-namespace",
+        ),
+        # Without dynamicStableScale the stable must be at spec.replicas (its side of
+        # AtDesiredReplicaCountsForCanary) before the next weight.
+        pytest.param(
+            [rs("old", 7, 7), rs("new", 2, 2)],
+            (10, 90),
+            "replica-gate-previous",
+            id="stable-not-at-full-count",
+        ),
     ],
 )
 def test_replica_gate_uses_the_canary_replicaset(
@@ -153,7 +171,37 @@ def test_replica_gate_uses_the_canary_replicaset(
     assert sorted(desired.plan.weights().values()) == sorted(expected)
 
 
-def test_fresh_recorded_weights_are_mirrored_without_the_gate() -> None:
+def test_no_stable_replicaset_holds() -> None:
+    # Argo's checkReplicasAvailable: no stable ReplicaSet, no SetWeight; a first write is 0.
+    desired = desired_state(rollout(), services=SERVICES, replicasets=[rs("new", 2, 2)])
+    assert desired.split is not None and desired.split.hold_id == "no-stable-replicaset"
+    assert weights(desired) == (0, 100)
+    # Argo's own answer before its gate: without a stable the replica gate keeps step 0's 10.
+    assert desired.split.argo_weight == 10
+
+
+def test_stable_that_cannot_carry_its_share_holds() -> None:
+    # Stable weight 75 of 100 on 8 replicas needs 75 × 8 // 100 = 6 available pods.
+    ok = desired_state(rollout(), services=SERVICES, replicasets=[rs("old", 8, 6), rs("new", 2, 2)])
+    assert ok.split is not None and ok.split.hold is None
+    held = desired_state(
+        rollout(), services=SERVICES, replicasets=[rs("old", 8, 5), rs("new", 2, 2)]
+    )
+    assert held.split is not None and held.split.hold_id == "stable-unavailable"
+    assert held.hold is not None and "5 available pods, 6 needed" in held.hold
+
+
+def test_ambiguous_replicasets_are_unknown_not_missing() -> None:
+    # Two unowned ReplicaSets share the canary hash and neither is named for this Rollout: the
+    # canary is unknown (no gate), not missing (which would mean weight 0).
+    theirs = [ReplicaSet("shop", "a-new", "new", 2, 2), ReplicaSet("shop", "b-new", "new", 2, 0)]
+    desired = desired_state(rollout(), services=SERVICES, replicasets=[STABLE, *theirs])
+    assert weights(desired) == (25, 75)
+
+
+def test_argos_replica_gate_beats_a_fresh_record() -> None:
+    # Argo recomputes each time (reconcileTrafficRouting): a canary below its count gets the
+    # previous step's weight whatever was recorded (its TestRolloutUsePreviousSetWeight).
     r = rollout(
         canary={"trafficRouting": {"plugins": {"argoproj-labs/kong": {}}}},
         status={
@@ -165,7 +213,24 @@ def test_fresh_recorded_weights_are_mirrored_without_the_gate() -> None:
             }
         },
     )
-    desired = desired_state(r, services=SERVICES, replicasets=[rs("new", 2, 1)])
+    desired = desired_state(r, services=SERVICES, replicasets=[STABLE, rs("new", 2, 1)])
+    assert weights(desired) == (10, 90)
+    assert desired.split is not None and desired.split.rule == "replica-gate-previous"
+
+
+def test_fresh_recorded_weights_are_mirrored_when_replicasets_are_unknown() -> None:
+    r = rollout(
+        canary={"trafficRouting": {"plugins": {"argoproj-labs/kong": {}}}},
+        status={
+            "canary": {
+                "weights": {
+                    "canary": {"weight": 40, "podTemplateHash": "new"},
+                    "stable": {"weight": 60, "podTemplateHash": "old"},
+                }
+            }
+        },
+    )
+    desired = desired_state(r, services=SERVICES, replicasets=None)
     assert weights(desired) == (40, 60)
     assert desired.split is not None and desired.split.rule == "recorded"
 

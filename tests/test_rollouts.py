@@ -613,7 +613,7 @@ def rs_json(**patch: Any) -> dict[str, Any]:
 
 def test_parse_replicaset() -> None:
     rs = parse_replicaset(rs_json())
-    assert rs == ReplicaSet("shop", "checkout-new", "new", 3, 2, ("u-1",))
+    assert rs == ReplicaSet("shop", "checkout-new", "new", 3, 2, ("u-1",), status_replicas=3)
 
 
 def test_replicaset_defaults() -> None:

@@ -17,6 +17,10 @@ from hypothesis import strategies as st
 
 from kongsplit.rollouts import ReplicaSet, Rollout, parse_rollout
 from kongsplit.weights import (
+    HOLD_IDS,
+    HOLDS,
+    ROUTER_CONTEXTS,
+    RULE_IDS,
     RULES,
     Destination,
     Skip,
@@ -24,6 +28,7 @@ from kongsplit.weights import (
     compute,
     compute_json,
     desired_canary_replicas,
+    render_doc,
     resolve_services,
 )
 
@@ -54,7 +59,7 @@ def test_reference_vector(case: dict[str, Any]) -> None:
         expect["stable_service"],
     )
     assert got == want, case["why"]
-    assert result.rule in RULES
+    assert result.rule in RULE_IDS
     assert result.hold is None  # every vector has observedGeneration == generation
 
 
@@ -259,8 +264,10 @@ RULE_CASES = [
             status={"abort": True, **record(75, 25)},
         ),
         {"canary_rs": rs(8), "stable_rs": rs(10, hash_="old")},
-        (75, 25, "aborted"),
-        id="aborted-dynamic-mirrors-record",
+        # Argo walks back from the record (75) to the step the 8 canary pods still cover (25);
+        # its TestDynamicScalingDecreaseWeightAccordingToStepWeightsAvailabilityWhenAborted.
+        (25, 75, "aborted"),
+        id="aborted-dynamic-walks-back-from-record",
     ),
     pytest.param(
         # No record (trafficRouting: {}): the stable has 3 of 10 pods, so at least 70 stays on
@@ -326,8 +333,9 @@ RULE_CASES = [
             status={"promoteFull": True, **record(30, 70)},
         ),
         {"canary_rs": rs(5, 10)},
-        (30, 70, "promote-full"),
-        id="promote-full-dynamic-recorded",
+        # The canary's available pods, not the record: TestRolloutUseDynamicWeightOnPromoteFull.
+        (50, 50, "promote-full"),
+        id="promote-full-dynamic-ignores-record",
     ),
     pytest.param(
         rollout(
@@ -342,8 +350,10 @@ RULE_CASES = [
     pytest.param(
         rollout(routing=NGINX, status={"currentStepIndex": 2, **record(10, 90)}),
         {"canary_rs": rs(0, 3)},
-        (10, 90, "recorded"),
-        id="fresh-record-beats-replica-gate",
+        # A canary without an available pod gets 0 whatever was recorded (Argo's newRS branch;
+        # its TestNewRolloutResetsWeightBeforeUpdatingHash).
+        (0, 100, "new-rs-unavailable"),
+        id="unavailable-canary-beats-fresh-record",
     ),
     pytest.param(
         rollout(status={"currentStepIndex": 2, **record(10, 90)}),
@@ -517,17 +527,6 @@ GATE_CASES = [
         "step",
         id="matchTrafficWeight-cancels-scale",
     ),
-    pytest.param(
-        rollout(
-            steps=[{"setCanaryScale": {"replicas": 2}}, {"setWeight": 30}],
-            no_routing=True,
-            status={"currentStepIndex": 1},
-        ),
-        rs(3, 3),
-        30,
-        "step",
-        id="setCanaryScale-ignored-without-trafficRouting",
-    ),
     # minPodsPerReplicaSet floors ceil(W x replicas / M)
     pytest.param(
         rollout(canary={"minPodsPerReplicaSet": 3}, status={"currentStepIndex": 0}),
@@ -629,6 +628,20 @@ def test_replica_gate(obj: dict[str, Any], canary_rs: ReplicaSet, canary: int, r
     assert result.stable == result.max - canary
 
 
+def test_setCanaryScale_without_trafficRouting_is_argo_invalid() -> None:
+    # Argo refuses the spec (its validation test "invalid setCanaryScale without
+    # trafficRouting"); kongsplit used to ignore the step and route the setWeight.
+    obj = rollout(
+        steps=[{"setCanaryScale": {"replicas": 2}}, {"setWeight": 30}],
+        no_routing=True,
+        status={"currentStepIndex": 1},
+    )
+    result = compute_json(obj, canary_rs=rs(3, 3))
+    assert isinstance(result, Skip) and result.invalid
+    assert result.argo_rule == "InvalidSetCanaryScaleTrafficPolicy"
+    assert result.field == "spec.strategy.canary.trafficRouting"
+
+
 @pytest.mark.parametrize(
     ("obj", "desired"),
     [
@@ -694,7 +707,7 @@ HOLD_CASES = [
     pytest.param(
         rollout(generation=3) | {"status": {**rollout()["status"], "observedGeneration": "2"}},
         None,
-        "observedGeneration 2 differs from metadata.generation 3",
+        "observedGeneration 2 is below metadata.generation 3",
         id="observed-generation-lags",
     ),
     pytest.param(
@@ -797,7 +810,8 @@ PING_PONG = {"pingPong": {"pingService": "ping", "pongService": "pong"}}
         ),
         pytest.param(
             PING_PONG,
-            {"alb": {"ingress": "i"}},
+            # Argo requires rootService with ALB ping-pong (MissedAlbRootServiceMessage).
+            {"alb": {"ingress": "i", "rootService": "root"}},
             "ping",
             ("pong", "ping"),
             id="alb-prefers-ping-pong",
@@ -968,16 +982,26 @@ HASHES = st.sampled_from(["a", "b", "c", None])
 
 
 @st.composite
-def canary_rollouts(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A valid canary Rollout in any status Argo could write, plus compute() keywords."""
+def canary_rollouts(
+    draw: st.DrawFn, *, argo_valid: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A canary Rollout in any status Argo could write, plus compute() keywords.
+
+    `argo_valid` keeps to what Argo's validation accepts (pkg/apis/rollouts/validation):
+    maxTrafficWeight only with nginx or plugins, dynamicStableScale and setCanaryScale only with
+    trafficRouting, setHeaderRoute only with a router that supports it and its managedRoutes.
+    """
     m = draw(st.one_of(st.none(), st.integers(1, 65535), st.sampled_from([1, 100, 1000])))
     routing: dict[str, Any] | None = draw(
         st.sampled_from([None, {}, {"nginx": {}}, {"plugins": {"p": {}}}, {"alb": {}}])
     )
-    if routing is None:
-        m = None  # maxTrafficWeight lives inside trafficRouting
+    if routing is None or (argo_valid and not ({"nginx", "plugins"} & routing.keys())):
+        m = None  # maxTrafficWeight lives inside trafficRouting, with nginx or plugins only
     elif m is not None:
         routing = {**routing, "maxTrafficWeight": m}
+    header_routes = routing is not None and bool({"plugins", "alb"} & routing.keys())
+    if routing is not None and header_routes:
+        routing = {**routing, "managedRoutes": [{"name": "h"}]}
     top = 100 if m is None else m
     step = st.one_of(
         st.builds(lambda w: {"setWeight": w}, st.integers(0, top)),
@@ -990,10 +1014,17 @@ def canary_rollouts(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         st.just({"setHeaderRoute": {"name": "h"}}),
     )
     steps = draw(st.lists(step, max_size=8))
+    if argo_valid:
+        steps = [
+            s_
+            for s_ in steps
+            if not ("setCanaryScale" in s_ and routing is None)
+            and not ("setHeaderRoute" in s_ and not header_routes)
+        ]
     canary: dict[str, Any] = {"steps": steps, "canaryService": "c", "stableService": "s"}
     if routing is not None:
         canary["trafficRouting"] = routing
-    canary["dynamicStableScale"] = draw(st.booleans())
+    canary["dynamicStableScale"] = draw(st.booleans()) and not (argo_valid and routing is None)
     if draw(st.booleans()):
         canary["minPodsPerReplicaSet"] = draw(st.integers(0, 5))
     if draw(st.booleans()):
@@ -1041,6 +1072,7 @@ def canary_rollouts(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         "canary_rs": replica_set(status["currentPodHash"]),
         "stable_rs": replica_set(status["stableRS"]),
         "stable_service_hash": draw(HASHES),
+        "replicasets_known": draw(st.booleans()),
     }
     return obj, kw
 
@@ -1059,9 +1091,29 @@ def test_property_weights_add_up(case: tuple[dict[str, Any], dict[str, Any]]) ->
         assert result.canary + result.stable + experiments == result.max
     else:
         assert result.stable == 0 and result.notes
-    assert result.rule in RULES
+    assert result.rule in RULE_IDS
+    assert result.hold_id is None or result.hold_id in HOLD_IDS
+    assert result.router_context in ROUTER_CONTEXTS
     if obj["status"]["abort"]:
         assert result.hold is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(canary_rollouts(argo_valid=False))
+def test_property_argo_invalid_specs_are_refused_by_rule(
+    case: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    obj, kw = case
+    parsed_ = parse_rollout(obj)
+    assert isinstance(parsed_, Rollout)
+    result = compute_json(obj, **kw)
+    if parsed_.spec_error is None:
+        assert isinstance(result, Split), result
+    else:
+        # Argo marks it InvalidSpec and stops: kongsplit writes nothing and names the rule.
+        assert isinstance(result, Skip) and result.invalid
+        assert result.argo_rule == parsed_.spec_error.rule
+        assert result.field == parsed_.spec_error.field
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -1102,3 +1154,21 @@ def test_property_mutated_rollouts_never_raise(
 def test_property_arbitrary_json_never_raises(obj: Any) -> None:
     result = compute_json(obj)
     assert isinstance(result, Skip) and result.invalid
+
+
+# --------------------------------------------------------------------------- docs/weights.md
+
+
+def test_docs_rule_tables_are_generated_from_the_engine() -> None:
+    doc_path = Path(__file__).resolve().parent.parent / "docs" / "weights.md"
+    doc = doc_path.read_text()
+    assert render_doc(doc) == doc, (
+        "docs/weights.md's rule tables are stale: run `python -m kongsplit.weights "
+        "docs/weights.md` from the repository root and commit the result"
+    )
+
+
+def test_every_rule_and_hold_cites_an_argo_function() -> None:
+    for rule in (*RULES, *HOLDS):
+        assert rule.argo.startswith("`") and ".go)" in rule.argo, rule.id
+    assert len({r.id for r in (*RULES, *HOLDS)}) == len(RULES) + len(HOLDS)

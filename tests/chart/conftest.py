@@ -96,6 +96,7 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
     seed = [
         objects.service("checkout-stable", "10.96.0.10", "v1"),
         objects.service("checkout-canary", "10.96.0.11", "v2"),
+        objects.replicaset("checkout", "v1", 4, 4),  # the stable: Argo routes nothing without
         objects.replicaset("checkout", "v2", 1, 1),
         objects.rollout(
             "checkout",

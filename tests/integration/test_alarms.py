@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from daemon_support import (
     CANARY_T,
+    REPLICASETS,
     ROLLOUTS,
     STABLE_T,
     Harness,
@@ -21,6 +22,7 @@ from daemon_support import (
     weights,
 )
 
+from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
 
@@ -90,6 +92,9 @@ async def test_rollouts_gauge_shows_what_cannot_be_managed_for_as_long_as_it_las
             canary_service="web-canary",
         ),
     )
+    # Each with its ReplicaSet: Argo sends no weight for a Rollout without one (a hold).
+    for name in ("thief", "typo"):
+        await h.create(REPLICASETS, objects.replicaset(name, "v1", 4, 4))
     daemon = await h.start()
 
     def states() -> dict[str, float]:

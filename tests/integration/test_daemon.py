@@ -26,6 +26,7 @@ from daemon_support import (
 )
 from kmock_shims import LEASES, url_of
 
+from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
 
@@ -419,6 +420,9 @@ async def test_one_rollout_kong_refuses_does_not_block_readiness(harness: Harnes
     await h.seed()
     await h.create(SERVICES, service("bad-stable", "10.96.1.10", "v1"))
     await h.create(SERVICES, service("bad-canary", "10.96.1.11", "v1"))
+    # Its own ReplicaSet: without one Argo sends no weight (checkReplicasAvailable), so
+    # kongsplit would hold and never try the write this test is about.
+    await h.create(REPLICASETS, objects.replicaset("bad", "v1", 4, 4))
     await h.create(
         ROLLOUTS,
         rollout(
@@ -578,3 +582,51 @@ async def test_start_says_when_leader_election_is_off(
     start = next(m for m in caplog.messages if " starting: " in m)
     assert start.endswith(", leader election off (this process always writes to Kong)")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def _warnings(h: Harness, reason: str) -> list[dict[str, Any]]:
+    return [e for e in await h.events() if e.get("type") == "Warning" and e.get("reason") == reason]
+
+
+async def test_another_router_is_managed_and_warned_once(harness: Harness) -> None:
+    h = harness
+    shared = rollout()
+    shared["spec"]["strategy"]["canary"]["trafficRouting"] = {"nginx": {"stableIngress": "web"}}
+    await h.seed(rollout_obj=shared)
+    daemon = await h.start()
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="shared Rollout served"
+    )
+    state = daemon.reconciler.states[next(iter(daemon.reconciler.states))]
+    assert state.router_context == "shared"
+    assert state.as_json()["router_context"] == "shared"
+    await h.patch(ROLLOUTS, "web", {"metadata": {"labels": {"touched": "1"}}})
+    for _ in range(100):
+        if await _warnings(h, "KongsplitSharedRouter"):
+            break
+        await asyncio.sleep(0.02)
+    warned = await _warnings(h, "KongsplitSharedRouter")
+    assert len(warned) == 1 and warned[0].get("count", 1) == 1
+
+
+async def test_a_rollout_argo_marks_invalid_is_held_and_reported(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="served")
+    # maxTrafficWeight with trafficRouting {} is InvalidSpec for Argo: it stops; so does kongsplit.
+    await h.patch(
+        ROLLOUTS,
+        "web",
+        {"spec": {"strategy": {"canary": {"trafficRouting": {"maxTrafficWeight": 1000}}}}},
+    )
+    await eventually(
+        lambda: metric(daemon, "kongsplit_rollouts", state="invalid") == 1, what="invalid"
+    )
+    assert weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}
+    for _ in range(300):
+        warned = await _warnings(h, "InvalidKongsplitAnnotation")
+        if warned:
+            break
+        await asyncio.sleep(0.02)
+    assert "InvalidCanaryMaxWeightOnlySupportInNginxAndPlugins" in warned[-1]["message"]
