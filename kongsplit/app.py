@@ -201,6 +201,7 @@ class Daemon:
         # The per-Rollout gauges are read from the reconciler's state at scrape time.
         self.metrics.weights.source = rec.weight_rows
         self.metrics.rollout_states.source = rec.rollout_conditions
+        self.metrics.router_contexts.source = rec.router_contexts
         ns = s.kubernetes.namespaces
         self.watchers = [
             Watcher(api, ROLLOUTS, namespaces=ns, on_event=rec.on_rollout, metrics=self.metrics),

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kongsplit.version import package_version
+from kongsplit.weights import ROUTER_CONTEXTS
 
 NAMESPACE = "kongsplit"
 
@@ -64,8 +65,22 @@ class Metrics:
         # being reported. The reconciler installs the source with ``weights.source = ...``.
         self.weights = WeightsCollector()
         registry.register(self.weights)
-        self.rollout_states = RolloutStatesCollector()
+        self.rollout_states = CountsCollector(
+            "rollouts",
+            "Rollouts annotated for kongsplit, by state (managed, held, invalid, refused, "
+            "failing).",
+            "state",
+            ROLLOUT_STATES,
+        )
         registry.register(self.rollout_states)
+        self.router_contexts = CountsCollector(
+            "rollouts_by_router",
+            "Managed Rollouts by router context: sole (kongsplit routes alone), shared (another "
+            "router too), basic (no trafficRouting, allowed by annotation).",
+            "context",
+            ROUTER_CONTEXTS,
+        )
+        registry.register(self.router_contexts)
         self.drift_corrections = Counter(
             "drift_corrections",
             "Targets put back after Kong differed from the desired state, by kind.",
@@ -194,15 +209,17 @@ class WeightsCollector(Collector):
         return desired, observed
 
 
-class RolloutStatesCollector(Collector):
-    """``kongsplit_rollouts{state}``: annotated Rollouts by state, counted at scrape time.
+class CountsCollector(Collector):
+    """A gauge of annotated Rollouts counted by one label at scrape time, every known value
+    always exported (0 when none), so an alert has a series to watch for as long as it lasts.
 
-    Every state is always exported (0 when none), so an alert on ``state="invalid"`` has a
-    series to watch and fires for as long as a Rollout stays broken.
+    ``kongsplit_rollouts{state}`` and ``kongsplit_rollouts_by_router{context}`` are two.
     """
 
-    def __init__(self) -> None:
-        self.source: Callable[[], Iterable[str]] | None = None
+    def __init__(self, name: str, documentation: str, label: str, values: Iterable[str]) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.values = tuple(values)
+        self.source: Callable[[], Iterable[str | None]] | None = None
 
     def describe(self) -> list[Metric]:
         return [self._family(())]
@@ -210,17 +227,14 @@ class RolloutStatesCollector(Collector):
     def collect(self) -> list[Metric]:
         return [self._family(self.source() if self.source is not None else ())]
 
-    @staticmethod
-    def _family(states: Iterable[str]) -> GaugeMetricFamily:
-        counts = dict.fromkeys(ROLLOUT_STATES, 0)
-        for state in states:
-            counts[state] = counts.get(state, 0) + 1
+    def _family(self, found: Iterable[str | None]) -> GaugeMetricFamily:
+        counts = dict.fromkeys(self.values, 0)
+        for value in found:
+            if value is not None:
+                counts[value] = counts.get(value, 0) + 1
         family = GaugeMetricFamily(
-            f"{NAMESPACE}_rollouts",
-            "Rollouts annotated for kongsplit, by state (managed, held, invalid, refused, "
-            "failing).",
-            labels=["state"],
+            f"{NAMESPACE}_{self.name}", self.documentation, labels=[self.label]
         )
-        for state, n in counts.items():
-            family.add_metric([state], n)
+        for value, n in counts.items():
+            family.add_metric([value], n)
         return family

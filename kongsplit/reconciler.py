@@ -607,6 +607,10 @@ class Reconciler:
         """One ``kongsplit_rollouts{state}`` value per annotated Rollout."""
         return [s.condition for s in self.states.values()]
 
+    def router_contexts(self) -> list[str | None]:
+        """One ``kongsplit_rollouts_by_router{context}`` value per managed Rollout."""
+        return [s.router_context for s in self.states.values() if s.upstream is not None]
+
 
 def _by_role(weights: Mapping[str, int], roles: Mapping[str, str]) -> dict[str, int]:
     out: dict[str, int] = {}

@@ -600,6 +600,8 @@ async def test_another_router_is_managed_and_warned_once(harness: Harness) -> No
     state = daemon.reconciler.states[next(iter(daemon.reconciler.states))]
     assert state.router_context == "shared"
     assert state.as_json()["router_context"] == "shared"
+    assert metric(daemon, "kongsplit_rollouts_by_router", context="shared") == 1
+    assert metric(daemon, "kongsplit_rollouts_by_router", context="sole") == 0
     await h.patch(ROLLOUTS, "web", {"metadata": {"labels": {"touched": "1"}}})
     for _ in range(100):
         if await _warnings(h, "KongsplitSharedRouter"):
