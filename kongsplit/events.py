@@ -35,6 +35,8 @@ REASON_WRITE_FAILED = "KongWriteFailed"
 REASON_INVALID_ANNOTATION = "InvalidKongsplitAnnotation"
 #: Another traffic router is configured on a Rollout kongsplit routes (docs/weights.md).
 REASON_SHARED_ROUTER = "KongsplitSharedRouter"
+#: The managed upstream's algorithm can send requests to a weight-0 target (docs/kong.md).
+REASON_ALGORITHM = "KongUpstreamAlgorithm"
 
 _MESSAGE_LIMIT = 1024
 _CACHE_SIZE = 4096

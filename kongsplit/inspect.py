@@ -12,7 +12,7 @@ added)::
     {"kong": {"url", "version", "edition", "mode", "workspace"},
      "nodes": [url, ...],
      "upstreams": [
-       {"name", "id", "tags": [..], "managed": bool, "owners": [owner, ..],
+       {"name", "id", "tags": [..], "algorithm": str, "managed": bool, "owners": [owner, ..],
         "total_weight": int, "in_sync": bool | null,
         "errors": [str, ..],
         "targets": [
@@ -39,6 +39,7 @@ from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.records import Target, TargetHealth, Upstream
 from kongsplit.kong.targets import MANAGED_TAG, owner_label
+from kongsplit.kong.writes import WEIGHT_ZERO_UNSAFE
 
 #: upstream name → {target string: desired weight}, or None when nothing is known for it.
 DesiredProvider = Callable[[str], Mapping[str, int] | None]
@@ -307,6 +308,7 @@ async def _upstream_entry(
         "name": upstream.name,
         "id": upstream.id,
         "tags": list(upstream.tags),
+        "algorithm": upstream.algorithm or "round-robin",
         "managed": MANAGED_TAG in upstream.tags or bool(owners),
         "owners": owners,
         "total_weight": total,
@@ -347,6 +349,11 @@ def render_table(report: Mapping[str, Any]) -> str:
             facts.append("in sync" if u["in_sync"] else "DRIFT")
         out.append("")
         out.append(f"upstream {u['name']}  ({'; '.join(facts)})")
+        if u["algorithm"] in WEIGHT_ZERO_UNSAFE:
+            out.append(
+                f"  ! algorithm {u['algorithm']}: a target at weight 0 can still receive "
+                "requests; set the upstream's algorithm to round-robin for exact splits"
+            )
         with_desired = u["in_sync"] is not None
         header = ["TARGET", "WEIGHT", "SHARE", "OWNER"]
         if with_desired:

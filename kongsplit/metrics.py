@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kongsplit.kong.writes import ALGORITHMS
 from kongsplit.version import package_version
 from kongsplit.weights import ROUTER_CONTEXTS
 
@@ -81,6 +82,14 @@ class Metrics:
             ROUTER_CONTEXTS,
         )
         registry.register(self.router_contexts)
+        self.upstream_algorithms = CountsCollector(
+            "managed_upstreams",
+            "Managed upstreams by load-balancing algorithm; least-connections and latency can "
+            "still send requests to a weight-0 target (docs/kong.md).",
+            "algorithm",
+            ALGORITHMS,
+        )
+        registry.register(self.upstream_algorithms)
         self.drift_corrections = Counter(
             "drift_corrections",
             "Targets put back after Kong differed from the desired state, by kind.",

@@ -106,6 +106,7 @@ class RolloutState:
     rule: str | None = None
     hold: str | None = None
     router_context: str | None = None  # weights.ROUTER_CONTEXTS: sole, shared, basic
+    algorithm: str | None = None  # the upstream's load-balancing algorithm, when read
     condition: str = "managed"  # one of metrics.ROLLOUT_STATES: kongsplit_rollouts{state}
     last_apply: float | None = None  # wall-clock time of the last write Kong acknowledged
     last_error: str | None = None
@@ -136,6 +137,7 @@ class RolloutState:
             "rule": self.rule,
             "hold": self.hold,
             "router_context": self.router_context,
+            "algorithm": self.algorithm,
             "last_apply": self.last_apply,
             "last_error": self.last_error,
             "foreign_targets": list(self.foreign),
@@ -484,6 +486,7 @@ class Reconciler:
             pending_since=state.pending_since,
         )
         state.observed, state.foreign = found.observed, found.foreign
+        state.algorithm = result.algorithm or state.algorithm
         state.pending_since = None
         state.applied = plan
         state.condition = "held" if state.hold else "managed"
@@ -606,6 +609,10 @@ class Reconciler:
     def rollout_conditions(self) -> list[str]:
         """One ``kongsplit_rollouts{state}`` value per annotated Rollout."""
         return [s.condition for s in self.states.values()]
+
+    def upstream_algorithms(self) -> list[str | None]:
+        """One ``kongsplit_managed_upstreams{algorithm}`` value per managed Rollout."""
+        return [s.algorithm for s in self.states.values() if s.upstream is not None]
 
     def router_contexts(self) -> list[str | None]:
         """One ``kongsplit_rollouts_by_router{context}`` value per managed Rollout."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kongsplit.events import (
     NORMAL,
+    REASON_ALGORITHM,
     REASON_APPLIED,
     REASON_DRIFT,
     REASON_INVALID_ANNOTATION,
@@ -28,7 +29,7 @@ from kongsplit.events import (
 )
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.targets import DesiredUpstream
-from kongsplit.kong.writes import ApplyResult, Drift
+from kongsplit.kong.writes import WEIGHT_ZERO_UNSAFE, ApplyResult, Drift
 from kongsplit.metrics import Metrics
 from kongsplit.rollouts import ObjectError, ObjectRef, RolloutKey
 
@@ -75,6 +76,7 @@ class Reporter:
         self.gate = LogGate()
         self._invalid: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
         self._warned_shared: set[RolloutKey] = set()  # shared-router Warning Event posted
+        self._warned_algorithm: dict[RolloutKey, str] = {}  # algorithm last warned about
 
     def event(self, ref: ObjectRef | None, type_: str, reason: str, message: str) -> None:
         if self.events is not None and ref is not None:
@@ -145,6 +147,18 @@ class Reporter:
                     f"Kong upstream {plan.upstream} differed from the desired weights "
                     f"({found}); put back {weights_text(plan)}",
                 )
+        if result.algorithm in WEIGHT_ZERO_UNSAFE and self._warned_algorithm.get(key) != (
+            result.algorithm
+        ):
+            self._warned_algorithm[key] = result.algorithm or ""
+            msg = (
+                f"Kong upstream {plan.upstream} balances with {result.algorithm}, on which a "
+                "target at weight 0 can still receive requests (retries, scores of 0/0): the "
+                "canary is not reliably out of traffic at 0; set the upstream's algorithm to "
+                "round-robin (or consistent-hashing)"
+            )
+            logger.warning(msg, extra=log_extra)
+            self.event(ref, WARNING, REASON_ALGORITHM, msg)
         if result.changed:
             logger.info(
                 "applied weights %s → %s",
@@ -238,6 +252,7 @@ class Reporter:
     def forget(self, key: RolloutKey, namespace: str, name: str, upstream: str | None) -> None:
         self._invalid.pop(key, None)
         self._warned_shared.discard(key)
+        self._warned_algorithm.pop(key, None)
         if upstream is not None:
             self.metrics.forget_rollout(namespace, name, upstream)
 

@@ -247,3 +247,25 @@ async def test_kubeconfig_compares_with_the_rollout(tmp_path: Path) -> None:
             str(tmp_path / "missing"),
         )
     assert code == 1 and "Traceback" not in err and "missing does not exist" in err
+
+
+async def test_an_algorithm_that_can_pick_weight_zero_gets_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with KongSim() as s:
+        s.add_upstream(U, algorithm="least-connections", tags=["managed-by-kongsplit"])
+        s.add_target(U, STABLE, 100, tags=OWNER)
+        s.add_target(U, CANARY, 0, tags=OWNER)
+        s.add_upstream("other.svc")
+        code, out, _ = await _main(["--kong-url", s.url], capsys)
+        assert code == 0
+        lines = out.splitlines()
+        at = lines.index(f"upstream {U}  (kongsplit:shop/checkout; total weight 100)")
+        assert lines[at + 1] == (
+            "  ! algorithm least-connections: a target at weight 0 can still receive requests; "
+            "set the upstream's algorithm to round-robin for exact splits"
+        )
+        assert not any("! algorithm" in line for line in lines[at + 2 :])  # round-robin
+        code, out, _ = await _main(["--kong-url", s.url, "--json"], capsys)
+        algorithms = {u["name"]: u["algorithm"] for u in json.loads(out)["upstreams"]}
+        assert algorithms == {U: "least-connections", "other.svc": "round-robin"}

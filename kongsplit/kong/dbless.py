@@ -221,6 +221,7 @@ class DblessApplier:
                 drift=edit.plan.drift,
                 upstream_created=edit.upstream_created,
                 config_posted=posted and wrote,
+                algorithm=edit.algorithm,
             )
         return results
 

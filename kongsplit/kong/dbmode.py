@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 from kongsplit.kong.client import KongAdmin, MayWrite
@@ -36,6 +37,10 @@ from kongsplit.kong.writes import (
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, str]  # (workspace or "", upstream)
+
+#: How long the list of upstreams (their algorithms) is trusted before a sweep re-reads it:
+#: a page per 1,000 upstreams, never on the hot path.
+UPSTREAM_LIST_TTL = 30.0
 
 
 class TargetCache:
@@ -71,6 +76,10 @@ class DbModeApplier:
         self.client = client
         self.cache = TargetCache()
         self._locks: dict[_Key, asyncio.Lock] = {}
+        # Each upstream's load-balancing algorithm, from GET /upstreams (one page per 1,000).
+        self._algorithms: dict[_Key, str] = {}
+        self._listed: dict[str, float] = {}  # workspace → when its upstreams were listed
+        self._list_locks: dict[str, asyncio.Lock] = {}
 
     def forget(self, upstream: str, workspace: str | None) -> None:
         """Drop what is kept for an upstream no longer managed (ids, its idle lock)."""
@@ -82,6 +91,33 @@ class DbModeApplier:
     def reset(self) -> None:
         """Kong may have restarted or been restored: ids learnt before may be gone."""
         self.cache.clear()
+        self._listed.clear()
+
+    async def algorithm(self, upstream: str, workspace: str | None) -> str | None:
+        """The upstream's algorithm, from a list of every upstream read at most every
+        ``UPSTREAM_LIST_TTL`` seconds (sooner for an upstream not seen yet). Concurrent callers
+        share one listing; a failed listing leaves the last answer."""
+        ws = workspace or ""
+        key = (ws, upstream)
+        lock = self._list_locks.setdefault(ws, asyncio.Lock())
+        async with lock:
+            listed = self._listed.get(ws)
+            now = time.monotonic()
+            if (
+                listed is None
+                or now - listed > UPSTREAM_LIST_TTL
+                or (key not in self._algorithms and now - listed > 1.0)
+            ):
+                try:
+                    upstreams = await self.client.list_upstreams(workspace=workspace)
+                except KongError:
+                    return self._algorithms.get(key)
+                for k in [k for k in self._algorithms if k[0] == ws]:
+                    del self._algorithms[k]
+                for u in upstreams:
+                    self._algorithms[(ws, u.name)] = u.algorithm or "round-robin"
+                self._listed[ws] = time.monotonic()
+        return self._algorithms.get(key)
 
     async def read(self, upstream: str, workspace: str | None) -> tuple[Target, ...] | None:
         """Fresh targets of ``upstream`` (None when it is missing); refills the cache."""
@@ -115,6 +151,7 @@ class DbModeApplier:
         ws = workspace
         async with self._lock((ws or "", upstream)):
             done: list[Write] = []
+            read_kong = False  # this apply read Kong (a sweep, a cold cache): not the hot path
             drift: tuple[Drift, ...] | None = None
             upstream_created = False
             targets: dict[str, Target] | None = None
@@ -122,6 +159,7 @@ class DbModeApplier:
             for n in range(passes):
                 targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
                 if targets is None:
+                    read_kong = True
                     read = await self.read(upstream, ws)
                     if read is None:
                         if not create:
@@ -132,6 +170,7 @@ class DbModeApplier:
                         await self.client.create_upstream(
                             upstream, workspace=ws, may_write=may_write
                         )
+                        self._algorithms[(ws or "", upstream)] = "round-robin"  # Kong's default
                         upstream_created = True
                         read = ()
                     targets = self.cache.put(ws, upstream, read)
@@ -156,6 +195,10 @@ class DbModeApplier:
                     )
             # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
             final = targets or {}
+            key = (ws or "", upstream)
+            algorithm = (
+                await self.algorithm(upstream, ws) if read_kong else self._algorithms.get(key)
+            )
             return ApplyResult(
                 upstream,
                 ws,
@@ -165,6 +208,7 @@ class DbModeApplier:
                 foreign=foreign_targets(final.values(), owner_tags),
                 drift=drift or (),
                 upstream_created=upstream_created,
+                algorithm=algorithm,
             )
 
     async def _run_plan(

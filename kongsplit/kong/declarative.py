@@ -29,6 +29,7 @@ class ConfigEdit:
     targets: dict[str, Target] = field(default_factory=dict)  # after the edit
     upstream_created: bool = False
     upstream_missing: bool = False
+    algorithm: str | None = None
 
 
 def _fk(value: Any) -> str | None:
@@ -124,4 +125,11 @@ def edit_config(
             if w.tags is not None:
                 raw["tags"] = list(w.tags)
         current[w.target] = Target.from_json({**raw, "target": w.target})
-    return ConfigEdit(config, plan, current, upstream_created=created)
+    algorithm = entry.get("algorithm")
+    return ConfigEdit(
+        config,
+        plan,
+        current,
+        upstream_created=created,
+        algorithm=algorithm if isinstance(algorithm, str) else "round-robin",
+    )

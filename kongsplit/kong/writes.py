@@ -39,6 +39,15 @@ DRIFT_RESTART = "restart"  # a DB-less node came back with the empty configurati
 DRIFT_FOREIGN_CONFIG = "foreign_config"  # another writer replaced a DB-less node's config
 DRIFT_KINDS = (DRIFT_WEIGHT, DRIFT_MISSING, DRIFT_FOREIGN, DRIFT_RESTART, DRIFT_FOREIGN_CONFIG)
 
+#: Kong's load-balancing algorithms (kong/db/schema/entities/upstreams.lua).
+ALGORITHMS = ("round-robin", "consistent-hashing", "least-connections", "latency")
+#: Algorithms on which a target at weight 0 can still receive requests: least-connections
+#: scores an address (connections + 1) / weight, so weight 0 sorts last but is still picked once
+#: the others failed (least_connections.lua getPeer); latency scores ewma / weight, where 0 / 0
+#: is NaN and compares false, so a weight-0 address can win (latency.lua pick_and_score). Only
+#: round-robin (slots by weight) and consistent-hashing (points by weight) give weight 0 nothing.
+WEIGHT_ZERO_UNSAFE = frozenset({"least-connections", "latency"})
+
 
 class WriteKind(enum.StrEnum):
     CREATE = "create"  # POST a missing target
@@ -106,6 +115,9 @@ class ApplyResult:
     upstream_created: bool = False
     upstream_missing: bool = False
     config_posted: bool = False  # DB-less: a POST /config was sent (and not answered 304)
+    # The upstream's load-balancing algorithm when known (read with the upstream, not on the
+    # hot path); see WEIGHT_ZERO_UNSAFE.
+    algorithm: str | None = None
 
     @property
     def changed(self) -> bool:

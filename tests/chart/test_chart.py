@@ -199,7 +199,18 @@ def test_rbac_is_exactly_design_section_5(
         ), rule
 
     lease_roles = [r for r in roles if any("leases" in rule["resources"] for rule in r["rules"])]
-    watch_roles = [r for r in roles if r not in lease_roles]
+    node_roles = [r for r in roles if r["metadata"]["name"].endswith("-verify-nodes")]
+    watch_roles = [r for r in roles if r not in lease_roles and r not in node_roles]
+    nodes_from = values_doc.get("config", {}).get("kong", {}).get("nodesFrom", {})
+    if nodes_from.get("service"):
+        # kong.nodesFrom: EndpointSlices, read-only, in that one namespace.
+        assert len(node_roles) == 1
+        assert node_roles[0]["metadata"]["namespace"] == nodes_from.get("namespace", release_ns)
+        assert rules_by_resource(node_roles[0]["rules"]) == {
+            ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"}
+        }
+    else:
+        assert not node_roles
     if values_doc.get("mode") == "sidecar":
         assert not lease_roles, "no leader election, so no Lease access, in sidecar mode"
     else:

@@ -15,6 +15,7 @@ from daemon_support import (
     REPLICASETS,
     ROLLOUTS,
     STABLE_T,
+    UPSTREAM,
     Harness,
     eventually,
     metric,
@@ -164,3 +165,42 @@ async def test_dbless_not_ready_names_each_rollouts_own_upstream(harness: Harnes
         )
         assert errors()["web"].endswith("(upstream web.shop.svc)")
         assert errors()["api"].endswith("(upstream api.shop.svc)")
+
+
+@pytest.mark.parametrize("algorithm", ["least-connections", "latency"])
+async def test_an_algorithm_that_can_pick_weight_zero_is_warned_once(
+    harness: Harness, algorithm: str
+) -> None:
+    h = harness
+    await h.seed()
+    h.kong.add_upstream(UPSTREAM, algorithm=algorithm, tags=["managed-by-kongsplit"])
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    await eventually(
+        lambda: metric(daemon, "kongsplit_managed_upstreams", algorithm=algorithm) == 1,
+        what="algorithm counted",
+    )
+    rec = daemon.reconciler
+    assert rec is not None
+    rec.resync_all()  # a sweep reads the upstream again: still warned only once
+    await rec.queue.join()
+    warned = [
+        e
+        for e in await h.events()
+        if e.get("type") == "Warning" and e.get("reason") == "KongUpstreamAlgorithm"
+    ]
+    assert len(warned) == 1 and warned[0].get("count", 1) == 1
+    assert f"balances with {algorithm}" in warned[0]["message"]
+    assert "round-robin" in warned[0]["message"]
+    assert metric(daemon, "kongsplit_managed_upstreams", algorithm="round-robin") == 0
+
+
+async def test_round_robin_is_not_warned_about(harness: Harness) -> None:
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(
+        lambda: metric(daemon, "kongsplit_managed_upstreams", algorithm="round-robin") == 1,
+        what="round-robin counted",
+    )
+    assert not [e for e in await h.events() if e.get("reason") == "KongUpstreamAlgorithm"]
