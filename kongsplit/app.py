@@ -195,7 +195,12 @@ class Daemon:
                 return True
 
         rec = Reconciler(
-            s, kong=self.kong, metrics=self.metrics, events=events.post, is_leader=is_leader
+            s,
+            kong=self.kong,
+            metrics=self.metrics,
+            events=events.post,
+            is_leader=is_leader,
+            write_budget=self.elector.write_budget if self.elector is not None else None,
         )
         self.reconciler = rec
         # The per-Rollout gauges are read from the reconciler's state at scrape time.

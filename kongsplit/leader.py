@@ -9,13 +9,22 @@ monotonic clock from when they observed the record, never by comparing ``renewTi
 their wall clock, so clock skew between nodes does not matter (client-go does the same).
 
 A leader renews with PUT on the object it last wrote (its resourceVersion); a 409 Conflict
-means someone else wrote the lease, and the leader steps down at once.
+means someone else wrote the lease, and a 404 that someone deleted it: either way the leader steps
+down at once (a follower may be creating a new lease that very moment).
+
+Every process also writes its own random instance id into the lease (annotation
+``kongsplit.io/holder-instance``). Two replicas given the same identity would otherwise each
+take the other's lease for their own: a lease held under our identity by another instance is
+another process's, is waited out like anyone else's, and the clash is reported loudly.
+``write_budget`` tells writers how long the lease is still certainly ours, so a write is cut
+short before it could land after a new leader's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +38,8 @@ from kongsplit.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 LEASES = ("coordination.k8s.io", "v1", "leases")
+#: The lease annotation that names the process holding it (see the module docstring).
+INSTANCE_ANNOTATION = "kongsplit.io/holder-instance"
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,21 @@ class LeaderElector:
         self._written: dict[str, Any] | None = None  # the same, kept past a step-down for release
         self._observed: _Observed | None = None
         self._released = False
+        self.instance = secrets.token_hex(8)  # this process, whatever its identity
+        self._clash_logged = -1e9
         self._set_metric(0)
 
     @property
     def is_leader(self) -> bool:
         """True only while the lease is certainly ours (checked against the clock, not the loop)."""
         return self.leading.is_set() and self._clock() < self._valid_until
+
+    def write_budget(self) -> float:
+        """Seconds the lease is still certainly ours (0 when not leading): a write attempt must
+        be over by then, before any follower may take over."""
+        if not self.leading.is_set():
+            return 0.0
+        return max(0.0, self._valid_until - self._clock())
 
     async def run(self) -> None:
         """Acquire, renew, step down and retry, until cancelled or :meth:`release` is called."""
@@ -175,6 +195,9 @@ class LeaderElector:
         except kube.KubeApiError as e:
             if e.status == 409:
                 self._step_down("the lease was changed by someone else (409 Conflict)")
+            elif e.status == 404 and self.leading.is_set():
+                # Deleted by hand: a follower may be creating a new one right now.
+                self._step_down("the lease was deleted (404)")
             else:
                 logger.warning("lease request failed: %s", e, extra=self._extra())
             return
@@ -190,7 +213,16 @@ class LeaderElector:
         assert self._lease is not None
         spec = {**(self._lease.get("spec") or {}), "renewTime": kube.format_micro_time()}
         spec["leaseDurationSeconds"] = _duration_seconds(self.lease_duration)
-        return await kube.request(self._api, "PUT", self._path, body={**self._lease, "spec": spec})
+        body = {**self._lease, "metadata": self._metadata(self._lease), "spec": spec}
+        return await kube.request(self._api, "PUT", self._path, body=body)
+
+    def _metadata(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """The lease's metadata with our instance id in its annotations."""
+        meta = dict(lease.get("metadata") or {})
+        annotations = dict(meta.get("annotations") or {})
+        annotations[INSTANCE_ANNOTATION] = self.instance
+        meta["annotations"] = annotations
+        return meta
 
     async def _acquire(self) -> dict[str, Any] | None:
         """The lease if we got it, None while someone else holds it."""
@@ -204,7 +236,11 @@ class LeaderElector:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "annotations": {INSTANCE_ANNOTATION: self.instance},
+                },
                 "spec": self._spec(stamp, stamp, transitions=0),
             }
             try:
@@ -232,10 +268,15 @@ class LeaderElector:
             self._observed = prev = observed
             if holder and holder != self.identity:
                 logger.debug("lease held by %s", holder, extra=self._extra())
-        if holder and holder != self.identity and now < prev.at + prev.duration:
+        annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+        instance = str((annotations or {}).get(INSTANCE_ANNOTATION) or "")
+        twin = holder == self.identity and instance not in ("", self.instance)
+        if twin:
+            self._report_twin(instance)
+        if holder and (holder != self.identity or twin) and now < prev.at + prev.duration:
             return None
         transitions = int(spec.get("leaseTransitions") or 0)
-        if holder != self.identity:
+        if holder != self.identity or twin:
             transitions += 1
             acquired = stamp
         else:
@@ -244,6 +285,7 @@ class LeaderElector:
             **current,
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
+            "metadata": self._metadata(current),
             "spec": {**spec, **self._spec(acquired, stamp, transitions=transitions)},
         }
         try:
@@ -252,6 +294,24 @@ class LeaderElector:
             if e.status == 409:  # someone else renewed or took it in between
                 return None
             raise
+
+    def _report_twin(self, instance: str) -> None:
+        """Another live process holds the lease under our identity: never both write."""
+        if self._metrics is not None:
+            self._metrics.leader_identity_clashes.inc()
+        now = self._clock()
+        if now - self._clash_logged >= 60.0:
+            self._clash_logged = now
+            logger.error(
+                "another kongsplit process (instance %s) holds Lease %s/%s under this replica's "
+                "identity %r: give every replica its own leaderElection.identity (the chart "
+                "uses the pod name); this one waits until that lease expires",
+                instance,
+                self.namespace,
+                self.name,
+                self.identity,
+                extra=self._extra(),
+            )
 
     def _spec(self, acquire_time: str, renew_time: str, *, transitions: int) -> dict[str, Any]:
         return {

@@ -150,6 +150,13 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.leader_identity_clashes = Counter(
+            "leader_identity_clashes",
+            "Times another process was found holding the leader Lease under this replica's "
+            "identity (two replicas configured with the same leaderElection.identity).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.watch_restarts = Counter(
             "watch_restarts",
             "Kubernetes watches restarted (410 Gone relists, dropped connections).",

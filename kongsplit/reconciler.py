@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ logger = logging.getLogger("kongsplit.reconciler")
 
 #: Failed writes are retried with the project's back-off, at most this far apart.
 WRITE_RETRY = Backoff(initial=0.2, cap=10.0)
+#: After an abort cancelled a write in flight, Kong is re-read this much later (that request may
+#: still land on Kong's side).
+LATE_WRITE_CHECK = 1.0
+#: An abort that failed is retried in tens of milliseconds, ahead of every other key.
+ABORT_RETRY = Backoff(initial=0.02, cap=0.5)
 #: Waiting for Kong at start-up, and probing it while it does not answer.
 KONG_WAIT = Backoff(initial=0.5, cap=30.0)
 #: While Kong answers, every replica knocks (``GET /``) this often to keep ``kong_up`` true.
@@ -79,6 +85,7 @@ class Router(Protocol):
         workspace: str | None = None,
         refresh: bool = False,
         may_write: MayWrite | None = None,
+        urgent: bool = False,
     ) -> ApplyResult: ...
 
     async def read(
@@ -156,11 +163,15 @@ class Reconciler:
         metrics: Metrics,
         events: EventSink | None = None,
         is_leader: Callable[[], bool] = lambda: True,
+        write_budget: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.kong = kong
         self.metrics = metrics
         self.is_leader = is_leader
+        # Seconds this replica may still write (what is left of its Lease): each write attempt
+        # is cut short before it runs out, so a deposed leader's write cannot land late.
+        self.write_budget = write_budget or (lambda: math.inf if is_leader() else 0.0)
         self.report = Reporter(
             metrics, events, exclusive_upstreams=settings.kong.exclusive_upstreams
         )
@@ -180,6 +191,11 @@ class Reconciler:
         # DB-less: the drift kind (restart / foreign_config) to count for each Rollout
         # re-applied after its node's configuration was replaced behind kongsplit.
         self._config_drift: dict[RolloutKey, str] = {}
+        # The worker task writing a Rollout's weights to Kong right now: an abort cancels a
+        # write of older weights (a hung request, a retry) instead of waiting behind it.
+        self._writing: dict[RolloutKey, asyncio.Task[Any]] = {}
+        self._cancelled_writes: set[RolloutKey] = set()
+        self._late_checks: dict[RolloutKey, float] = {}  # next delay of a late-write check
 
     # ---- inputs from the watchers (synchronous and cheap: they only queue keys) -------------
     def on_rollout(self, event: str, obj: dict[str, Any]) -> None:
@@ -193,6 +209,11 @@ class Reconciler:
         urgent = isinstance(parsed, Rollout) and parsed.abort
         self._touch(key)
         self.queue.put(key, urgent=urgent)
+        writer = self._writing.get(key)
+        if urgent and writer is not None and key not in self._cancelled_writes:
+            # An abort supersedes the write of older weights in flight for this Rollout.
+            self._cancelled_writes.add(key)
+            writer.cancel()
 
     def on_service(self, event: str, obj: dict[str, Any]) -> None:
         for key in self.store.set_service(obj, deleted=event == "DELETED"):
@@ -240,7 +261,12 @@ class Reconciler:
             try:
                 await self.reconcile(key, refresh=flags.refresh)
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if key not in self._cancelled_writes or task is None or task.cancelling() > 1:
+                    raise  # the worker itself is being stopped
+                # Our own cancellation of a superseded write (on_rollout): not the worker's end.
+                task.uncancel()
+                self._write_cancelled(key)
             except Exception as e:  # a bug: report it on the Rollout, never kill the worker
                 logger.exception("internal error reconciling %s", key, extra={"rollout": str(key)})
                 self.metrics.reconcile_errors.labels(reason="internal").inc()
@@ -248,6 +274,8 @@ class Reconciler:
                 if state is not None:
                     state.last_error = f"internal error: {e}"
             finally:
+                self._writing.pop(key, None)
+                self._cancelled_writes.discard(key)
                 self.queue.done(key)
                 if self._first_pass is not None:
                     self._first_pass.discard(key)
@@ -429,7 +457,7 @@ class Reconciler:
         if not refresh and state.applied_weights == wanted and state.last_error is None:
             state.pending_since = None
             return  # nothing changed: nothing is written
-        await self._apply(key, state, plan, refresh=refresh)
+        await self._apply(key, state, plan, refresh=refresh, urgent=parsed.abort)
 
     async def _kong_has_ours(self, state: RolloutState, plan: DesiredUpstream) -> bool:
         try:
@@ -440,8 +468,22 @@ class Reconciler:
         return any(tag in (t.tags or ()) for t in (targets or ()))
 
     async def _apply(
-        self, key: RolloutKey, state: RolloutState, plan: DesiredUpstream, *, refresh: bool
+        self,
+        key: RolloutKey,
+        state: RolloutState,
+        plan: DesiredUpstream,
+        *,
+        refresh: bool,
+        urgent: bool = False,
     ) -> None:
+        def may_write() -> float:
+            # A newer change of this Rollout is waiting: what we would write may be stale; the
+            # queue runs the key again at once with the latest state.
+            return 0.0 if self.queue.superseded(key) else self.write_budget()
+
+        task = asyncio.current_task()
+        if task is not None:
+            self._writing[key] = task
         try:
             result = await self.kong.apply(
                 plan.upstream,
@@ -449,22 +491,26 @@ class Reconciler:
                 owner_tags=owner_tags_for(key.namespace, key.name),
                 workspace=plan.workspace,
                 refresh=refresh,
-                may_write=self.is_leader,
+                may_write=may_write,
+                urgent=urgent,
             )
         except KongNotLeader:
-            logger.info(
-                "leadership lost during a write; stopped writing",
-                extra={"rollout": str(key), "upstream": plan.upstream},
-            )
-            state.pending_since = None
+            extra = {"rollout": str(key), "upstream": plan.upstream}
+            if self.is_leader():
+                logger.debug("a newer change superseded this write", extra=extra)
+            else:
+                logger.info("leadership lost during a write; stopped writing", extra=extra)
+                state.pending_since = None
             return
         except KongError as e:
             # Only "no answer at all" means Kong is down (and earns a full resync when it is
             # back); a 5xx on one upstream is that upstream's trouble, retried with back-off.
             if isinstance(e, KongUnavailable) and e.status is None:
                 self._note_kong_down(e)
-            self._failed(key, state, e, upstream=plan.upstream)
+            self._failed(key, state, e, upstream=plan.upstream, urgent=urgent)
             return
+        finally:
+            self._writing.pop(key, None)
         self._kong_down = False
         ref = self.store.raw_refs.get(key)
         if result.upstream_missing:
@@ -486,6 +532,10 @@ class Reconciler:
             pending_since=state.pending_since,
         )
         state.observed, state.foreign = found.observed, found.foreign
+        delay = self._late_checks.pop(key, None) if refresh else None
+        if delay is not None and delay * 2 <= 2 * self.settings.kong.timeout_seconds:
+            self._late_checks[key] = delay * 2
+            self.queue.put_later(key, delay * 2, refresh=True, urgent=True)
         state.algorithm = result.algorithm or state.algorithm
         state.pending_since = None
         state.applied = plan
@@ -495,18 +545,42 @@ class Reconciler:
         state.last_error = None
         state.failures = 0
 
-    def _retry_delay(self, failures: int) -> float:
+    def _retry_delay(self, failures: int, *, urgent: bool = False) -> float:
+        if urgent:
+            return ABORT_RETRY.delay(failures)
         # Never longer than a sweep: a failed Rollout is retried at least as often as Kong is
         # re-read for drift.
         return min(WRITE_RETRY.delay(failures), max(self.settings.reconcile.interval, 1.0))
 
+    def _write_cancelled(self, key: RolloutKey) -> None:
+        """An abort cancelled the write in flight: Kong may or may not have taken it, so the
+        upstream is re-read before the abort plans its writes (never from a guess)."""
+        state = self.states.get(key)
+        if state is not None and state.upstream is not None:
+            self.kong.forget(state.upstream, workspace=state.workspace)
+        # The abandoned request may still land on Kong's side, after the abort's writes: look
+        # again after 1 s, 2 s, 4 s … until Kong would long have timed it out, and put the
+        # abort's weights back if it did.
+        self._late_checks[key] = LATE_WRITE_CHECK
+        self.queue.put_later(key, LATE_WRITE_CHECK, refresh=True, urgent=True)
+        logger.info(
+            "an abort superseded the write in flight",
+            extra={"rollout": str(key), "upstream": state.upstream if state else None},
+        )
+
     def _failed(
-        self, key: RolloutKey, state: RolloutState, error: KongError, *, upstream: str
+        self,
+        key: RolloutKey,
+        state: RolloutState,
+        error: KongError,
+        *,
+        upstream: str,
+        urgent: bool = False,
     ) -> None:
         state.failures += 1
         state.last_error = str(error)
         state.condition = "failing"
-        delay = self._retry_delay(state.failures)
+        delay = self._retry_delay(state.failures, urgent=urgent)
         if isinstance(error, KongAuthError):
             self.kong_problem = str(error)
         shared = (
@@ -528,7 +602,8 @@ class Reconciler:
             shared=shared,
         )
         # A client error (4xx) will not fix itself by retrying fast; a changed Rollout re-queues.
-        self.queue.put_later(key, delay, refresh=True)
+        # An abort is retried in tens of milliseconds, ahead of the sweep.
+        self.queue.put_later(key, delay, refresh=True, urgent=urgent)
 
     def _invalid(self, key: RolloutKey, error: ObjectError) -> None:
         state = self.states.setdefault(key, RolloutState(key))
@@ -552,6 +627,7 @@ class Reconciler:
         state = self.states.pop(key, None)
         self.queue.forget(key)
         self._config_drift.pop(key, None)
+        self._late_checks.pop(key, None)
         self.report.forget(key, key.namespace, key.name, state.upstream if state else None)
         if state is None or state.upstream is None:
             return

@@ -19,6 +19,7 @@ from kongsplit.rollouts import RolloutKey
 class _Flags:
     refresh: bool = False  # re-read Kong instead of trusting the cache (drift sweep)
     urgent: bool = False
+    changed: bool = False  # an object changed (not only a sweep or a retry)
 
 
 class KeyQueue:
@@ -40,11 +41,15 @@ class KeyQueue:
     def __len__(self) -> int:
         return len(self._queued)
 
-    def put(self, key: RolloutKey, *, refresh: bool = False, urgent: bool = False) -> None:
+    def put(
+        self, key: RolloutKey, *, refresh: bool = False, urgent: bool = False, changed: bool = True
+    ) -> None:
+        """Queue ``key``. ``changed`` is False for sweeps and retries: nothing new to write."""
         if key in self._active:
             flags = self._again.setdefault(key, _Flags())
             flags.refresh |= refresh
             flags.urgent |= urgent
+            flags.changed |= changed
             return
         queued = self._queued.get(key)
         if queued is None:
@@ -58,18 +63,27 @@ class KeyQueue:
         self._idle.clear()
         self._wakeup.set()
 
-    def put_later(self, key: RolloutKey, delay: float, *, refresh: bool = False) -> None:
-        """Re-queue after a back-off; a newer put in the meantime is not delayed by this."""
+    def put_later(
+        self, key: RolloutKey, delay: float, *, refresh: bool = False, urgent: bool = False
+    ) -> None:
+        """Re-queue after a back-off; a newer put in the meantime is not delayed by this.
+        ``urgent`` (an abort's retry) jumps the line again when it fires."""
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self._fire, key, refresh)
+        self._timers[key] = loop.call_later(delay, self._fire, key, refresh, urgent)
         self._idle.clear()
 
-    def _fire(self, key: RolloutKey, refresh: bool) -> None:
+    def _fire(self, key: RolloutKey, refresh: bool, urgent: bool) -> None:
         self._timers.pop(key, None)
-        self.put(key, refresh=refresh)
+        self.put(key, refresh=refresh, urgent=urgent, changed=False)
+
+    def superseded(self, key: RolloutKey) -> bool:
+        """A worker holds ``key`` and a newer change of its objects is waiting: what the
+        worker is writing may already be stale."""
+        flags = self._again.get(key)
+        return flags is not None and flags.changed
 
     async def get(self) -> tuple[RolloutKey, _Flags]:
         while True:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiohttp import web
 from aioresponses import aioresponses
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +30,7 @@ from kongsplit.kong.errors import (
     KongError,
     KongModeError,
     KongNotFound,
+    KongNotLeader,
     KongResponseError,
     KongUnavailable,
 )
@@ -467,3 +469,69 @@ def test_backoff_is_jittered_exponential_and_honours_retry_after() -> None:
         assert all(ceiling / 2 <= w <= ceiling for w in waits) and len(waits) > 1
     assert policy.backoff(1, retry_after=2.0) == 2.0
     assert policy.backoff(1, retry_after=60.0) == 5.0  # capped
+
+
+# --- fencing: a writer's time is up before anyone else may write ----------------------------------
+
+
+async def test_no_write_is_sent_when_the_writers_time_is_up(sim: KongSim) -> None:
+    up = sim.add_upstream("f.svc")
+    target = sim.add_target("f.svc", "10.0.0.1:80", 10)
+    async with KongAdmin(sim.url, retry=FAST) as admin:
+        with pytest.raises(KongNotLeader, match="may no longer write"):
+            await admin.update_target("f.svc", target["id"], weight=20, may_write=lambda: 0.4)
+        assert not [r for r in sim.requests if r.method == "PATCH"]
+        await admin.update_target("f.svc", target["id"], weight=20, may_write=lambda: 5.0)
+    assert up["name"] == "f.svc" and sim.targets("f.svc")[0]["weight"] == 20
+
+
+async def test_a_write_attempt_ends_before_the_writers_time_is_up(sim: KongSim) -> None:
+    """A leader with 0.8 s of Lease left: its PATCH gives up after 0.3 s (0.5 s margin), never
+    waits out the 10 s request timeout while a new leader takes over."""
+    sim.add_upstream("f.svc")
+    target = sim.add_target("f.svc", "10.0.0.1:80", 10)
+    sim.faults.delay(2.0, n=1, method="PATCH")
+    loop = asyncio.get_running_loop()
+    async with KongAdmin(sim.url, retry=RetryPolicy(attempts=1), timeout=10.0) as admin:
+        started = loop.time()
+        with pytest.raises(KongUnavailable, match=r"within 0\.3s"):
+            await admin.update_target("f.svc", target["id"], weight=20, may_write=lambda: 0.8)
+        assert loop.time() - started < 0.6
+
+
+async def test_no_redirect_is_followed_with_the_token() -> None:
+    """A 307 to another origin must not receive the admin token."""
+    seen: list[str | None] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Kong-Admin-Token"))
+        return web.json_response({"id": "x", "target": "t:1", "weight": 1})
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", elsewhere)
+    other_runner = web.AppRunner(other)
+    await other_runner.setup()
+    other_site = web.TCPSite(other_runner, "127.0.0.1", 0)
+    await other_site.start()
+    other_port = other_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{other_port}{request.path}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with KongAdmin(f"http://127.0.0.1:{port}", retry=FAST, token=SECRET) as admin:
+            with pytest.raises(KongError):
+                await admin.update_target("u.svc", "tid", weight=1)
+            with pytest.raises(KongError):
+                await admin.node_info()
+    finally:
+        await runner.cleanup()
+        await other_runner.cleanup()
+    assert seen == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -306,3 +307,81 @@ def test_is_leader_follows_the_injected_clock() -> None:
     assert e.is_leader
     now[0] = 100.6  # the renew deadline after the renewal was *sent*: no longer trusted
     assert not e.is_leader
+
+
+async def test_a_lease_deleted_by_hand_never_gives_two_leaders(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
+) -> None:
+    a, b = elector(kube_api, "a"), elector(kube_api, "b")
+    async with Sampler(a, b) as sampler:
+        tasks.start(a)
+        tasks.start(b)
+        leader = await first_leader(a, b)
+        async with kube_mock.delete(url_of(LEASES, *LEASE)) as resp:
+            assert resp.status < 300, await resp.text()
+        # The old leader's next renewal finds the lease gone (404) and steps down at once,
+        # while the follower creates a new one.
+        new = None
+        async with asyncio.timeout(3):
+            while new is None:
+                new = next((e for e in (a, b) if e.is_leader and e is not leader), None)
+                if new is None and not leader.is_leader:
+                    new = await first_leader(a, b)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+    assert sampler.both == 0 and sampler.samples > 100
+
+
+class TwinSampler(Sampler):
+    """Like Sampler, for electors that share one identity (counted by object)."""
+
+    async def _run(self) -> None:
+        while True:
+            leading = [e for e in self.electors if e.is_leader]
+            self.samples += 1
+            if len(leading) > 1:
+                self.both += 1
+            self.leaders.append(str(id(leading[0])) if leading else None)
+            await asyncio.sleep(0.003)
+
+
+async def test_two_processes_with_one_identity_never_both_lead(
+    kube_mock: KubeMock, kube_api: ApiClient
+) -> None:
+    reg_1, reg_2 = CollectorRegistry(), CollectorRegistry()
+    one = elector(kube_api, "same", metrics=Metrics(reg_1))
+    two = elector(kube_api, "same", metrics=Metrics(reg_2))
+    runs = [asyncio.create_task(e.run(), name=f"twin-{i}") for i, e in enumerate((one, two))]
+    try:
+        async with TwinSampler(one, two) as sampler:
+            leader = await first_leader(one, two)
+            await asyncio.sleep(1.5)  # more than a lease duration of both campaigning
+        follower = two if leader is one else one
+        assert leader.is_leader and not follower.is_leader
+        changes = sum(1 for x, y in itertools.pairwise(sampler.leaders) if x != y)
+        assert sampler.both == 0 and changes <= 1, (sampler.both, changes)
+        follow_reg = reg_2 if leader is one else reg_1
+        clashes = follow_reg.get_sample_value("kongsplit_leader_identity_clashes_total")
+        assert clashes is not None and clashes >= 1
+        lease = await get_lease(kube_mock)
+        annotations = lease["metadata"]["annotations"]
+        assert annotations["kongsplit.io/holder-instance"] == leader.instance
+    finally:
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def test_the_write_budget_ends_before_anyone_may_take_over(
+    kube_api: ApiClient, tasks: Tasks
+) -> None:
+    a, b = elector(kube_api, "a"), elector(kube_api, "b")
+    tasks.start(a)
+    tasks.start(b)
+    leader = await first_leader(a, b)
+    follower = b if leader is a else a
+    budget = leader.write_budget()
+    # At most the renew deadline (0.6 s), which ends before the lease duration (1 s) after
+    # which a follower may take over.
+    assert 0 < budget <= TIMING["renew_deadline"]
+    assert follower.write_budget() == 0

@@ -111,12 +111,14 @@ class KongRouter:
         may_write: MayWrite | None = None,
         create_upstream: bool | None = None,
         exclusive: bool | None = None,
+        urgent: bool = False,
     ) -> ApplyResult:
         """Make ``upstream`` hold ``desired``, in an order that never zeroes it.
 
         ``owner_tags`` are the tags of this Rollout's targets (``owner_tags_for(ns, name)``).
         ``refresh`` re-reads Kong instead of trusting what is cached (drift sweeps).
         ``may_write`` is asked before every write attempt (``KongNotLeader`` when it says no).
+        ``urgent`` (an abort) lowers first where safe and retries in tens of milliseconds.
         Raises KongError subclasses; never writes when nothing differs.
         """
         ws = workspace if workspace is not None else self.client.workspace
@@ -142,6 +144,7 @@ class KongRouter:
             refresh=refresh,
             mode=mode,
             may_write=may_write,
+            urgent=urgent,
         )
 
     async def read(

@@ -20,6 +20,7 @@ import contextlib
 import email.utils
 import json
 import logging
+import math
 import os
 import ssl
 import time
@@ -74,8 +75,14 @@ TOKEN_HEADER = "Kong-Admin-Token"
 PAGE_SIZE = 1000  # Kong's maximum page size
 _MAX_PAGES = 10_000  # a guard against a server whose offsets never end
 
-#: Asked before a write attempt; False stops the write (``KongNotLeader``).
-MayWrite = Callable[[], bool]
+#: Asked before each write attempt: how many seconds this writer may still write (``math.inf``
+#: for no limit; ``True`` counts as no limit, ``False`` and anything at or below
+#: ``FENCE_MARGIN`` stop the write with ``KongNotLeader``). A leader passes what is left of its
+#: Lease, so an attempt is cut short before the Lease runs out: a deposed leader's write cannot
+#: land after a new leader's first one.
+MayWrite = Callable[[], "bool | float"]
+#: A write attempt must end this long before the writer's time is up.
+FENCE_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,10 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
+
+
+#: Writes that must land now (an abort): retried in tens of milliseconds, not seconds.
+URGENT_RETRY = RetryPolicy(attempts=10, initial_backoff=0.02, max_backoff=0.5, max_elapsed=10.0)
 
 
 class TokenSource:
@@ -305,13 +316,17 @@ class KongAdmin:
         allow_304: bool,
         may_write: MayWrite | None,
     ) -> tuple[int, Any]:
-        if method != "GET":
-            if may_write is not None and not may_write():
+        timeout: aiohttp.ClientTimeout | None = None
+        if method != "GET" and may_write is not None:
+            budget = _budget(may_write())
+            if budget <= FENCE_MARGIN:
                 raise KongNotLeader(
-                    f"{self._describe(method, path, where)}: not sent, this replica is no "
-                    "longer allowed to write (leadership lost)",
+                    f"{self._describe(method, path, where)}: not sent, this replica may no "
+                    "longer write (leadership lost or the write was superseded)",
                     **where.about(method, path),
                 )
+            if budget - FENCE_MARGIN < self.timeout:
+                timeout = aiohttp.ClientTimeout(total=budget - FENCE_MARGIN)
         headers = {}
         token = self._token.current()
         if token:
@@ -319,8 +334,15 @@ class KongAdmin:
         what = self._describe(method, path, where)
         started = time.perf_counter()
         try:
+            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
             async with self._session_get().request(
-                method, url, params=params, json=body, headers=headers
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                allow_redirects=False,  # the token goes to the configured origin only
+                **extra,
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
@@ -330,7 +352,10 @@ class KongAdmin:
             raise KongUnavailable(
                 f"{what}: "
                 + transport_failure(
-                    e, url=redact_url(url), timeout=self.timeout, answered=self._answered
+                    e,
+                    url=redact_url(url),
+                    timeout=timeout.total if timeout and timeout.total else self.timeout,
+                    answered=self._answered,
                 ),
                 **where.about(method, path),
             ) from e
@@ -401,13 +426,15 @@ class KongAdmin:
         where: _Where = _Where(),
         allow_304: bool = False,
         may_write: MayWrite | None = None,
+        retry: RetryPolicy | None = None,
     ) -> tuple[int, Any]:
         """One logical request, retried per the policy; returns (status, parsed JSON or None).
 
-        ``may_write`` is asked before every attempt of a write (see the module docstring).
+        ``may_write`` is asked before every attempt of a write (see the module docstring);
+        ``retry`` overrides the client's policy for this request (``URGENT_RETRY``).
         """
         url = (base.rstrip("/") if base else self.url) + path
-        policy = self.retry
+        policy = retry or self.retry
         started = time.monotonic()
 
         # The first attempt runs outside tenacity: it is the hot path (a weight change is one
@@ -442,8 +469,8 @@ class KongAdmin:
         )
         attempts = 1
         try:
-            async for retry in retrying:
-                with retry:
+            async for each in retrying:
+                with each:
                     attempts += 1
                     return await attempt()
         except KongUnavailable as e:
@@ -626,9 +653,17 @@ class KongAdmin:
             raise self._shape_error("GET", path, where, items[:3], e) from e
 
     async def _target_call(
-        self, method: str, path: str, body: Any, where: _Where, may_write: MayWrite | None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        where: _Where,
+        may_write: MayWrite | None,
+        retry: RetryPolicy | None = None,
     ) -> Target:
-        _, answer = await self._request(method, path, body=body, where=where, may_write=may_write)
+        _, answer = await self._request(
+            method, path, body=body, where=where, may_write=may_write, retry=retry
+        )
         try:
             return Target.from_json(answer)
         except (TypeError, KeyError) as e:
@@ -643,10 +678,12 @@ class KongAdmin:
         tags: Sequence[str] = (),
         workspace: str | None = None,
         may_write: MayWrite | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Target:
         body = {"target": target, "weight": weight, "tags": list(tags)}
         path = self._targets_path(upstream, workspace)
-        return await self._target_call("POST", path, body, _Where(upstream, target), may_write)
+        where = _Where(upstream, target)
+        return await self._target_call("POST", path, body, where, may_write, retry)
 
     async def update_target(
         self,
@@ -658,6 +695,7 @@ class KongAdmin:
         workspace: str | None = None,
         target: str | None = None,
         may_write: MayWrite | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Target:
         """PATCH a target by id (PUT on a target is not an upsert in Kong 3.x)."""
         body: dict[str, Any] = {}
@@ -667,7 +705,7 @@ class KongAdmin:
             body["tags"] = list(tags)
         path = self._targets_path(upstream, workspace, f"/{quote(target_id, safe='')}")
         where = _Where(upstream, target or target_id)
-        return await self._target_call("PATCH", path, body, where, may_write)
+        return await self._target_call("PATCH", path, body, where, may_write, retry)
 
     async def delete_target(
         self,
@@ -677,12 +715,17 @@ class KongAdmin:
         workspace: str | None = None,
         target: str | None = None,
         may_write: MayWrite | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """DELETE a target by id; already gone (404) counts as done."""
         path = self._targets_path(upstream, workspace, f"/{quote(target_id, safe='')}")
         with contextlib.suppress(KongNotFound):
             await self._request(
-                "DELETE", path, where=_Where(upstream, target or target_id), may_write=may_write
+                "DELETE",
+                path,
+                where=_Where(upstream, target or target_id),
+                may_write=may_write,
+                retry=retry,
             )
 
     async def health(
@@ -746,6 +789,14 @@ class KongAdmin:
             may_write=may_write,
         )
         return status != 304
+
+
+def _budget(answer: bool | float) -> float:
+    if answer is True:
+        return math.inf
+    if answer is False:
+        return 0.0
+    return float(answer)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from kongsplit.kong.client import KongAdmin, MayWrite
+from kongsplit.kong.client import URGENT_RETRY, KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.errors import KongConflict, KongError, KongNotFound
 from kongsplit.kong.records import KongMode, Target
 from kongsplit.kong.targets import DesiredTarget
@@ -147,8 +147,11 @@ class DbModeApplier:
         refresh: bool,
         mode: KongMode,
         may_write: MayWrite | None,
+        urgent: bool = False,
     ) -> ApplyResult:
+        """``urgent`` (an abort): lower first when that is safe, and retry in tens of ms."""
         ws = workspace
+        retry = URGENT_RETRY if urgent else None
         async with self._lock((ws or "", upstream)):
             done: list[Write] = []
             read_kong = False  # this apply read Kong (a sweep, a cold cache): not the hot path
@@ -175,14 +178,18 @@ class DbModeApplier:
                         read = ()
                     targets = self.cache.put(ws, upstream, read)
                 plan = plan_writes(
-                    targets.values(), desired, owner_tags=owner_tags, exclusive=exclusive
+                    targets.values(),
+                    desired,
+                    owner_tags=owner_tags,
+                    exclusive=exclusive,
+                    urgent=urgent,
                 )
                 if drift is None:
                     drift = plan.drift
                     if upstream_created:
                         drift = (Drift(DRIFT_MISSING, None, None, None), *drift)
                 try:
-                    await self._run_plan(upstream, ws, plan, targets, done, may_write)
+                    await self._run_plan(upstream, ws, plan, targets, done, may_write, retry)
                     break
                 except (KongNotFound, KongConflict) as e:
                     # Someone else changed the upstream since we last read it: re-read and re-plan.
@@ -219,20 +226,22 @@ class DbModeApplier:
         targets: dict[str, Target],
         done: list[Write],
         may_write: MayWrite | None,
+        retry: RetryPolicy | None,
     ) -> None:
-        # Raises, then lowers; within a phase writes are independent and run concurrently.
-        for phase in (plan.raises, plan.lowers):
+        # Raises, then lowers (an urgent plan may lower first); within a phase writes are
+        # independent and run concurrently.
+        for phase in plan.phases:
             if not phase:
                 continue
             results: list[Target | BaseException | None]
             if len(phase) == 1:  # the common case: no task to spawn for a single write
                 try:
-                    results = [await self._write(upstream, ws, phase[0], may_write)]
+                    results = [await self._write(upstream, ws, phase[0], may_write, retry)]
                 except KongError as e:
                     results = [e]
             else:
                 results = await asyncio.gather(
-                    *(self._write(upstream, ws, w, may_write) for w in phase),
+                    *(self._write(upstream, ws, w, may_write, retry) for w in phase),
                     return_exceptions=True,
                 )
             failure: BaseException | None = None
@@ -246,18 +255,34 @@ class DbModeApplier:
                 raise failure
 
     async def _write(
-        self, upstream: str, ws: str | None, w: Write, may_write: MayWrite | None
+        self,
+        upstream: str,
+        ws: str | None,
+        w: Write,
+        may_write: MayWrite | None,
+        retry: RetryPolicy | None,
     ) -> Target | None:
         client = self.client
         if w.kind == WriteKind.CREATE:
             assert w.weight is not None
             return await client.create_target(
-                upstream, w.target, w.weight, tags=w.tags or (), workspace=ws, may_write=may_write
+                upstream,
+                w.target,
+                w.weight,
+                tags=w.tags or (),
+                workspace=ws,
+                may_write=may_write,
+                retry=retry,
             )
         assert w.target_id is not None
         if w.kind == WriteKind.DELETE:
             await client.delete_target(
-                upstream, w.target_id, workspace=ws, target=w.target, may_write=may_write
+                upstream,
+                w.target_id,
+                workspace=ws,
+                target=w.target,
+                may_write=may_write,
+                retry=retry,
             )
             return None
         return await client.update_target(
@@ -268,4 +293,5 @@ class DbModeApplier:
             workspace=ws,
             target=w.target,
             may_write=may_write,
+            retry=retry,
         )

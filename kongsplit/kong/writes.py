@@ -88,10 +88,19 @@ class WritePlan:
     raises: tuple[Write, ...]
     lowers: tuple[Write, ...]
     drift: tuple[Drift, ...]
+    # An urgent plan (an abort) lowers first when what stays up carries weight: one request
+    # ends the canary's traffic and the upstream still never passes through zero total.
+    lowers_first: bool = False
+
+    @property
+    def phases(self) -> tuple[tuple[Write, ...], tuple[Write, ...]]:
+        """The two phases in the order they run; writes within a phase are independent."""
+        return (self.lowers, self.raises) if self.lowers_first else (self.raises, self.lowers)
 
     @property
     def writes(self) -> tuple[Write, ...]:
-        return self.raises + self.lowers
+        first, then = self.phases
+        return first + then
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,13 @@ def plan_writes(
     *,
     owner_tags: Sequence[str],
     exclusive: bool = False,
+    urgent: bool = False,
 ) -> WritePlan:
-    """The ordered writes taking ``current`` to ``desired`` (see the module docstring)."""
+    """The ordered writes taking ``current`` to ``desired`` (see the module docstring).
+
+    ``urgent`` (an abort): lower first when the targets left standing still carry weight, so
+    the first request already takes the canary out of traffic.
+    """
     by_target = {t.target: t for t in current}
     wanted = {d.target: d for d in desired}
     if len(wanted) != len(desired):
@@ -206,7 +220,19 @@ def plan_writes(
 
     # Zero-weight creates go last: a fresh upstream first gets a target that carries traffic.
     lowers.sort(key=lambda w: w.kind == WriteKind.CREATE)
-    return WritePlan(tuple(raises), tuple(lowers), tuple(drift))
+    lowers_first = urgent and bool(lowers) and bool(raises) and _positive_after(by_target, lowers)
+    return WritePlan(tuple(raises), tuple(lowers), tuple(drift), lowers_first)
+
+
+def _positive_after(current: dict[str, Target], writes: Sequence[Write]) -> bool:
+    """Whether the upstream's total weight stays above 0 with only ``writes`` applied."""
+    weights = {name: t.weight for name, t in current.items()}
+    for w in writes:
+        if w.kind == WriteKind.DELETE:
+            weights.pop(w.target, None)
+        elif w.weight is not None:
+            weights[w.target] = w.weight
+    return sum(weights.values()) > 0
 
 
 def apply_write(targets: dict[str, Target], write: Write, result: Target | None) -> None:

@@ -7,6 +7,7 @@ at tag 3.9.3). All traffic goes over real sockets with an aiohttp ClientSession.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import ssl
@@ -1592,3 +1593,27 @@ async def test_a_name_that_does_not_resolve_is_dns_error(api: Api, sim: KongSim)
     _, body, _ = await api("GET", f"/upstreams/{UP}/health")
     row = {x["target"]: x for x in body["data"]}["gone.example:80"]
     assert row["health"] == "DNS_ERROR" and "data" not in row
+
+
+async def test_a_slow_write_is_committed_after_its_client_left(
+    sim: KongSim, session: aiohttp.ClientSession
+) -> None:
+    """nginx reads the request before Kong's handler runs, and Kong does not set
+    lua_check_client_abort (kong/templates/nginx_kong.lua): a write is committed even when the
+    client gave up waiting — the late write kongsplit must be ready for."""
+    target = sim.add_target(UP, "10.0.0.9:80", 10)
+
+    def weight() -> int:
+        return next(int(t["weight"]) for t in sim.targets(UP) if t["target"] == "10.0.0.9:80")
+
+    sim.faults.delay(0.5, n=1, method="PATCH")
+    url = f"{sim.url}/upstreams/{UP}/targets/{target['id']}"
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await session.patch(url, json={"weight": 25})
+    assert weight() == 10
+    for _ in range(100):
+        if weight() == 25:
+            break
+        await asyncio.sleep(0.02)
+    assert weight() == 25

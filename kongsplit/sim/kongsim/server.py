@@ -427,6 +427,12 @@ class KongSim:
         query = {k: v for k, v in request.query.items()}
         action = self.faults.take(request.method, path, node.index)
         if action.delay:
+            # nginx has read the whole request before Kong's Lua handler runs, and Kong does
+            # not set lua_check_client_abort (kong/templates/nginx_kong.lua): a slow write is
+            # committed even when its client has given up. So the body is read first and the
+            # slowness is the handler's.
+            if request.method in _BODY_METHODS and request.can_read_body:
+                await request.read()
             await asyncio.sleep(action.delay)
         if action.reset:
             self._record(request, node, 0, None, query, path)
