@@ -11,6 +11,7 @@ variable names the closest known one.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import os
 import re
@@ -37,6 +38,20 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class AllowedUpstreams:
+    """Upstreams kongsplit did not create that Rollouts of ``namespace`` may drive (consent
+    given in config, beside the ``managed-by-kongsplit`` tag on the upstream itself)."""
+
+    namespace: str  # "*" for every namespace
+    upstreams: tuple[str, ...]  # glob patterns of upstream names
+
+    def allows(self, namespace: str, upstream: str) -> bool:
+        return (self.namespace in ("*", namespace)) and any(
+            fnmatch.fnmatchcase(upstream, pattern) for pattern in self.upstreams
+        )
+
+
+@dataclass(frozen=True)
 class NodesFromConfig:
     """Kong nodes to verify on, discovered from a Service's EndpointSlices (hybrid data planes'
     Status API). Off while ``service`` is unset."""
@@ -58,6 +73,7 @@ class KongConfig:
     nodes_from: NodesFromConfig = field(default_factory=NodesFromConfig)
     create_upstreams: bool = True
     exclusive_upstreams: bool = False
+    allow_upstreams: tuple[AllowedUpstreams, ...] = ()
     on_delete: str = "keep"
     timeout_seconds: float = 10.0
     config_poll_interval: float = 2.0
@@ -200,6 +216,31 @@ def _parse_port(value: Any) -> str:
     return text
 
 
+def _parse_allow_upstreams(value: Any) -> tuple[AllowedUpstreams, ...]:
+    """``[{namespace, upstreams: [glob]}]``; in the environment the same as JSON or YAML."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else []
+        except yaml.YAMLError:
+            raise ValueError("expected a list of {namespace, upstreams} (JSON or YAML)") from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of {{namespace, upstreams}}, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) - {"namespace", "upstreams"}:
+            raise ValueError(f"item {i}: expected {{namespace, upstreams: [glob]}}, got {item!r}")
+        namespace = item.get("namespace")
+        patterns = item.get("upstreams")
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"item {i}: namespace must be a namespace name or '*'")
+        if not isinstance(patterns, list) or not patterns:
+            raise ValueError(f"item {i}: upstreams must be a list of upstream name patterns")
+        if not all(isinstance(p, str) and p for p in patterns):
+            raise ValueError(f"item {i}: upstreams must be a list of upstream name patterns")
+        out.append(AllowedUpstreams(namespace, tuple(patterns)))
+    return tuple(out)
+
+
 def _parse_positive_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a positive integer, got {value!r}")
@@ -277,6 +318,7 @@ _KINDS: dict[_Parser, str] = {
     _parse_positive_int: "positive integer",
     _parse_listen: "HOST:PORT",
     _parse_port: "port number or name",
+    _parse_allow_upstreams: "list of {namespace, upstreams: [glob]}",
 }
 #: What the kinds accept, said once.
 KIND_NOTES = (
@@ -349,6 +391,13 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
                 "exclusive_upstreams",
                 _parse_bool,
                 "zero the weight of targets kongsplit did not create in the upstreams it manages",
+            ),
+            "allowUpstreams": Key(
+                "allow_upstreams",
+                _parse_allow_upstreams,
+                "upstreams kongsplit did not create that a namespace's Rollouts may drive "
+                "(besides those tagged managed-by-kongsplit); namespace '*' for all",
+                default="none",
             ),
             "onDelete": Key(
                 "on_delete",

@@ -44,6 +44,7 @@ ERROR_REASONS = (
     "invalid_annotation",
     "missing_service",
     "upstream_taken",
+    "upstream_not_consented",
     "kong_auth",
     "kong_client_error",
     "kong_unavailable",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kongsplit.annotations import ANN_UPSTREAM
+from kongsplit.annotations import ANN_UPSTREAM, TargetMapping, parse_annotations
 from kongsplit.backoff import Backoff
 from kongsplit.config import Settings
 from kongsplit.desired import desired_state
@@ -36,8 +36,9 @@ from kongsplit.kong.errors import (
     KongNotReady,
     KongUnavailable,
 )
-from kongsplit.kong.records import KongMode, NodeInfo, Target
+from kongsplit.kong.records import KongMode, NodeInfo, Target, UpstreamClaim
 from kongsplit.kong.targets import (
+    MANAGED_TAG,
     ROLE_EXPERIMENT,
     ROLE_STABLE,
     DesiredTarget,
@@ -91,6 +92,8 @@ class Router(Protocol):
     async def read(
         self, upstream: str, *, workspace: str | None = None
     ) -> tuple[Target, ...] | None: ...
+
+    async def claim(self, upstream: str, *, workspace: str | None = None) -> UpstreamClaim: ...
 
     def forget(self, upstream: str, *, workspace: str | None = None) -> None: ...
 
@@ -169,6 +172,7 @@ class Reconciler:
         self.kong = kong
         self.metrics = metrics
         self.is_leader = is_leader
+        self._allowed = settings.kong.allow_upstreams
         # Seconds this replica may still write (what is left of its Lease): each write attempt
         # is cut short before it runs out, so a deposed leader's write cannot land late.
         self.write_budget = write_budget or (lambda: math.inf if is_leader() else 0.0)
@@ -398,19 +402,13 @@ class Reconciler:
             self._invalid(key, error)
             return
         plan = desired.plan
-        owner = self._upstream_owner.get((plan.workspace or "", plan.upstream))
-        if owner is not None and owner != key:
-            self._invalid(
-                key,
-                ObjectError(
-                    "Rollout",
-                    key.namespace,
-                    key.name,
-                    f"metadata.annotations[{ANN_UPSTREAM}]",
-                    f"upstream {plan.upstream} is already managed by Rollout {owner}",
-                    reason="upstream_taken",
-                ),
-            )
+        try:
+            refusal = await self._ownership(key, plan)
+        except KongError as e:
+            self._failed(key, state, e, upstream=plan.upstream, urgent=parsed.abort)
+            return
+        if refusal is not None:
+            self._invalid(key, refusal)
             return
         self._claim(state, plan)
         self.report.valid_again(key)
@@ -458,6 +456,69 @@ class Reconciler:
             state.pending_since = None
             return  # nothing changed: nothing is written
         await self._apply(key, state, plan, refresh=refresh, urgent=parsed.abort)
+
+    async def _ownership(self, key: RolloutKey, plan: DesiredUpstream) -> ObjectError | None:
+        """Why this Rollout may not drive its upstream, or None.
+
+        Read from Kong, so every replica and every restart reaches the same answer in any list
+        order: an upstream kongsplit did not create needs consent (the tag
+        ``managed-by-kongsplit`` on it, or ``kong.allowUpstreams``); of the Rollouts that name
+        one upstream, the one Kong's tags name as owner keeps it while it still names it, else
+        the first by namespace and name. (SECURITY.md)
+        """
+        claim = await self.kong.claim(plan.upstream, workspace=plan.workspace)
+        field = f"metadata.annotations[{ANN_UPSTREAM}]"
+        if (
+            claim.exists
+            and not claim.tagged_for_kongsplit
+            and claim.owner is None
+            and not any(a.allows(key.namespace, plan.upstream) for a in self._allowed)
+        ):
+            return ObjectError(
+                "Rollout",
+                key.namespace,
+                key.name,
+                field,
+                f"upstream {plan.upstream} exists in Kong and was not created by kongsplit: "
+                "kongsplit drives it only with the consent of whoever owns Kong's configuration "
+                f"(the tag {MANAGED_TAG} on the upstream, or kong.allowUpstreams naming it for "
+                f"namespace {key.namespace})",
+                reason="upstream_not_consented",
+            )
+        claimants = self._claimants(plan)
+        claimants.add(key)
+        owner = RolloutKey(*claim.owner) if claim.owner is not None else None
+        winner = (
+            owner
+            if owner is not None and owner in claimants
+            else min(claimants, key=lambda k: (k.namespace, k.name))
+        )
+        if winner == key:
+            return None
+        return ObjectError(
+            "Rollout",
+            key.namespace,
+            key.name,
+            field,
+            f"upstream {plan.upstream} is already managed by Rollout {winner}",
+            reason="upstream_taken",
+        )
+
+    def _claimants(self, plan: DesiredUpstream) -> set[RolloutKey]:
+        """Every opted-in Rollout whose annotations name this upstream (in this workspace)."""
+        found = set()
+        for other in self.store.upstream_users.get(plan.upstream, ()):
+            rollout = self.store.rollouts.get(other)
+            if not isinstance(rollout, Rollout):
+                continue
+            mapping = parse_annotations(
+                rollout.annotations,
+                key=other,
+                default_workspace=self.settings.kong.workspace,
+            )
+            if isinstance(mapping, TargetMapping) and mapping.workspace == plan.workspace:
+                found.add(other)
+        return found
 
     async def _kong_has_ours(self, state: RolloutState, plan: DesiredUpstream) -> bool:
         try:
@@ -527,7 +588,7 @@ class Reconciler:
             before=dict(state.observed or {}),
             last_applied=state.applied_weights,
             known_foreign=state.foreign,
-            config_kind=self._config_drift.pop(key, None),
+            config_kind=self._config_drift.pop(key, None) or result.config_kind,
             refresh=refresh,
             pending_since=state.pending_since,
         )
@@ -608,7 +669,9 @@ class Reconciler:
     def _invalid(self, key: RolloutKey, error: ObjectError) -> None:
         state = self.states.setdefault(key, RolloutState(key))
         state.last_error = str(error)
-        state.condition = "refused" if error.reason == "upstream_taken" else "invalid"
+        state.condition = (
+            "refused" if error.reason in ("upstream_taken", "upstream_not_consented") else "invalid"
+        )
         state.pending_since = None
         self.report.invalid(key, self.store.raw_refs.get(key), error, upstream=state.upstream)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kongsplit.annotations import is_opted_in
+from kongsplit.annotations import ANN_UPSTREAM, is_opted_in
 from kongsplit.rollouts import (
     ObjectError,
     ObjectRef,
@@ -43,6 +43,10 @@ class Store:
         self._service_users: dict[tuple[str, str], set[RolloutKey]] = {}
         self._hash_users: dict[tuple[str, str], set[RolloutKey]] = {}
         self._indexed: dict[RolloutKey, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # kongsplit.io/upstream value → the Rollouts naming it: every claimant of an upstream,
+        # whether or not it has been reconciled yet (ownership must not depend on that order).
+        self.upstream_users: dict[str, set[RolloutKey]] = {}
+        self._upstream_of: dict[RolloutKey, str] = {}
 
     # Rollouts -------------------------------------------------------------------------
     def set_rollout(self, obj: dict[str, Any]) -> RolloutKey | None:
@@ -64,7 +68,25 @@ class Store:
             uid=meta.get("uid") if isinstance(meta.get("uid"), str) else None,
         )
         self._reindex(key, parsed if isinstance(parsed, Rollout) else None)
+        annotations = meta.get("annotations")
+        named = annotations.get(ANN_UPSTREAM) if isinstance(annotations, dict) else None
+        self._index_upstream(key, named.strip() if isinstance(named, str) else None)
         return key
+
+    def _index_upstream(self, key: RolloutKey, upstream: str | None) -> None:
+        old = self._upstream_of.get(key)
+        if old == upstream:
+            return
+        if old is not None:
+            users = self.upstream_users.get(old)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self.upstream_users[old]
+            del self._upstream_of[key]
+        if upstream:
+            self.upstream_users.setdefault(upstream, set()).add(key)
+            self._upstream_of[key] = upstream
 
     def delete_rollout(self, obj: dict[str, Any]) -> RolloutKey | None:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
@@ -75,6 +97,7 @@ class Store:
         self.raw_refs.pop(key, None)
         self.opted_in.discard(key)
         self._reindex(key, None)
+        self._index_upstream(key, None)
         return key
 
     def _reindex(self, key: RolloutKey, rollout: Rollout | None) -> None:

@@ -38,6 +38,7 @@ DOCUMENTED_KEYS = {
         "nodes",
         "createUpstreams",
         "exclusiveUpstreams",
+        "allowUpstreams",
         "onDelete",
         "timeoutSeconds",
         "configPollInterval",

@@ -125,7 +125,10 @@ async def test_fresh_upstream_created_tagged(sim: KongSim, admin: KongRouter) ->
     result = await admin.apply(U, want(100, 0), owner_tags=OWNER)
     assert result.upstream_created
     [upstream] = sim.upstreams()
-    assert upstream["name"] == U and upstream["tags"] == [MANAGED_TAG]
+    assert upstream["name"] == U and upstream["tags"] == [
+        MANAGED_TAG,
+        OWNER[1],
+    ]  # the owner, read back on restarts
     assert [w.kind for w in result.writes] == [WriteKind.CREATE, WriteKind.CREATE]
     # The weighted target first, the zero-weight one after it.
     creates = [r.body["target"] for r in sim.requests if r.method == "POST" and "targets" in r.path]

@@ -46,5 +46,5 @@ def test_edit_config_missing_upstream() -> None:
     )
     assert edit.upstream_created
     assert config["upstreams"] == [
-        {"id": edit.targets[STABLE].upstream_id, "name": "new.svc", "tags": [MANAGED_TAG]}
+        {"id": edit.targets[STABLE].upstream_id, "name": "new.svc", "tags": [MANAGED_TAG, OWNER[1]]}
     ]

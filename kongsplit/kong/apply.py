@@ -21,7 +21,7 @@ from kongsplit.kong.client import KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.dbless import DblessApplier
 from kongsplit.kong.dbmode import DbModeApplier
 from kongsplit.kong.errors import KongError
-from kongsplit.kong.records import KongMode, NodeInfo, Target, TargetHealth
+from kongsplit.kong.records import KongMode, NodeInfo, Target, TargetHealth, UpstreamClaim
 from kongsplit.kong.targets import DesiredTarget
 from kongsplit.kong.writes import ApplyResult
 from kongsplit.metrics import Metrics
@@ -146,6 +146,15 @@ class KongRouter:
             may_write=may_write,
             urgent=urgent,
         )
+
+    async def claim(self, upstream: str, *, workspace: str | None = None) -> UpstreamClaim:
+        """What Kong says of ``upstream`` before it is driven: exists, owner, consent tags.
+        Answered from what is cached (one listing of upstreams, the targets read anyway)."""
+        ws = workspace if workspace is not None else self.client.workspace
+        mode = await self.ensure_mode()
+        if mode == KongMode.DBLESS:
+            return await self.dbless.claim(upstream)
+        return await self.dbmode.claim(upstream, ws)
 
     async def read(
         self, upstream: str, *, workspace: str | None = None

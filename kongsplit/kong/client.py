@@ -318,7 +318,7 @@ class KongAdmin:
     ) -> tuple[int, Any]:
         timeout: aiohttp.ClientTimeout | None = None
         if method != "GET" and may_write is not None:
-            budget = _budget(may_write())
+            budget = budget_of(may_write())
             if budget <= FENCE_MARGIN:
                 raise KongNotLeader(
                     f"{self._describe(method, path, where)}: not sent, this replica may no "
@@ -791,7 +791,8 @@ class KongAdmin:
         return status != 304
 
 
-def _budget(answer: bool | float) -> float:
+def budget_of(answer: bool | float) -> float:
+    """A ``MayWrite`` answer in seconds."""
     if answer is True:
         return math.inf
     if answer is False:

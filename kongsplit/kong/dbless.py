@@ -23,11 +23,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from kongsplit.kong.client import KongAdmin, MayWrite
-from kongsplit.kong.declarative import ConfigEdit, edit_config
+from kongsplit.kong.client import KongAdmin, MayWrite, budget_of
+from kongsplit.kong.declarative import ConfigEdit, config_claim, edit_config
 from kongsplit.kong.errors import KongError, KongNotReady, KongResponseError, for_upstream
-from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode
+from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode, UpstreamClaim
 from kongsplit.kong.targets import DesiredTarget
 from kongsplit.kong.writes import (
     DRIFT_FOREIGN_CONFIG,
@@ -39,6 +40,7 @@ from kongsplit.kong.writes import (
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.1  # at most one POST /config per node per this window
+CLAIM_TTL = 30.0  # how long a read config answers ownership questions
 
 
 @dataclass
@@ -75,6 +77,9 @@ class DblessApplier:
         self._last_post = -coalesce
         self._running = False
         self.own_config_hashes: deque[str] = deque(maxlen=32)  # what our POSTs loaded
+        # The node's config as last read or posted (claims are answered from it).
+        self._config: dict[str, Any] | None = None
+        self._config_at = -1e9
 
     async def apply(
         self,
@@ -145,6 +150,12 @@ class DblessApplier:
         # Never edit a node that has not loaded its owner's config yet: posting onto the empty
         # hash would make kongsplit's few targets the node's whole configuration.
         status = await client.status()
+        # A hash that is neither the one we loaded last nor one of ours: another writer (or a
+        # restart) replaced the config since, whether or not the watch has noticed yet.
+        current = status.configuration_hash
+        replaced: str | None = None
+        if self.own_config_hashes and current not in self.own_config_hashes:
+            replaced = DRIFT_RESTART if status.empty else DRIFT_FOREIGN_CONFIG
         if status.configuration_hash == EMPTY_CONFIG_HASH:
             raise KongNotReady(
                 f"Kong at {client.display_url} has no configuration loaded yet "
@@ -152,6 +163,7 @@ class DblessApplier:
                 "(declarative_config or Kong Ingress Controller) loads one"
             )
         base = await client.get_config()
+        self._config, self._config_at = base, time.monotonic()
         # Each upstream's edit is checked on its own: one malformed entry in Kong's config (or
         # one bad desired state) fails only that upstream's waiters, never the whole batch —
         # an abort must not wait behind someone else's garbage. Edits change the config in
@@ -192,8 +204,10 @@ class DblessApplier:
         if changed:
             guards = [p.may_write for p in batch.values() if p.may_write is not None]
             posted = await client.post_config(
-                config, may_write=(lambda: all(g() for g in guards)) if guards else None
+                config, may_write=(lambda: min(budget_of(g()) for g in guards)) if guards else None
             )
+            if posted:
+                self._config, self._config_at = config, time.monotonic()
             if posted:
                 # Remember the hash this POST produced, so the watch can tell our writes from
                 # another writer's (one read per POST, not one per upstream).
@@ -222,8 +236,16 @@ class DblessApplier:
                 upstream_created=edit.upstream_created,
                 config_posted=posted and wrote,
                 algorithm=edit.algorithm,
+                config_kind=replaced,
             )
         return results
+
+    async def claim(self, upstream: str) -> UpstreamClaim:
+        """Who the node's configuration says owns ``upstream`` (the config as last read or
+        posted; read again when older than ``CLAIM_TTL``)."""
+        if self._config is None or time.monotonic() - self._config_at > CLAIM_TTL:
+            self._config, self._config_at = await self.client.get_config(), time.monotonic()
+        return config_claim(self._config, upstream)
 
     async def watch(
         self,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from kongsplit.kong.client import URGENT_RETRY, KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.errors import KongConflict, KongError, KongNotFound
-from kongsplit.kong.records import KongMode, Target
+from kongsplit.kong.records import KongMode, Target, Upstream, UpstreamClaim, claimed_owner
 from kongsplit.kong.targets import DesiredTarget
 from kongsplit.kong.writes import (
     DRIFT_MISSING,
@@ -32,14 +32,15 @@ from kongsplit.kong.writes import (
     apply_write,
     foreign_targets,
     plan_writes,
+    write_tags,
 )
 
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, str]  # (workspace or "", upstream)
 
-#: How long the list of upstreams (their algorithms) is trusted before a sweep re-reads it:
-#: a page per 1,000 upstreams, never on the hot path.
+#: How long the list of upstreams (their tags and algorithms) is trusted before it is read
+#: again: a page per 1,000 upstreams, never on the hot path.
 UPSTREAM_LIST_TTL = 30.0
 
 
@@ -76,8 +77,8 @@ class DbModeApplier:
         self.client = client
         self.cache = TargetCache()
         self._locks: dict[_Key, asyncio.Lock] = {}
-        # Each upstream's load-balancing algorithm, from GET /upstreams (one page per 1,000).
-        self._algorithms: dict[_Key, str] = {}
+        # Every upstream (tags: consent and ownership; algorithm), from GET /upstreams pages.
+        self._upstreams: dict[_Key, Upstream] = {}
         self._listed: dict[str, float] = {}  # workspace → when its upstreams were listed
         self._list_locks: dict[str, asyncio.Lock] = {}
 
@@ -93,12 +94,12 @@ class DbModeApplier:
         self.cache.clear()
         self._listed.clear()
 
-    async def algorithm(self, upstream: str, workspace: str | None) -> str | None:
-        """The upstream's algorithm, from a list of every upstream read at most every
-        ``UPSTREAM_LIST_TTL`` seconds (sooner for an upstream not seen yet). Concurrent callers
-        share one listing; a failed listing leaves the last answer."""
+    async def upstream(self, name: str, workspace: str | None) -> Upstream | None:
+        """The upstream as Kong lists it, from a list of every upstream read at most every
+        ``UPSTREAM_LIST_TTL`` seconds (sooner for one not seen yet). Concurrent callers share
+        one listing; a failed listing leaves the last answer."""
         ws = workspace or ""
-        key = (ws, upstream)
+        key = (ws, name)
         lock = self._list_locks.setdefault(ws, asyncio.Lock())
         async with lock:
             listed = self._listed.get(ws)
@@ -106,18 +107,35 @@ class DbModeApplier:
             if (
                 listed is None
                 or now - listed > UPSTREAM_LIST_TTL
-                or (key not in self._algorithms and now - listed > 1.0)
+                or (key not in self._upstreams and now - listed > 1.0)
             ):
                 try:
                     upstreams = await self.client.list_upstreams(workspace=workspace)
                 except KongError:
-                    return self._algorithms.get(key)
-                for k in [k for k in self._algorithms if k[0] == ws]:
-                    del self._algorithms[k]
+                    return self._upstreams.get(key)
+                for k in [k for k in self._upstreams if k[0] == ws]:
+                    del self._upstreams[k]
                 for u in upstreams:
-                    self._algorithms[(ws, u.name)] = u.algorithm or "round-robin"
+                    self._upstreams[(ws, u.name)] = u
                 self._listed[ws] = time.monotonic()
-        return self._algorithms.get(key)
+        return self._upstreams.get(key)
+
+    async def claim(self, name: str, workspace: str | None) -> UpstreamClaim:
+        """Who Kong says owns the upstream, and whether it may be driven (cached reads)."""
+        entry = await self.upstream(name, workspace)
+        if entry is None:
+            # Not listed (yet): ask for it directly before deciding it does not exist.
+            entry = await self.client.get_upstream(name, workspace=workspace)
+            if entry is None:
+                return UpstreamClaim(exists=False, owner=None, tags=())
+            self._upstreams[(workspace or "", name)] = entry
+        targets = self.cache.get(workspace, name)
+        if targets is None:
+            read = await self.read(name, workspace)
+            found = read or ()
+        else:
+            found = tuple(targets.values())
+        return UpstreamClaim(exists=True, owner=claimed_owner(entry.tags, found), tags=entry.tags)
 
     async def read(self, upstream: str, workspace: str | None) -> tuple[Target, ...] | None:
         """Fresh targets of ``upstream`` (None when it is missing); refills the cache."""
@@ -170,10 +188,15 @@ class DbModeApplier:
                             return ApplyResult(
                                 upstream, ws, mode, drift=(missing,), upstream_missing=True
                             )
-                        await self.client.create_upstream(
-                            upstream, workspace=ws, may_write=may_write
+                        # Tagged with this Rollout: its ownership survives restarts and any
+                        # list order (every replica reads the same claim from Kong).
+                        created = await self.client.create_upstream(
+                            upstream,
+                            tags=write_tags(owner_tags),
+                            workspace=ws,
+                            may_write=may_write,
                         )
-                        self._algorithms[(ws or "", upstream)] = "round-robin"  # Kong's default
+                        self._upstreams[(ws or "", upstream)] = created
                         upstream_created = True
                         read = ()
                     targets = self.cache.put(ws, upstream, read)
@@ -203,9 +226,8 @@ class DbModeApplier:
             # The dict the writes updated, not a cache lookup: the cache may be cleared meanwhile.
             final = targets or {}
             key = (ws or "", upstream)
-            algorithm = (
-                await self.algorithm(upstream, ws) if read_kong else self._algorithms.get(key)
-            )
+            entry = await self.upstream(upstream, ws) if read_kong else self._upstreams.get(key)
+            algorithm = (entry.algorithm or "round-robin") if entry is not None else None
             return ApplyResult(
                 upstream,
                 ws,

@@ -13,9 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kongsplit.kong.records import Target
-from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget, normalize_target
-from kongsplit.kong.writes import DRIFT_MISSING, Drift, WriteKind, WritePlan, plan_writes
+from kongsplit.kong.records import Target, UpstreamClaim, claimed_owner
+from kongsplit.kong.targets import DesiredTarget, normalize_target
+from kongsplit.kong.writes import (
+    DRIFT_MISSING,
+    Drift,
+    WriteKind,
+    WritePlan,
+    plan_writes,
+    write_tags,
+)
 
 _NS = uuid.UUID("7d2f5a3e-3c1b-4e8a-9a43-6b1f0c2d9e51")  # kongsplit's UUIDv5 namespace
 
@@ -74,10 +81,11 @@ def edit_config(
         if not create_upstream:
             drift = (Drift(DRIFT_MISSING, None, None, None, corrected=False),)
             return ConfigEdit(config, WritePlan((), (), drift), upstream_missing=True)
+        # Tagged with this Rollout: the ownership every sidecar reads back from the config.
         entry = {
             "id": str(uuid.uuid5(_NS, f"upstream:{upstream}")),
             "name": upstream,
-            "tags": [MANAGED_TAG],
+            "tags": list(write_tags(owner_tags)),
         }
         upstreams.append(entry)
         created = True
@@ -133,3 +141,29 @@ def edit_config(
         upstream_created=created,
         algorithm=algorithm if isinstance(algorithm, str) else "round-robin",
     )
+
+
+def config_claim(config: Mapping[str, Any], upstream: str) -> UpstreamClaim:
+    """Who a declarative config says owns ``upstream`` (see ``records.UpstreamClaim``)."""
+    upstreams = config.get("upstreams")
+    entry = next(
+        (
+            u
+            for u in (upstreams if isinstance(upstreams, list) else ())
+            if isinstance(u, dict) and u.get("name") == upstream
+        ),
+        None,
+    )
+    if entry is None:
+        return UpstreamClaim(exists=False, owner=None, tags=())
+    raw_tags = entry.get("tags")
+    tags = tuple(t for t in (raw_tags if isinstance(raw_tags, list) else ()) if isinstance(t, str))
+    targets = []
+    uid = entry.get("id")
+    for raw in config.get("targets") or ():
+        if isinstance(raw, dict) and _fk(raw.get("upstream")) == uid:
+            try:
+                targets.append(Target.from_json({**raw, "id": str(raw.get("id", ""))}))
+            except (TypeError, KeyError):
+                continue
+    return UpstreamClaim(exists=True, owner=claimed_owner(tags, tuple(targets)), tags=tags)

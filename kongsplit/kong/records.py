@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kongsplit.kong.targets import MANAGED_TAG, ROLLOUT_TAG_PREFIX, owner_label
+from kongsplit.kong.targets import MANAGED_TAG, ROLLOUT_TAG_PREFIX, owner_label, rollout_of
 
 #: The ``configuration_hash`` of a DB-less node that has no configuration loaded
 #: (``DECLARATIVE_EMPTY_CONFIG_HASH`` in Kong's kong/constants.lua).
@@ -166,3 +166,36 @@ class TargetHealth:
     @property
     def resolved(self) -> bool:
         return self.health != "DNS_ERROR" and self.addresses > 0 and (self.total_weight or 0) > 0
+
+
+@dataclass(frozen=True)
+class UpstreamClaim:
+    """What Kong says about an upstream before kongsplit drives it.
+
+    ``owner`` is the Rollout Kong's tags name: the upstream's own ``kongsplit-rollout:`` tag
+    (kongsplit created it), else the one Rollout tag its managed targets carry. ``tags`` are the
+    upstream's: ``managed-by-kongsplit`` there is the consent of whoever owns Kong's
+    configuration.
+    """
+
+    exists: bool
+    owner: tuple[str, str] | None
+    tags: tuple[str, ...]
+
+    @property
+    def tagged_for_kongsplit(self) -> bool:
+        return MANAGED_TAG in self.tags
+
+
+def claimed_owner(
+    upstream_tags: tuple[str, ...], targets: tuple[Target, ...]
+) -> tuple[str, str] | None:
+    """The Rollout an upstream belongs to, by its tags, then its managed targets' tags."""
+    owner = rollout_of(upstream_tags)
+    if owner is not None:
+        return owner
+    owners = {rollout_of(t.tags) for t in targets if t.managed}
+    owners.discard(None)
+    if len(owners) == 1:
+        return next(iter(owners))
+    return None

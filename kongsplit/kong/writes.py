@@ -127,6 +127,9 @@ class ApplyResult:
     # The upstream's load-balancing algorithm when known (read with the upstream, not on the
     # hot path); see WEIGHT_ZERO_UNSAFE.
     algorithm: str | None = None
+    # DB-less: the node's configuration had been replaced behind kongsplit when this apply read
+    # it (DRIFT_FOREIGN_CONFIG or DRIFT_RESTART): what it put back is counted as that.
+    config_kind: str | None = None
 
     @property
     def changed(self) -> bool:

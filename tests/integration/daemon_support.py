@@ -109,7 +109,8 @@ class Harness:
         async with asyncio.timeout(10):
             for w in daemon.watchers:
                 await w.listed.wait()
-            while self.kube.open_watches < len(self.daemons) * len(daemon.watchers):
+            running = sum(1 for _, t in self.daemons if not t.done())
+            while self.kube.open_watches < running * len(daemon.watchers):
                 await asyncio.sleep(0.01)  # kmock offers nothing to await for this
         # kmock replays objects at the start of a watch and subscribes to its event bus only
         # afterwards (it ignores resourceVersion), so a change made in that gap is lost by the

@@ -381,7 +381,8 @@ async def test_on_delete_stable_moves_everything_back(harness: Harness) -> None:
 async def test_foreign_weighted_target_is_reported_not_touched(harness: Harness) -> None:
     h = harness
     await h.seed()
-    h.kong.add_upstream(UPSTREAM)
+    # The owner of Kong's configuration consented (tag); a target of someone else's in it.
+    h.kong.add_upstream(UPSTREAM, tags=["managed-by-kongsplit"])
     h.kong.add_target(UPSTREAM, "10.1.2.3:80", weight=50)  # someone else's, carrying weight
     daemon = await h.start()
     await eventually(lambda: weights(h.kong).get(STABLE_T) == 100, what="ours applied")

@@ -10,7 +10,8 @@ from kongsplit.sim.kongsim import KongSim
 
 OWNER_CONFIG = {
     "_format_version": "3.0",
-    "upstreams": [{"name": UPSTREAM}],
+    # The owner of the config (KIC, declarative_config) consents with the tag.
+    "upstreams": [{"name": UPSTREAM, "tags": ["managed-by-kongsplit"]}],
     "services": [{"name": "web", "host": UPSTREAM, "port": 80}],
 }
 
