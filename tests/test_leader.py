@@ -13,6 +13,7 @@ from kmock_shims import LEASES, KubeMock, api_client_for, url_of
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
+from kongsplit import kube
 from kongsplit.leader import LeaderElector
 from kongsplit.metrics import Metrics
 from kongsplit.sim.kubesim import KubeSim
@@ -164,6 +165,34 @@ async def test_release_hands_over_at_once(
         assert loop.time() - released < 0.5  # one retry period, not a lease duration
         assert leader is a and not a.is_leader
     assert sampler.both == 0
+
+
+@pytest.mark.parametrize(
+    ("holder", "released"),
+    [
+        pytest.param("a", True, id="our-own-renewal-cut-short"),
+        pytest.param("someone", False, id="another-holder"),
+    ],
+)
+async def test_release_after_the_lease_changed_unseen(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks, holder: str, released: bool
+) -> None:
+    """Stopping the elector can cut a renewal short after the API server applied it: the
+    Lease then still names us, under a resourceVersion we never saw, and release must give it
+    up all the same. A Lease someone else holds by then is left alone."""
+    a = elector(kube_api, "a")
+    tasks.start(a)
+    await first_leader(a)
+    await tasks.stop(a)
+    lease = await get_lease(kube_mock)  # the write a never saw answered
+    lease["spec"].update(holderIdentity=holder, renewTime=kube.format_micro_time())
+    async with kube_mock.put(url_of(LEASES, *LEASE), json=lease) as resp:
+        assert resp.status == 200, await resp.text()
+    await a.release()
+    spec = (await get_lease(kube_mock))["spec"]
+    assert (not spec.get("holderIdentity")) is released
+    if not released:
+        assert spec["holderIdentity"] == holder
 
 
 async def test_conflict_on_renew_steps_down(
