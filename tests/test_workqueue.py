@@ -179,6 +179,23 @@ async def past(queue: KeyQueue, delay: float) -> None:
     queue.done(C)
 
 
+async def test_forget_cancels_a_back_off(queue: KeyQueue) -> None:
+    queue.put_later(A, 0.02)
+    queue.forget(A)
+    await asyncio.wait_for(queue.join(), 1)  # no timer left to wait for
+    await past(queue, 0.04)
+    assert len(queue) == 0 and await nothing_ready(queue)  # A's timer did not fire
+
+
+async def test_close_cancels_every_back_off(queue: KeyQueue) -> None:
+    queue.put_later(A, 0.02)
+    queue.put_later(B, 0.02)
+    queue.close()
+    await asyncio.wait_for(queue.join(), 1)  # no timer left to wait for
+    await past(queue, 0.04)
+    assert len(queue) == 0 and await nothing_ready(queue)
+
+
 # --------------------------------------------------------------------------- waiting for it
 
 
