@@ -327,10 +327,10 @@ async def test_server_side_timeout_resumes_without_relist(
         await until(lambda: backend.watches() >= 2, within=4)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
         await log.wait_for(lambda log: len(log.events) >= 2)
-        await asyncio.sleep(0.05)
+        seen = await delivered(backend, log, "ns")
     assert backend.lists() == 1
     assert restarts(metrics) == 0
-    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+    assert seen == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
 
 
 async def test_error_event_other_than_410_backs_off_and_resumes(
