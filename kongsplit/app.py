@@ -203,11 +203,6 @@ class Daemon:
             write_budget=self.elector.write_budget if self.elector is not None else None,
         )
         self.reconciler = rec
-        # The per-Rollout gauges are read from the reconciler's state at scrape time.
-        self.metrics.weights.source = rec.weight_rows
-        self.metrics.rollout_states.source = rec.rollout_conditions
-        self.metrics.router_contexts.source = rec.router_contexts
-        self.metrics.upstream_algorithms.source = rec.upstream_algorithms
         ns = s.kubernetes.namespaces
         self.watchers = [
             Watcher(api, ROLLOUTS, namespaces=ns, on_event=rec.on_rollout, metrics=self.metrics),

@@ -127,24 +127,37 @@ class LeaderElector:
         """Give the lease up so a follower takes over at once (call when shutting down)."""
         self._released = True
         self._step_down("released")
-        # The lease as we last wrote it: if anyone wrote it since, the PUT fails with a 409 and
-        # nothing is lost; if we still hold it, the PUT hands it over.
+        # The lease as we last wrote it: if we still hold it, the PUT hands it over; if anyone
+        # wrote it since, the PUT fails with a 409 and only a Lease still naming us is given up.
         lease, self._written = self._written, None
         if lease is None:
             return
-        now = kube.format_micro_time()
-        spec = dict(lease.get("spec") or {})
-        # As client-go does: no holder, a one-second duration, renewTime now.
-        spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=now, acquireTime=now)
-        body = {**lease, "spec": spec}
         try:
-            await kube.request(self._api, "PUT", self._path, body=body)
+            try:
+                await self._put_released(lease)
+            except kube.KubeApiError as e:
+                if e.status != 409:
+                    raise
+                # Written since: by someone else (nothing to give up), or by our own renewal
+                # that stopping cut short after the API server applied it — the Lease still
+                # names us, and is given up as it is now.
+                current = await kube.request(self._api, "GET", self._path)
+                if (current.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return
+                await self._put_released(current)
             logger.info("leader lease released", extra=self._extra())
         except kube.KubeApiError as e:
             if e.status != 409:  # 409: someone else holds it by now, nothing to give up
                 logger.warning("could not release the leader lease: %s", e, extra=self._extra())
         except kube.KubeError as e:
             logger.warning("could not release the leader lease: %s", e, extra=self._extra())
+
+    async def _put_released(self, lease: dict[str, Any]) -> None:
+        now = kube.format_micro_time()
+        spec = dict(lease.get("spec") or {})
+        # As client-go does: no holder, a one-second duration, renewTime now.
+        spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=now, acquireTime=now)
+        await kube.request(self._api, "PUT", self._path, body={**lease, "spec": spec})
 
     # --- internals ---
 

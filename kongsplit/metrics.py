@@ -64,7 +64,7 @@ class Metrics:
         # Per-Rollout weights are read from the reconciler's state at scrape time (a custom
         # collector), not kept as gauge children: no series object, lock or label lookup per
         # Rollout on the hot path, and a Rollout that is gone or changed roles simply stops
-        # being reported. The reconciler installs the source with ``weights.source = ...``.
+        # being reported. The reconciler installs the sources when it is made.
         self.weights = WeightsCollector()
         registry.register(self.weights)
         self.rollout_states = CountsCollector(

@@ -123,6 +123,10 @@ class RolloutState:
     failures: int = 0
     pending_since: float | None = None  # monotonic time a change was first seen, until applied
     foreign: tuple[str, ...] = ()
+    # A write stopped part-way (superseded by a newer change, or cut short by the fence): Kong
+    # may hold a mix of old and new weights, so the next pass re-reads it instead of trusting
+    # ``applied``.
+    unsure: bool = False
 
     @property
     def applied_weights(self) -> dict[str, int] | None:
@@ -171,6 +175,11 @@ class Reconciler:
         self.settings = settings
         self.kong = kong
         self.metrics = metrics
+        # The per-Rollout gauges are read from this state at scrape time.
+        metrics.weights.source = self.weight_rows
+        metrics.rollout_states.source = self.rollout_conditions
+        metrics.router_contexts.source = self.router_contexts
+        metrics.upstream_algorithms.source = self.upstream_algorithms
         self.is_leader = is_leader
         self._allowed = settings.kong.allow_upstreams
         # Seconds this replica may still write (what is left of its Lease): each write attempt
@@ -402,10 +411,11 @@ class Reconciler:
             self._invalid(key, error)
             return
         plan = desired.plan
+        refresh = refresh or state.unsure
         try:
             refusal = await self._ownership(key, plan)
         except KongError as e:
-            self._failed(key, state, e, upstream=plan.upstream, urgent=parsed.abort)
+            self._kong_failed(key, state, e, upstream=plan.upstream, urgent=parsed.abort)
             return
         if refusal is not None:
             self._invalid(key, refusal)
@@ -557,6 +567,7 @@ class Reconciler:
             )
         except KongNotLeader:
             extra = {"rollout": str(key), "upstream": plan.upstream}
+            state.unsure = True
             if self.is_leader():
                 logger.debug("a newer change superseded this write", extra=extra)
             else:
@@ -566,9 +577,8 @@ class Reconciler:
         except KongError as e:
             # Only "no answer at all" means Kong is down (and earns a full resync when it is
             # back); a 5xx on one upstream is that upstream's trouble, retried with back-off.
-            if isinstance(e, KongUnavailable) and e.status is None:
-                self._note_kong_down(e)
-            self._failed(key, state, e, upstream=plan.upstream, urgent=urgent)
+            state.unsure = True
+            self._kong_failed(key, state, e, upstream=plan.upstream, urgent=urgent)
             return
         finally:
             self._writing.pop(key, None)
@@ -599,6 +609,7 @@ class Reconciler:
             self.queue.put_later(key, delay * 2, refresh=True, urgent=True)
         state.algorithm = result.algorithm or state.algorithm
         state.pending_since = None
+        state.unsure = False
         state.applied = plan
         state.condition = "held" if state.hold else "managed"
         if result.changed:
@@ -628,6 +639,21 @@ class Reconciler:
             "an abort superseded the write in flight",
             extra={"rollout": str(key), "upstream": state.upstream if state else None},
         )
+
+    def _kong_failed(
+        self,
+        key: RolloutKey,
+        state: RolloutState,
+        error: KongError,
+        *,
+        upstream: str,
+        urgent: bool = False,
+    ) -> None:
+        # Only "no answer at all" means Kong is down (and earns a full resync when it is back);
+        # a 5xx on one upstream is that upstream's trouble, retried with back-off.
+        if isinstance(error, KongUnavailable) and error.status is None:
+            self._note_kong_down(error)
+        self._failed(key, state, error, upstream=upstream, urgent=urgent)
 
     def _failed(
         self,

@@ -107,13 +107,18 @@ class KeyQueue:
         again = self._again.pop(key, None)
         if again is not None:
             self.put(key, refresh=again.refresh, urgent=again.urgent)
-        elif not self._queued and not self._active and not self._timers:
-            self._idle.set()
+        else:
+            self._idle_if_empty()
 
     def forget(self, key: RolloutKey) -> None:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
+            self._idle_if_empty()
+
+    def _idle_if_empty(self) -> None:
+        if not self._queued and not self._active and not self._timers:
+            self._idle.set()
 
     async def join(self) -> None:
         """Wait until nothing is queued, in flight or waiting on a back-off timer."""
@@ -131,3 +136,4 @@ class KeyQueue:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._idle_if_empty()

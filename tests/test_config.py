@@ -23,6 +23,7 @@ from kongsplit.config import (
     markdown_reference,
     parse_duration,
     parse_listen,
+    redact_url,
     section_fields,
 )
 
@@ -887,3 +888,8 @@ def test_docs_and_help_name_every_variable() -> None:
             assert f"| `{section}.{key}` |" in doc
     assert "`0.0.0.0:9102` listens on all interfaces" in doc
     assert "`--listen 127.0.0.1:9102`" in doc
+
+
+def test_urls_are_redacted_for_logs() -> None:
+    assert redact_url("https://admin:s3cret@kong:8444") == "https://***@kong:8444"
+    assert redact_url("http://kong:8001/") == "http://kong:8001/"

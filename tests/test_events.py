@@ -37,6 +37,17 @@ def posts(k: KubeMock) -> int:
     return sum(1 for r in k if r.method == kmock.method.POST and "/events" in str(r.url))
 
 
+SENTINEL = "zz-sentinel"
+
+
+async def flushed(recorder: EventRecorder, k: KubeMock) -> list[dict[str, Any]]:
+    """The Events in kmock once everything posted before now has been sent: one task sends
+    the queue in order, so a last Event arriving proves the earlier ones are done with."""
+    recorder.post(REF, type="Normal", reason=REASON_APPLIED, message=SENTINEL)
+    await until(lambda: any(e["message"] == SENTINEL for e in events_in(k)))
+    return [e for e in events_in(k) if e["message"] != SENTINEL]
+
+
 def patches(k: KubeMock) -> int:
     return sum(1 for r in k if r.method == kmock.method.PATCH and "/events" in str(r.url))
 
@@ -101,8 +112,8 @@ async def test_repeats_waiting_in_the_queue_become_one_event(
         recorder.post(REF, type="Normal", reason=REASON_APPLIED, message="same")
     async with Running(recorder):
         await until(lambda: posts(kube_mock) == 1)
-        await asyncio.sleep(0.05)
-    assert [e["count"] for e in events_in(kube_mock)] == [5]
+        events = await flushed(recorder, kube_mock)
+    assert [e["count"] for e in events] == [5]
     assert patches(kube_mock) == 0
 
 
@@ -145,8 +156,8 @@ async def test_full_queue_drops_instead_of_blocking(
     assert recorder.dropped == 3
     async with Running(recorder):
         await until(lambda: posts(kube_mock) == 2)
-        await asyncio.sleep(0.05)
-    assert sorted(e["message"] for e in events_in(kube_mock)) == ["m0", "m1"]
+        events = await flushed(recorder, kube_mock)
+    assert sorted(e["message"] for e in events) == ["m0", "m1"]
 
 
 async def test_api_failure_is_counted_and_the_poster_goes_on(
@@ -168,8 +179,9 @@ async def test_api_failure_is_counted_and_the_poster_goes_on(
         recorder.post(REF, type="Normal", reason=REASON_APPLIED, message="lost")
         recorder.post(REF, type="Normal", reason=REASON_APPLIED, message="kept")
         await until(lambda: posts(kube_mock) == 2)
-        await asyncio.sleep(0.02)
-        assert not running.task.done()  # the poster survived the failure
+        # The poster survived the failure: it still sends what comes next.
+        assert "kept" in [e["message"] for e in await flushed(recorder, kube_mock)]
+        assert not running.task.done()
     assert recorder.failed == 1
 
 

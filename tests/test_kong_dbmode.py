@@ -310,7 +310,9 @@ async def test_no_write_once_leadership_is_lost_even_mid_retry() -> None:
         task = asyncio.create_task(
             admin.apply(U, want(75, 25), owner_tags=OWNER, may_write=lambda: leading)
         )
-        await asyncio.sleep(0.1)  # the first PATCH failed; a retry is waiting
+        async with asyncio.timeout(5):  # until the first PATCH has failed: a retry is waiting
+            while not any(r.method == "PATCH" and r.status == 503 for r in s.requests):
+                await asyncio.sleep(0.005)
         leading = False
         with pytest.raises(KongNotLeader):
             await task

@@ -23,9 +23,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from kongsplit.config import TLSConfig
+from kongsplit.kong import errors
 from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
-from kongsplit.metrics import Metrics
+from kongsplit.metrics import ERROR_REASONS, Metrics
 from kongsplit.sim.kongsim import KongSim
 
 ONCE = RetryPolicy(attempts=1)
@@ -195,3 +196,41 @@ def test_inspect_prints_the_token_hint_in_one_line() -> None:
     assert err.count("\n") == 1, err
     assert err.startswith("kongsplit inspect: GET /: Kong at http://127.0.0.1:")
     assert "requires an admin token (RBAC); give it in a file with kong.tokenFile" in err
+
+
+# --------------------------------------------------------------------------- metric reasons
+
+#: Each error class and the ``kongsplit_reconcile_errors_total{reason}`` it is counted under:
+#: a 4xx is the request's fault, 401/403 the token's, anything else means Kong is not usable.
+REASONS = {
+    "KongError": "kong_unavailable",
+    "KongClientError": "kong_client_error",
+    "KongAuthError": "kong_auth",
+    "KongNotFound": "kong_client_error",
+    "KongConflict": "kong_client_error",
+    "KongUnavailable": "kong_unavailable",
+    "KongModeError": "kong_client_error",
+    "KongResponseError": "kong_unavailable",
+    "KongNotLeader": "kong_unavailable",  # never counted: the write was not sent
+    "KongNotReady": "kong_unavailable",  # a DB-less node with no configuration yet
+}
+
+
+def _error_classes() -> dict[str, type[KongError]]:
+    return {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, KongError)
+    }
+
+
+def test_every_error_class_has_a_reason_row() -> None:
+    assert set(_error_classes()) == set(REASONS)
+
+
+@pytest.mark.parametrize(("name", "reason"), [pytest.param(n, r, id=n) for n, r in REASONS.items()])
+def test_each_error_is_counted_under_a_declared_reason(name: str, reason: str) -> None:
+    """The reasons are a fixed set (created at start, listed in the runbook's
+    KongsplitReconcileErrors table): an error may not invent a new one."""
+    assert _error_classes()[name].reason == reason
+    assert reason in ERROR_REASONS

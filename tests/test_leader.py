@@ -1,4 +1,12 @@
-"""Leader election against kmock (PUT shim) and KubeSim, with real kubernetes-asyncio clients."""
+"""Leader election against kmock (PUT shim) and KubeSim, with real kubernetes-asyncio clients.
+
+Expiry is judged by the elector's clock (``clock=``). Where a test is about how long someone
+waits — a follower waiting out a lease, a released lease taken at once — the electors get a
+``FakeClock`` the test moves by hand, and each step waits for a witness that every elector has
+acted on the new time (two more of its requests at the API server) before asserting: no real
+second is slept, and "still a follower" means it looked and stayed one. The test of a hung
+renewal keeps the real clock: it is about a request cut short in real time.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +18,11 @@ from typing import Any
 
 import kmock
 import pytest
-from kmock_shims import LEASES, KubeMock, api_client_for, url_of
+from kmock_shims import LEASES, KubeMock, api_client_for, until, url_of
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
+from kongsplit import kube
 from kongsplit.leader import LeaderElector
 from kongsplit.metrics import Metrics
 from kongsplit.sim.kubesim import KubeSim
@@ -23,6 +32,22 @@ MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 # Short, so the suite stays fast: others may take over 1 s after the last renewal they saw.
 TIMING: dict[str, float] = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.1}
+#: With a FakeClock only the retry period is slept for real: make it short.
+FAST = {"retry_period": 0.02}
+
+
+class FakeClock:
+    """The electors' time, moved by the test (``advance``) and by nothing else."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
 
 pytest_plugins = ("kmock_shims",)  # kube_mock, kube_api, kmock_watch_shim
 
@@ -99,6 +124,27 @@ async def first_leader(*electors: LeaderElector, within: float = 3.0) -> LeaderE
             await asyncio.sleep(0.005)
 
 
+def lease_requests(k: KubeMock, method: kmock.method) -> int:
+    return sum(1 for r in k if r.method == method and "/leases" in str(r.url))
+
+
+async def lease_rounds(k: KubeMock, *, gets: int = 0, puts: int = 0) -> None:
+    """Until kmock has served ``gets`` more GETs and ``puts`` more PUTs of the Lease than now.
+
+    An elector reads its clock before it sends, and sends one request at a time, so its second
+    request from now on belongs to an attempt that began after this call: it has acted on the
+    clock as the test just set it. (A follower only GETs, a leader only PUTs its renewals.)"""
+    want_gets = lease_requests(k, kmock.method.GET) + gets
+    want_puts = lease_requests(k, kmock.method.PUT) + puts
+    await until(
+        lambda: (
+            lease_requests(k, kmock.method.GET) >= want_gets
+            and lease_requests(k, kmock.method.PUT) >= want_puts
+        ),
+        within=3.0,
+    )
+
+
 async def get_lease(k: KubeMock) -> dict[str, Any]:
     async with k.get(url_of(LEASES, *LEASE)) as resp:
         assert resp.status == 200, await resp.text()
@@ -110,17 +156,21 @@ async def test_one_leads_the_other_follows_then_takes_over(
     kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
 ) -> None:
     reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
-    a = elector(kube_api, "a", metrics=Metrics(reg_a))
-    b = elector(kube_api, "b", metrics=Metrics(reg_b))
-    loop = asyncio.get_running_loop()
+    clock = FakeClock()
+    a = elector(kube_api, "a", metrics=Metrics(reg_a), clock=clock, **FAST)
+    b = elector(kube_api, "b", metrics=Metrics(reg_b), clock=clock, **FAST)
     async with Sampler(a, b) as sampler:
         tasks.start(a)
         tasks.start(b)
         leader = await first_leader(a, b)
         follower = b if leader is a else a
-        # The follower stays a follower while the leader renews (well past one lease duration).
-        await asyncio.sleep(1.5)
-        assert leader.is_leader and not follower.is_leader
+        # The follower stays a follower while the leader renews, well past one lease duration
+        # (1.5 s by their clock, in steps shorter than the renew deadline): each renewal it sees
+        # starts its wait again.
+        for _ in range(6):
+            clock.advance(0.25)
+            await lease_rounds(kube_mock, gets=2, puts=2)
+            assert leader.is_leader and not follower.is_leader
         assert follower.following.is_set() and not follower.leading.is_set()
         lead_reg = reg_a if leader is a else reg_b
         follow_reg = reg_b if leader is a else reg_a
@@ -132,39 +182,70 @@ async def test_one_leads_the_other_follows_then_takes_over(
         assert MICRO_TIME.match(lease["spec"]["renewTime"])
         assert MICRO_TIME.match(lease["spec"]["acquireTime"])
 
-        # The leader dies without releasing: the follower waits out the lease, then leads.
-        stopped = loop.time()
+        # The leader dies without releasing: the follower waits out one lease duration from
+        # its last sighting of a change (the final renewal, seen before the clock moves on),
+        # then leads.
         await tasks.stop(leader)
         assert not leader.is_leader
+        await lease_rounds(kube_mock, gets=2)
+        clock.advance(0.9)
+        await lease_rounds(kube_mock, gets=2)
+        assert not follower.is_leader, "took over before the lease duration"
+        clock.advance(0.2)
         await first_leader(follower, within=3.0)
-        took = loop.time() - stopped
-        assert 0.5 < took < 1.0 + 0.6  # lease duration (from its last sighting) + retry slack
         lease = await get_lease(kube_mock)
         assert lease["spec"]["holderIdentity"] == follower.identity
         assert lease["spec"]["leaseTransitions"] == 1
-    assert sampler.both == 0 and sampler.samples > 300
+    assert sampler.both == 0 and sampler.samples > 20
 
 
 async def test_release_hands_over_at_once(
     kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks
 ) -> None:
-    a, b = elector(kube_api, "a"), elector(kube_api, "b")
-    loop = asyncio.get_running_loop()
+    clock = FakeClock()  # never moved: a released lease is taken without waiting out anything
+    a = elector(kube_api, "a", clock=clock, **FAST)
+    b = elector(kube_api, "b", clock=clock, **FAST)
     async with Sampler(a, b) as sampler:
         tasks.start(a)
         leader = await first_leader(a)
         tasks.start(b)
-        await asyncio.sleep(0.3)
-        assert not b.is_leader
-        released = loop.time()
+        await lease_rounds(kube_mock, gets=2)  # b has looked: a holds the lease
+        assert not b.is_leader and b.following.is_set()
         await tasks.stop(a)
         await a.release()
         lease = await get_lease(kube_mock)
         assert not lease["spec"].get("holderIdentity") or lease["spec"]["holderIdentity"] == "b"
         await first_leader(b, within=1.0)
-        assert loop.time() - released < 0.5  # one retry period, not a lease duration
         assert leader is a and not a.is_leader
     assert sampler.both == 0
+
+
+@pytest.mark.parametrize(
+    ("holder", "released"),
+    [
+        pytest.param("a", True, id="our-own-renewal-cut-short"),
+        pytest.param("someone", False, id="another-holder"),
+    ],
+)
+async def test_release_after_the_lease_changed_unseen(
+    kube_mock: KubeMock, kube_api: ApiClient, tasks: Tasks, holder: str, released: bool
+) -> None:
+    """Stopping the elector can cut a renewal short after the API server applied it: the
+    Lease then still names us, under a resourceVersion we never saw, and release must give it
+    up all the same. A Lease someone else holds by then is left alone."""
+    a = elector(kube_api, "a")
+    tasks.start(a)
+    await first_leader(a)
+    await tasks.stop(a)
+    lease = await get_lease(kube_mock)  # the write a never saw answered
+    lease["spec"].update(holderIdentity=holder, renewTime=kube.format_micro_time())
+    async with kube_mock.put(url_of(LEASES, *LEASE), json=lease) as resp:
+        assert resp.status == 200, await resp.text()
+    await a.release()
+    spec = (await get_lease(kube_mock))["spec"]
+    assert (not spec.get("holderIdentity")) is released
+    if not released:
+        assert spec["holderIdentity"] == holder
 
 
 async def test_conflict_on_renew_steps_down(
@@ -200,7 +281,8 @@ async def test_leader_stops_before_its_lease_can_expire_when_renewals_hang(
         tasks.start(a)
         await first_leader(a)
         tasks.start(b)
-        await asyncio.sleep(0.3)
+        await lease_rounds(kube_mock, gets=2)  # b follows, having seen a's lease
+        assert not b.is_leader
         hang = asyncio.Event()
 
         async def hanging(request: kmock.Request) -> Any:
@@ -232,12 +314,15 @@ async def test_create_race_and_existing_foreign_lease(
         },
     ) as resp:
         assert resp.status < 300
-    a = elector(kube_api, "a")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    clock = FakeClock()
+    a = elector(kube_api, "a", clock=clock, **FAST)
     tasks.start(a)
+    await lease_rounds(kube_mock, gets=2)  # a has seen the foreign lease
+    clock.advance(0.9)
+    await lease_rounds(kube_mock, gets=2)
+    assert not a.is_leader, "took the lease before a full lease duration from its first sighting"
+    clock.advance(0.2)
     await first_leader(a, within=3.0)
-    assert loop.time() - started >= 0.9  # waited a full lease duration from its first sighting
     lease = await get_lease(kube_mock)
     assert lease["spec"]["holderIdentity"] == "a" and lease["spec"]["leaseTransitions"] == 1
 
@@ -245,14 +330,22 @@ async def test_create_race_and_existing_foreign_lease(
 async def test_two_electors_against_kubesim(tasks: Tasks) -> None:
     async with KubeSim() as sim:
         api_a, api_b = api_client_for(sim.url), api_client_for(sim.url)
+
+        def gets() -> int:
+            return sum(1 for m, p in sim.requests if m == "GET" and "/leases/" in p)
+
         try:
-            a, b = elector(api_a, "a"), elector(api_b, "b")
+            clock = FakeClock()  # never moved: the handover below is the release, not expiry
+            a = elector(api_a, "a", clock=clock, **FAST)
+            b = elector(api_b, "b", clock=clock, **FAST)
             async with Sampler(a, b) as sampler:
                 tasks.start(a)
                 tasks.start(b)
                 leader = await first_leader(a, b)
                 follower = b if leader is a else a
-                await asyncio.sleep(0.5)
+                seen = gets()
+                await until(lambda: gets() >= seen + 2)  # the follower looked, and follows
+                assert not follower.is_leader and follower.following.is_set()
                 await tasks.stop(leader)
                 await leader.release()
                 await first_leader(follower, within=1.0)
@@ -265,12 +358,16 @@ async def test_two_electors_against_kubesim(tasks: Tasks) -> None:
             await api_b.close()
 
 
-async def test_unreachable_api_never_leads(tasks: Tasks) -> None:
+async def test_unreachable_api_never_leads(tasks: Tasks, caplog: pytest.LogCaptureFixture) -> None:
     api = api_client_for("http://127.0.0.1:9")  # discard port: nothing listens
+
+    def failures() -> int:
+        return sum("lease request failed" in r.getMessage() for r in caplog.records)
+
     try:
-        a = elector(api, "a")
+        a = elector(api, "a", **FAST)
         tasks.start(a)
-        await asyncio.sleep(0.3)
+        await until(lambda: failures() >= 3)  # it tried, and tried again
         assert not a.is_leader and a.following.is_set()
     finally:
         await tasks.stop_all()

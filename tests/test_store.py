@@ -1,14 +1,10 @@
-"""The Store's indexes and the coalescing KeyQueue (pure parts of the daemon)."""
+"""The Store's indexes: which Rollouts a Service or ReplicaSet change re-queues."""
 
 from __future__ import annotations
 
-import asyncio
-
-from kongsplit.config import redact_url
 from kongsplit.rollouts import Rollout, RolloutKey
 from kongsplit.sim import objects
 from kongsplit.store import Store
-from kongsplit.workqueue import KeyQueue
 
 KEY = RolloutKey("shop", "web")
 
@@ -58,33 +54,3 @@ def test_revisions_leave_no_empty_index_sets() -> None:
     assert len(store._hash_users) == 2  # the current hash and the stable one, nothing more
     store.delete_rollout(objects.rollout("web"))
     assert store._hash_users == {} and store._service_users == {}
-
-
-async def test_key_queue_coalesces_and_serves_aborts_first() -> None:
-    q = KeyQueue()
-    a, b, c = (RolloutKey("shop", n) for n in "abc")
-    q.put(a)
-    q.put(b)
-    q.put(a, refresh=True)  # coalesced with the queued entry
-    q.put(c, urgent=True)
-    assert len(q) == 3
-    first, _ = await q.get()
-    assert first == c
-    second, flags = await q.get()
-    assert second == a and flags.refresh
-    q.put(a)  # while a worker holds it: queued again after done(), not twice in flight
-    assert len(q) == 1
-    third, _ = await q.get()
-    assert third == b
-    q.done(b)
-    q.done(a)
-    again, _ = await q.get()
-    assert again == a
-    q.done(a)
-    q.done(c)
-    await asyncio.wait_for(q.join(), 1)
-
-
-def test_urls_are_redacted_for_logs() -> None:
-    assert redact_url("https://admin:s3cret@kong:8444") == "https://***@kong:8444"
-    assert redact_url("http://kong:8001/") == "http://kong:8001/"

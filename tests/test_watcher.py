@@ -192,6 +192,21 @@ def rollout(ns: str, name: str, **fields: Any) -> dict[str, Any]:
     return obj(ROLLOUTS, ns, name, **fields)
 
 
+async def delivered(
+    backend: Backend, log: EventLog, *namespaces: str
+) -> list[tuple[str, str, str]]:
+    """What the watcher delivered before a sentinel created last in each of ``namespaces``.
+
+    A watch stream is ordered: anything still to come on it (a replay, a duplicate) arrives
+    before the sentinel's ADDED, so "nothing else followed" is checked, not hoped for."""
+    for ns in namespaces:
+        await backend.create(ROLLOUTS, rollout(ns, "zz-sentinel"))
+    await log.wait_for(
+        lambda log: all(("ADDED", ns, "zz-sentinel") in log.seen() for ns in namespaces)
+    )
+    return [e for e in log.seen() if e[2] != "zz-sentinel"]
+
+
 async def test_initial_list_then_changes(backend: Backend, metrics: Metrics) -> None:
     await backend.create(ROLLOUTS, rollout("ns1", "a", spec={"replicas": 1}))
     await backend.create(ROLLOUTS, rollout("ns2", "b"))
@@ -211,8 +226,8 @@ async def test_initial_list_then_changes(backend: Backend, metrics: Metrics) -> 
         await backend.create(ROLLOUTS, rollout("ns3", "c"))
         await backend.delete(ROLLOUTS, "ns2", "b")
         await log.wait_for(lambda log: len(log.events) >= 5)
-        await asyncio.sleep(0.1)  # nothing else (no replays) may follow
-    assert log.seen()[2:] == [
+        seen = await delivered(backend, log, "ns1")  # nothing else (no replays) followed
+    assert seen[2:] == [
         ("MODIFIED", "ns1", "a"),
         ("ADDED", "ns3", "c"),
         ("DELETED", "ns2", "b"),
@@ -233,8 +248,8 @@ async def test_namespaced_watch_sees_only_its_namespaces(backend: Backend) -> No
         await backend.patch(ROLLOUTS, "other", "r", {"spec": {"x": 1}})
         await backend.patch(ROLLOUTS, "ns2", "r", {"spec": {"x": 1}})
         await log.wait_for(lambda log: len(log.events) >= 3)
-        await asyncio.sleep(0.1)
-    assert log.seen()[2:] == [("MODIFIED", "ns2", "r")]
+        seen = await delivered(backend, log, "ns1", "ns2")
+    assert seen[2:] == [("MODIFIED", "ns2", "r")]
     assert backend.lists() == 2  # one list per namespace, no cluster-wide list
 
 
@@ -262,9 +277,9 @@ async def test_410_mid_watch_relists_without_redelivering(
         await until(lambda: restarts(metrics) == 1 and backend.lists() == 2)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"after": True}})
         await log.wait_for(lambda log: len(log.events) >= 2)
-        await asyncio.sleep(0.1)
+        seen = await delivered(backend, log, "ns")
     # The relist found nothing new, so it delivered nothing; the watch goes on afterwards.
-    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+    assert seen == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
 
 
 async def test_gap_then_410_delivers_exactly_what_changed(
@@ -286,8 +301,8 @@ async def test_gap_then_410_delivers_exactly_what_changed(
         await backend.create(ROLLOUTS, rollout("ns", "new"))
         backend.release_watches(expire=True)
         await log.wait_for(lambda log: len(log.events) >= 6)
-        await asyncio.sleep(0.1)
-    assert sorted(log.seen()[3:]) == [
+        seen = await delivered(backend, log, "ns")
+    assert sorted(seen[3:]) == [
         ("ADDED", "ns", "new"),
         ("DELETED", "ns", "vanish"),
         ("MODIFIED", "ns", "change"),
@@ -312,10 +327,10 @@ async def test_server_side_timeout_resumes_without_relist(
         await until(lambda: backend.watches() >= 2, within=4)
         await backend.patch(ROLLOUTS, "ns", "a", {"spec": {"x": 1}})
         await log.wait_for(lambda log: len(log.events) >= 2)
-        await asyncio.sleep(0.05)
+        seen = await delivered(backend, log, "ns")
     assert backend.lists() == 1
     assert restarts(metrics) == 0
-    assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+    assert seen == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
 
 
 async def test_error_event_other_than_410_backs_off_and_resumes(

@@ -119,7 +119,7 @@ class KongNotLeader(KongError):
 class KongNotReady(KongError):
     """A DB-less node reports the empty config hash: nothing to edit until its owner loads one."""
 
-    reason = "kong_not_ready"
+    reason = "kong_unavailable"  # Kong not usable yet (metrics.ERROR_REASONS, the runbook)
 
 
 # --- what the user reads ------------------------------------------------------------------

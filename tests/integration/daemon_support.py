@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kmock
 import pytest
 from prometheus_client import CollectorRegistry
 
 from kongsplit.app import Daemon
 from kongsplit.config import Settings, load_settings
+from kongsplit.reconciler import Reconciler, RolloutState
+from kongsplit.rollouts import ReplicaSet, Rollout, RolloutKey
 from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
@@ -31,6 +34,7 @@ from kmock_shims import (
 )
 
 UPSTREAM = "web.shop.svc"
+KEY = RolloutKey("shop", "web")
 STABLE_IP, CANARY_IP = "10.96.0.10", "10.96.0.11"
 STABLE_T, CANARY_T = f"{STABLE_IP}:80", f"{CANARY_IP}:80"
 STEPS = objects.CANARY_STEPS
@@ -63,6 +67,62 @@ async def eventually(check: Callable[[], bool], *, within: float = 5.0, what: st
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"not within {within}s: {what}")
         await asyncio.sleep(0.01)
+
+
+# --- witnesses: proof that the daemon has acted, before asserting that Kong did not move ----
+
+
+def reconciler(daemon: Daemon) -> Reconciler:
+    assert daemon.reconciler is not None, "the daemon has not started its reconciler"
+    return daemon.reconciler
+
+
+def seen_rollout(daemon: Daemon, key: RolloutKey = KEY) -> Rollout:
+    """The Rollout as the daemon's store holds it (what its watcher delivered last)."""
+    parsed = reconciler(daemon).store.rollouts.get(key)
+    assert isinstance(parsed, Rollout), f"{key} is not in the store as a valid Rollout: {parsed}"
+    return parsed
+
+
+def seen_replicaset(daemon: Daemon, name: str, namespace: str = "shop") -> ReplicaSet | None:
+    return reconciler(daemon).store.replicasets.get(namespace, {}).get(name)
+
+
+async def acted_on(
+    daemon: Daemon, seen: Callable[[Reconciler], bool], *, what: str, within: float = 5.0
+) -> RolloutState | None:
+    """Wait until the daemon's store shows a change (``seen``), then until every reconcile
+    queued by then has finished; returns web's state. A watcher stores a change and queues its
+    Rollout in one step, so after this the daemon has reconciled the change: Kong not moving
+    is then a decision, not a change not seen yet."""
+    rec = reconciler(daemon)
+    await eventually(lambda: seen(rec), within=within, what=what)
+    await asyncio.wait_for(rec.queue.join(), within)
+    return rec.states.get(KEY)
+
+
+async def swept(daemon: Daemon, *, within: float = 5.0) -> None:
+    """One drift sweep run to the end (what the sweeper does each ``reconcile.interval``):
+    every Rollout re-read from Kong and reconciled."""
+    rec = reconciler(daemon)
+    rec.resync_all()
+    await asyncio.wait_for(rec.queue.join(), within)
+
+
+def kong_reads(kong: KongSim, upstream: str = UPSTREAM) -> int:
+    """How often the upstream's targets were read (each sweep reads them)."""
+    path = f"/upstreams/{upstream}/targets"
+    return sum(1 for r in kong.requests if r.method == "GET" and r.path.startswith(path))
+
+
+def watch_requests(kube: KubeMock) -> int:
+    """Watch requests kmock has received (a held watch counts once it arrives)."""
+    return sum(1 for r in kube if r.action == kmock.action.WATCH)
+
+
+def kong_writes(kong: KongSim) -> int:
+    """Requests that may change Kong: every POST, PATCH, PUT or DELETE it answered."""
+    return sum(1 for r in kong.requests if r.method in ("POST", "PATCH", "PUT", "DELETE"))
 
 
 def metric(daemon: Daemon, name: str, **labels: str) -> float:

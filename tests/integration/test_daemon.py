@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from daemon_support import (
     CANARY_T,
+    KEY,
     REPLICASETS,
     ROLLOUTS,
     SERVICES,
@@ -17,15 +18,24 @@ from daemon_support import (
     STEPS,
     UPSTREAM,
     Harness,
+    acted_on,
     eventually,
+    kong_reads,
+    kong_writes,
     metric,
+    reconciler,
     replicaset,
     rollout,
+    seen_replicaset,
+    seen_rollout,
     service,
+    swept,
+    watch_requests,
     weights,
 )
 from kmock_shims import LEASES, url_of
 
+from kongsplit.rollouts import Rollout, RolloutKey
 from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
@@ -76,7 +86,7 @@ async def test_full_canary_progression_lands_step_by_step(harness: Harness) -> N
 async def test_scaling_canary_holds_previous_step_until_available(harness: Harness) -> None:
     h = harness
     await h.seed()
-    await h.start()
+    daemon = await h.start()
     await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
     await start_canary(h)
     await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
@@ -85,9 +95,22 @@ async def test_scaling_canary_holds_previous_step_until_available(harness: Harne
     # Make 50 need 2 pods while only 1 is available: the previous step's 25 must hold.
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="25")
-    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 2}})
+    # Argo moves to step 4 (setWeight 50), then scales the canary to 2 pods. (Scaling first
+    # would, at step 2, fall back to step 0's 10: AtDesiredReplicaCountsForCanary is false.)
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 4}})
-    await asyncio.sleep(0.3)
+    await h.patch(REPLICASETS, "web-v2", {"spec": {"replicas": 2}})
+    # Witness: the daemon has reconciled step 4 with the canary at 2 pods, 1 available.
+    state = await acted_on(
+        daemon,
+        lambda _: (
+            seen_rollout(daemon).current_step_index == 4
+            and (rs := seen_replicaset(daemon, "web-v2")) is not None
+            and rs.replicas == 2
+        ),
+        what="step 4 and the 2-pod canary seen",
+    )
+    assert state is not None and state.rule == "replica-gate-previous"
+    assert state.desired is not None and state.desired.weights() == {STABLE_T: 75, CANARY_T: 25}
     assert weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, "50 applied before the canary scaled"
     await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 2}})
     await eventually(
@@ -115,7 +138,7 @@ async def test_abort_drives_canary_to_zero(harness: Harness) -> None:
 async def test_promotion_waits_for_stable_selector(harness: Harness) -> None:
     h = harness
     await h.seed()
-    await h.start()
+    daemon = await h.start()
     await start_canary(h)
     await h.patch(
         REPLICASETS, "web-v2", {"spec": {"replicas": 4}, "status": {"availableReplicas": 4}}
@@ -124,10 +147,17 @@ async def test_promotion_waits_for_stable_selector(harness: Harness) -> None:
     await eventually(lambda: weights(h.kong) == {STABLE_T: 0, CANARY_T: 100})
     # Argo marks it promoted; the stable Service still selects v1: hold (no traffic back to v1).
     await h.patch(ROLLOUTS, "web", {"status": {"stableRS": "v2"}})
-    await asyncio.sleep(0.4)
+    writes = kong_writes(h.kong)
+    # Witness: the daemon has reconciled stableRS v2 and holds.
+    state = await acted_on(
+        daemon, lambda _: seen_rollout(daemon).stable_rs == "v2", what="stableRS v2 seen"
+    )
+    assert state is not None and state.hold is not None
+    assert state.hold.startswith("promotion in flight: the stable Service still selects v1")
     assert weights(h.kong) == {STABLE_T: 0, CANARY_T: 100}, (
         "moved weight before the selector switch"
     )
+    assert kong_writes(h.kong) == writes
     await h.patch(
         SERVICES, "web-stable", {"spec": {"selector": {"rollouts-pod-template-hash": "v2"}}}
     )
@@ -152,7 +182,10 @@ async def test_weight_changed_behind_our_back_is_put_back_and_counted(harness: H
         lambda: metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1,
         what="weight drift counted once",
     )
-    await asyncio.sleep(interval + 0.2)  # one more sweep: nothing new to count
+    # One more sweep, witnessed by its read of the upstream: nothing new to count.
+    reads = kong_reads(h.kong)
+    await swept(daemon)
+    assert kong_reads(h.kong) > reads
     assert metric(daemon, "kongsplit_drift_corrections_total", kind="weight") == 1
 
 
@@ -182,10 +215,15 @@ async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
     await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10})
     # Open a gap: watches are held, ended; changes land; then they come back with 410.
+    watches = watch_requests(h.kube)
     h.kube.hold_watches()
     h.kube.end_watches()
+    # Witness: every watcher's next watch request has reached kmock and waits at the gate.
+    await eventually(
+        lambda: watch_requests(h.kube) >= watches + len(daemon.watchers), what="watches held"
+    )
     await h.patch(ROLLOUTS, "web", {"status": {"currentStepIndex": 2}})
-    await asyncio.sleep(0.3)  # the watchers' new watch requests now wait at the gate
+    assert seen_rollout(daemon).current_step_index == 0  # the gap is real: the change is unseen
     assert weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}
     h.kube.release_watches(expire=True)
     await eventually(
@@ -360,8 +398,12 @@ async def test_unannotated_rollout_is_let_go_and_kong_left_alone(harness: Harnes
     await h.patch(ROLLOUTS, "web", {"metadata": {"annotations": {"kongsplit.io/upstream": None}}})
     await eventually(lambda: metric(daemon, "kongsplit_managed_rollouts") == 0, what="let go")
     h.kong.set_weight(UPSTREAM, CANARY_T, 7)  # no longer ours: never put back
-    await asyncio.sleep(1.2)  # two sweeps
+    writes = kong_writes(h.kong)
+    for _ in range(2):  # two sweeps, each run to the end
+        await swept(daemon)
+    assert KEY in reconciler(daemon).store.rollouts and KEY not in reconciler(daemon).states
     assert weights(h.kong) == {STABLE_T: 100, CANARY_T: 7}
+    assert kong_writes(h.kong) == writes
     assert metric(daemon, "kongsplit_desired_weight", rollout="web") == 0  # series dropped
 
 
@@ -389,8 +431,12 @@ async def test_foreign_weighted_target_is_reported_not_touched(harness: Harness)
     await eventually(
         lambda: metric(daemon, "kongsplit_reconcile_errors_total", reason="foreign_targets") >= 1
     )
-    await asyncio.sleep(0.6)  # a sweep: still untouched (kong.exclusiveUpstreams is off)
+    # A sweep, witnessed by its read of the upstream: still untouched (exclusiveUpstreams off).
+    reads, writes = kong_reads(h.kong), kong_writes(h.kong)
+    await swept(daemon)
+    assert kong_reads(h.kong) > reads
     assert weights(h.kong)["10.1.2.3:80"] == 50
+    assert kong_writes(h.kong) == writes
     warned = [e for e in await h.events() if e.get("reason") == "KongWeightsDriftCorrected"]
     assert any("10.1.2.3:80" in e["message"] for e in warned)
 
@@ -478,7 +524,7 @@ async def test_a_hold_keeps_kong_at_the_held_weights_when_kong_is_wiped(harness:
     database is rebuilt with the weights last applied, not left empty."""
     h = harness
     await h.seed()
-    await h.start()
+    daemon = await h.start()
     await start_canary(h)
     await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10})
@@ -486,8 +532,16 @@ async def test_a_hold_keeps_kong_at_the_held_weights_when_kong_is_wiped(harness:
     await h.patch(
         ROLLOUTS, "web", {"metadata": {"generation": 2}, "status": {"currentStepIndex": 2}}
     )
-    await asyncio.sleep(0.3)
+    writes = kong_writes(h.kong)
+    # Witness: the daemon has reconciled generation 2 and holds.
+    state = await acted_on(
+        daemon, lambda _: seen_rollout(daemon).generation == 2, what="generation 2 seen"
+    )
+    assert state is not None and state.hold is not None
+    assert state.hold.startswith("status.observedGeneration 1 is below metadata.generation 2")
+    assert state.desired is not None and state.desired.weights() == {STABLE_T: 75, CANARY_T: 25}
     assert weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}, "wrote during a hold"
+    assert kong_writes(h.kong) == writes
     h.kong.wipe()
     await eventually(
         lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10},
@@ -515,7 +569,16 @@ async def test_an_unrelated_malformed_rollout_is_not_our_business(harness: Harne
     await h.create(ROLLOUTS, other)
     daemon = await h.start()
     await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
-    await asyncio.sleep(0.3)
+    # Witness: the daemon holds the malformed Rollout and has reconciled it, in a sweep too.
+    not_ours = RolloutKey("shop", "not-ours")
+    await acted_on(
+        daemon,
+        lambda rec: (
+            not_ours in rec.store.rollouts and not isinstance(rec.store.rollouts[not_ours], Rollout)
+        ),
+        what="not-ours stored as malformed",
+    )
+    await swept(daemon)
     assert metric(daemon, "kongsplit_reconcile_errors_total") == 0
     assert not [e for e in await h.events() if e["involvedObject"]["name"] == "not-ours"]
     assert daemon.reconciler is not None

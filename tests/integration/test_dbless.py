@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from daemon_support import CANARY_T, STABLE_T, UPSTREAM, Harness, eventually, metric, weights
+from daemon_support import (
+    CANARY_T,
+    KEY,
+    STABLE_T,
+    UPSTREAM,
+    Harness,
+    eventually,
+    metric,
+    reconciler,
+    weights,
+)
 
 from kongsplit.sim.kongsim import KongSim
+
+
+def config_posts(kong: KongSim) -> int:
+    return sum(1 for r in kong.requests if r.method == "POST" and r.path.startswith("/config"))
+
 
 OWNER_CONFIG = {
     "_format_version": "3.0",
@@ -34,17 +47,19 @@ async def test_dbless_sidecar_applies_and_puts_back_foreign_configs(harness: Har
         )
         # The node restarts empty: nothing may be posted until its owner loads a config again.
         kong.restart_node(0)
-        posts_before = sum(
-            1 for r in kong.requests if r.method == "POST" and r.path.startswith("/config")
-        )
+        posts_before = config_posts(kong)
+        # Witness: the config watch saw the empty hash and the re-apply it asked for was
+        # refused, then refused again on a back-off retry (each a chance to post).
+        rec = reconciler(daemon)
         await eventually(
-            lambda: daemon.reconciler is not None and daemon.reconciler.kong.mode is not None
+            lambda: (
+                KEY in rec.states
+                and rec.states[KEY].failures >= 2
+                and "has no configuration loaded yet" in (rec.states[KEY].last_error or "")
+            ),
+            what="the re-apply refused twice on the empty node",
         )
-        await asyncio.sleep(0.6)  # several config polls (0.1 s) and back-off retries
-        posts_after = sum(
-            1 for r in kong.requests if r.method == "POST" and r.path.startswith("/config")
-        )
-        assert posts_after == posts_before, "posted onto a node reporting the empty hash"
+        assert config_posts(kong) == posts_before, "posted onto a node reporting the empty hash"
         kong.external_config_push(OWNER_CONFIG)
         await eventually(
             lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0}, within=8, what="after restart"

@@ -1,0 +1,269 @@
+"""kongsplit's HTTP endpoints (``kongsplit.server``) on a real socket (``start_server`` on port
+0), over a real ``Reconciler`` writing to the in-memory Kong of tests/fake_router.py, with the
+probes' answers given by each test. What the daemon's probes answer is tests/test_app.py's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from fake_router import FakeRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from kongsplit.config import load_settings
+from kongsplit.kong.apply import Verification
+from kongsplit.kong.errors import KongClientError
+from kongsplit.metrics import Metrics
+from kongsplit.reconciler import Reconciler
+from kongsplit.server import Probes, make_app, start_server
+from kongsplit.sim import objects
+
+UPSTREAM = "web.shop.svc"
+STABLE_T, CANARY_T = "10.96.0.10:80", "10.96.0.11:80"
+STATE_KEYS = {
+    "namespace",
+    "name",
+    "upstream",
+    "workspace",
+    "desired",
+    "applied",
+    "observed",
+    "in_sync",
+    "state",
+    "rule",
+    "hold",
+    "router_context",
+    "algorithm",
+    "last_apply",
+    "last_error",
+    "foreign_targets",
+}
+
+
+@dataclass
+class Served:
+    base: str
+    http: aiohttp.ClientSession
+    rec: Reconciler
+    kong: FakeRouter
+    probes: dict[str, Any]
+
+    async def get(self, path: str) -> tuple[int, Any, aiohttp.ClientResponse]:
+        async with self.http.get(self.base + path) as resp:
+            body: Any = (
+                await resp.json() if resp.content_type == "application/json" else await resp.text()
+            )
+            return resp.status, body, resp
+
+    def seed(self, rollout: dict[str, Any] | None = None) -> None:
+        self.rec.on_service("ADDED", objects.service("web-stable", "10.96.0.10", "v1", app="web"))
+        self.rec.on_service("ADDED", objects.service("web-canary", "10.96.0.11", "v1", app="web"))
+        self.rec.on_replicaset("ADDED", objects.replicaset("web", "v1", 4, 4))
+        self.rec.on_rollout("ADDED", rollout or objects.rollout("web", upstream=UPSTREAM))
+
+    async def settle(self) -> None:
+        queue = self.rec.queue
+        while len(queue):
+            key, flags = await queue.get()
+            try:
+                await self.rec.reconcile(key, refresh=flags.refresh)
+            finally:
+                queue.done(key)
+
+
+@pytest.fixture()
+async def served() -> AsyncIterator[Served]:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    kong = FakeRouter()
+    settings = load_settings(env={}, flags={"kong": {"url": kong.display_url}})
+    rec = Reconciler(settings, kong=kong, metrics=metrics)
+    probes: dict[str, Any] = {"alive": True, "ready": (True, "leading")}
+    app = make_app(
+        rec,
+        kong,  # type: ignore[arg-type]  # the fake stands in for KongRouter: verify, display_url
+        Probes(alive=lambda: probes["alive"], ready=lambda: probes["ready"]),
+    )
+    runner, port = await start_server(app, "127.0.0.1", 0)
+    try:
+        assert port != 0
+        async with aiohttp.ClientSession() as http:
+            yield Served(f"http://127.0.0.1:{port}", http, rec, kong, probes)
+    finally:
+        rec.queue.close()
+        await runner.cleanup()
+
+
+# --------------------------------------------------------------------------- probes
+
+
+@pytest.mark.parametrize(
+    ("alive", "status", "body"),
+    [
+        pytest.param(True, 200, {"status": "ok"}, id="alive"),
+        pytest.param(False, 503, {"status": "a root task has stopped"}, id="a-root-task-stopped"),
+    ],
+)
+async def test_healthz(served: Served, alive: bool, status: int, body: dict[str, str]) -> None:
+    served.probes["alive"] = alive
+    assert (await served.get("/healthz"))[:2] == (status, body)
+
+
+@pytest.mark.parametrize(
+    ("ready", "reason", "status"),
+    [
+        pytest.param(True, "leading", 200, id="leading"),
+        pytest.param(True, "following (caches warm)", 200, id="following"),
+        pytest.param(
+            False,
+            "waiting for the first successful sync with Kong; Kong: refused",
+            503,
+            id="waiting-for-kong",
+        ),
+    ],
+)
+async def test_readyz_says_why(served: Served, ready: bool, reason: str, status: int) -> None:
+    served.probes["ready"] = (ready, reason)
+    assert (await served.get("/readyz"))[:2] == (status, {"ready": ready, "reason": reason})
+
+
+# --------------------------------------------------------------------------- /metrics
+
+
+async def test_metrics_is_the_reconcilers_registry_in_prometheus_text(served: Served) -> None:
+    served.seed()
+    await served.settle()
+    status, text, resp = await served.get("/metrics")
+    assert status == 200
+    assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert 'kongsplit_rollouts{state="managed"} 1.0' in text
+    assert (
+        'kongsplit_desired_weight{namespace="shop",role="stable",rollout="web",'
+        'upstream="web.shop.svc"} 100.0'
+    ) in text
+
+
+# --------------------------------------------------------------------------- /state
+
+
+async def test_state_shape(served: Served) -> None:
+    status, body, _ = await served.get("/state")
+    assert status == 200
+    assert body == {
+        "leader": True,
+        "kong_url": served.kong.display_url,
+        "kong_mode": None,  # not asked yet
+        "queue": {"queued": 0, "in_flight": 0},
+        "rollouts": [],
+    }
+    await served.kong.ensure_mode()
+    served.seed()
+    served.rec.on_rollout(
+        "ADDED",
+        objects.rollout(
+            "api",
+            upstream="api.shop.svc",
+            stable_service="web-stable",
+            canary_service="web-canary",
+        ),
+    )
+    served.rec.on_rollout("ADDED", objects.rollout("bad", annotations={"kongsplit.io/port": "x"}))
+    body = (await served.get("/state"))[1]
+    assert body["kong_mode"] == "db" and body["queue"] == {"queued": 3, "in_flight": 0}
+    served.kong.refused["api.shop.svc"] = KongClientError("Kong answered 400", status=400)
+    await served.settle()
+    body = (await served.get("/state"))[1]
+    assert [(r["namespace"], r["name"]) for r in body["rollouts"]] == [
+        ("shop", "api"),
+        ("shop", "bad"),
+        ("shop", "web"),
+    ]  # sorted by key
+    assert all(set(r) == STATE_KEYS for r in body["rollouts"])
+    web = body["rollouts"][2]
+    assert web["desired"] == [
+        {"target": STABLE_T, "weight": 100, "role": "stable", "service": "web-stable"},
+        {"target": CANARY_T, "weight": 0, "role": "canary", "service": "web-canary"},
+    ]
+    assert web["applied"] == web["observed"] == {STABLE_T: 100, CANARY_T: 0}
+    assert (web["in_sync"], web["state"], web["rule"], web["hold"]) == (
+        True,
+        "managed",
+        "fully-promoted",
+        None,
+    )
+    assert isinstance(web["last_apply"], float) and web["last_error"] is None
+    bad = body["rollouts"][1]
+    assert (bad["state"], bad["desired"], bad["in_sync"]) == ("invalid", None, False)
+    assert "kongsplit.io/port" in bad["last_error"]
+    api = body["rollouts"][0]
+    assert (api["state"], api["in_sync"], api["applied"], api["observed"]) == (
+        "failing",
+        False,
+        None,
+        None,
+    )
+    assert api["last_error"] == "Kong answered 400" and api["desired"] is not None
+
+
+# --------------------------------------------------------------------------- /verify
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        pytest.param(None, id="unknown"),
+        pytest.param(
+            objects.rollout("web", annotations={"kongsplit.io/upstream": "10.0.0.1:80"}),
+            id="invalid",
+        ),
+        pytest.param(objects.rollout("web", annotations={}), id="not-annotated"),
+    ],
+)
+async def test_verify_is_404_for_a_rollout_not_managed(
+    served: Served, setup: dict[str, Any] | None
+) -> None:
+    if setup is not None:
+        served.seed(setup)
+        await served.settle()
+    status, body, _ = await served.get("/verify/shop/web")
+    assert status == 404
+    assert body == {
+        "verified": False,
+        "desired": None,
+        "observed": None,
+        "reason": "Rollout shop/web is not managed by kongsplit "
+        "(not annotated, invalid or unknown)",
+    }
+
+
+async def test_verify_verified(served: Served) -> None:
+    served.seed()
+    await served.settle()
+    status, body, _ = await served.get("/verify/shop/web")
+    assert status == 200
+    assert body == {
+        "verified": True,
+        "desired": {STABLE_T: 100, CANARY_T: 0},
+        "observed": {served.kong.display_url: {STABLE_T: 100, CANARY_T: 0}},
+        "hold": None,
+    }
+
+
+async def test_verify_not_verified_says_why_and_shows_a_hold(served: Served) -> None:
+    held = objects.rollout("web", upstream=UPSTREAM)
+    held["metadata"]["generation"] = 2
+    served.seed(held)
+    await served.settle()
+    reasons = tuple(f"node-{i}: {STABLE_T} serves None, want 100" for i in range(12))
+    served.kong.verification = Verification(
+        False, {STABLE_T: 100, CANARY_T: 0}, {"node-0": "GET /upstreams: 503"}, reasons
+    )
+    status, body, _ = await served.get("/verify/shop/web")
+    assert status == 200
+    assert body["verified"] is False
+    assert body["observed"] == {"node-0": "GET /upstreams: 503"}
+    assert body["reason"] == "; ".join(reasons[:10])  # the first ten
+    assert body["hold"].startswith("status.observedGeneration 1 is below metadata.generation 2")
