@@ -472,7 +472,14 @@ def _read(parser: CParser, cut_at_nul: bool) -> Any:
         event: Any = parser.get_event()  # libyaml's events, typed loosely by PyYAML
         cls = type(event)
         if cls is ScalarEvent:
-            value, kind = _scalar(event, cache, cut_at_nul), _SCALAR
+            kind = _SCALAR
+            # Fast path for the usual untagged plain scalar; _scalar does everything else.
+            if event.tag is None and event.style == "" and not cut_at_nul:
+                value = cache.get(event.value, _NOT_YET)
+                if value is _NOT_YET:
+                    value = cache[event.value] = _implicit(event.value)
+            else:
+                value = _scalar(event, cache, cut_at_nul)
             if event.anchor is not None:
                 anchors[event.anchor] = (value, kind)
         elif cls is MappingStartEvent or cls is SequenceStartEvent:
@@ -593,15 +600,43 @@ def json_problems(config: Any, *, limit: int = 10) -> list[str]:
     return problems
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plainly_json(config: Any) -> bool:
+    """The quick check behind :func:`dump_json`: str keys, JSON types, no container twice.
+
+    False sends the config to :func:`json_problems`, which says where (and forgives a value
+    shared by two places)."""
+    stack = [config]
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            return False
+        seen.add(id(value))
+        items = value.values() if type(value) is dict else value
+        if type(value) is dict and not all(type(k) is str for k in value):
+            return False
+        for item in items:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append(item)
+            elif kind not in _SCALARS:
+                return False
+    return True
+
+
 def dump_json(config: Any) -> str:
     """The text to post as ``config``: compact JSON that cjson reads into the same Lua values.
 
     Raises :class:`KongYAMLError` (naming the places) where JSON would change a value. Each
     top-level entity is encoded on its own, so a big config never holds the GIL in one long call.
     """
-    problems = json_problems(config)
-    if problems:
-        raise KongYAMLError("cannot post this configuration unchanged: " + "; ".join(problems))
+    if type(config) not in (dict, list) or not _plainly_json(config):
+        problems = json_problems(config)
+        if problems:
+            raise KongYAMLError("cannot post this configuration unchanged: " + "; ".join(problems))
     if not isinstance(config, dict):
         return _ENCODE(config)
     parts = []

@@ -78,6 +78,15 @@ def _mine(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         return ("error",)
 
 
+def _loaded(text: str) -> tuple[Any, ...]:
+    """kongsplit's reading of ``text`` as lyaml's (strings cut at a NUL). Its default reading
+    keeps a NUL's string whole (see kongyaml's docstring) and must differ in nothing else."""
+    exact = _mine(kongyaml.load, text, cut_at_nul=True)
+    whole = _mine(kongyaml.load, text)
+    assert whole == exact or "\\x00" in repr(whole), (text, whole, exact)
+    return exact
+
+
 @SETTINGS
 @given(BATCH)
 def test_the_resolver_is_lyamls(lyaml: Lyaml, texts: list[str]) -> None:
@@ -108,7 +117,7 @@ def test_every_lyaml_export_reads_as_lyaml_reads_it(lyaml: Lyaml, texts: list[st
             assert "<<" in dumped.value, read.error
             assert _mine(kongyaml.load, dumped.value) == ("error",)
             continue
-        assert lua_value(kongyaml.load(dumped.value, cut_at_nul=True)) == read.lua()
+        assert _loaded(dumped.value) == ("ok", read.lua())
         if not any("\0" in text for text in dumpable):
             assert read.lua() == lua_value(doc)  # and that is the value lyaml was given
 
@@ -120,7 +129,7 @@ def test_raw_plain_text_reads_as_lyaml_reads_it(lyaml: Lyaml, texts: list[str]) 
     wrong = []
     for document, answer in zip(documents, lyaml.load(documents), strict=True):
         theirs = ("ok", answer.lua()) if answer.ok else ("error",)
-        mine = _mine(kongyaml.load, document, cut_at_nul=True)
+        mine = _loaded(document)
         if mine != theirs:
             wrong.append(f"{document!r}: lyaml {theirs} ({answer.error}), kongsplit {mine}")
     assert not wrong, "\n".join(wrong[:20])
@@ -243,7 +252,7 @@ DOCUMENTS = [
 def test_documents_read_as_lyaml_reads_them(lyaml: Lyaml) -> None:
     for doc, answer in zip(DOCUMENTS, lyaml.load(DOCUMENTS), strict=True):
         theirs = ("ok", answer.lua()) if answer.ok else ("error",)
-        assert _mine(kongyaml.load, doc, cut_at_nul=True) == theirs, (doc, answer.error)
+        assert _loaded(doc) == theirs, (doc, answer.error)
 
 
 def test_a_table_as_a_key_is_refused(lyaml: Lyaml) -> None:
