@@ -43,6 +43,9 @@ runs on LuaJIT):
   mapping can hold one, and no Kong entity has one.
 - Numbers are Lua numbers (doubles): an integer form gives a Python ``int`` (rounded like the
   double lyaml holds when it is beyond 2**53), the float forms a ``float``. ``-0`` reads as 0.
+  Kong's export writes a number with LuaJIT's ``tostring`` (14 significant digits), so one with
+  more digits is already rounded in the text: kongsplit posts back what the text says, as
+  Kong's own export → import would; nothing can recover the lost digits.
 - One deliberate difference, unless asked for: lyaml's C binding hands every scalar to Lua with
   ``lua_pushstring`` (lyaml/ext/yaml/lyaml.h ``RAWSET_EVENTF``), which ends it at its first NUL.
   A NUL can only reach an export as the ``\0`` escape of a NUL that Kong holds, so :func:`load`
@@ -66,6 +69,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import yaml
@@ -671,8 +675,28 @@ async def dump_json_async(config: Any) -> str:
 
 # --- lyaml's own output (for the simulator's GET /config) --------------------------------------
 def _lua_tostring(number: float) -> str:
-    """LuaJIT ``tostring`` of a number: ``%.14g``."""
-    return format(number, ".14g")
+    """LuaJIT ``tostring`` of a finite number: ``%.14g``, an exact tie rounded away from zero.
+
+    LuaJIT formats numbers itself (lj_strfmt_num.c ``lj_strfmt_wfnum``), and until its
+    round-to-even fix of December 2025 it rounded a tie up (``nd_add_m10e(..., 5, ...)``): Kong's
+    OpenResty LuaJIT and Debian's both do, so 497845576068065 is written 4.9784557606807e+14
+    where C (and Python) write ...806e+14.
+    """
+    if number == 0:
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
+    exact = Decimal(number)
+    rounded = exact.quantize(Decimal((0, (1,), exact.adjusted() - 13)), rounding=ROUND_HALF_UP)
+    point = rounded.adjusted()  # the exponent of the first significant digit
+    negative, digit_tuple, _ = rounded.as_tuple()
+    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
+    sign = "-" if negative else ""
+    if point < -4 or point >= 14:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if point < 0 else '+'}{abs(point):02d}"
+    if point < 0:
+        return f"{sign}0.{'0' * (-point - 1)}{digits}"
+    whole, fraction = digits[: point + 1].ljust(point + 1, "0"), digits[point + 1 :]
+    return f"{sign}{whole}{'.' + fraction if fraction else ''}"
 
 
 def _scalar_event(value: Any) -> ScalarEvent:

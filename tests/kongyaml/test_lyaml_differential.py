@@ -138,6 +138,7 @@ def test_raw_plain_text_reads_as_lyaml_reads_it(lyaml: Lyaml, texts: list[str]) 
 SCALARS = st.one_of(
     RISKY,
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=10**14, max_value=10**16),  # 15-16 digits: ties at %.14g
     st.floats(),
     st.booleans(),
     st.none(),
@@ -266,3 +267,17 @@ def test_a_table_as_a_key_is_refused(lyaml: Lyaml) -> None:
             assert "as a mapping key" in str(e)
         else:
             raise AssertionError(f"kongsplit read {doc!r}")
+
+
+EDGE_NUMBERS = [
+    0.0, -0.0, 0.1, -2.5, 1e14, 1e15, 99999999999999.5, 999999999999995.0, 100000000000005,
+    497845576068065, 123456789012345, 0.0001, 0.00012345678901234, 9.99999999999995e-5, 1e-5,
+    5e-324, 1.7976931348623157e308, 2**53 + 1, 2**63, 2**64 + 5, 10**30, 1.5e300, 1712345678.123,
+]  # fmt: skip
+
+
+def test_numbers_are_written_as_luajit_writes_them(lyaml: Lyaml) -> None:
+    """tostring's %.14g, with LuaJIT's own rounding of exact ties (away from zero)."""
+    (answer,) = lyaml.dump([EDGE_NUMBERS])
+    assert answer.ok, answer.error
+    assert kongyaml.dump_lyaml(EDGE_NUMBERS) == answer.value
