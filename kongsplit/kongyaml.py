@@ -73,8 +73,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import yaml
-from yaml._yaml import CParser
-from yaml.cyaml import CDumper
 from yaml.events import (
     AliasEvent,
     DocumentEndEvent,
@@ -88,6 +86,14 @@ from yaml.events import (
     StreamEndEvent,
     StreamStartEvent,
 )
+
+try:  # libyaml's C parser and emitter: in every PyYAML binary wheel
+    from yaml._yaml import CParser
+    from yaml.cyaml import CDumper
+
+    _NO_LIBYAML = ""
+except ImportError as e:  # a PyYAML built from source without libyaml: only DB-less needs it
+    _NO_LIBYAML = f"PyYAML has no libyaml binding ({e}); install PyYAML's binary wheel"
 
 __all__ = [
     "KongYAMLError",
@@ -550,6 +556,8 @@ def load(text: str, *, cut_at_nul: bool = False) -> Any:
     None for an empty stream. Raises :class:`KongYAMLError` for text lyaml cannot read (a YAML
     syntax error included). ``cut_at_nul``: end strings at a NUL as lyaml does (see above).
     """
+    if _NO_LIBYAML:
+        raise KongYAMLError(_NO_LIBYAML)
     parser = CParser(text)
     try:
         return _read(parser, cut_at_nul)
@@ -761,6 +769,8 @@ def dump_lyaml(value: Any) -> str:
     """``lyaml.dump({value})``: the same events through libyaml's emitter, with lyaml's settings
     (unicode on, width 2 — which libyaml turns into 80). Byte for byte lyaml's output wherever the
     order of mapping keys agrees (Lua's ``pairs`` order is its own; Python's is insertion)."""
+    if _NO_LIBYAML:
+        raise KongYAMLError(_NO_LIBYAML)
     text = yaml.emit(_document_events(value), Dumper=CDumper, allow_unicode=True, width=2)
     assert isinstance(text, str)
     return text

@@ -97,6 +97,8 @@ def test_the_resolver_is_lyamls(lyaml: Lyaml, texts: list[str]) -> None:
         mine = _mine(kongyaml.resolve_plain, text)
         if mine != theirs:
             wrong.append(f"{text!r}: lyaml {theirs} ({answer.error}), kongsplit {mine}")
+        elif answer.ok and kongyaml.reads_back_as_string(text) != (theirs[1] == ("str", text)):
+            wrong.append(f"{text!r}: reads_back_as_string is wrong")
     assert not wrong, "\n".join(wrong[:20])
 
 
