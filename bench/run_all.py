@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("apply_latency.py", "drift_sweep.py", "memory.py")
+BENCHES = ("apply_latency.py", "drift_sweep.py", "memory.py", "dbless_config.py")
 
 
 def main() -> int:

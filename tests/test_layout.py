@@ -31,6 +31,7 @@ PURE = [
     "kongsplit.annotations",
     "kongsplit.backoff",
     "kongsplit.desired",
+    "kongsplit.kong.configtext",
     "kongsplit.kong.declarative",
     "kongsplit.kong.records",
     "kongsplit.kong.targets",
