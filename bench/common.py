@@ -102,13 +102,15 @@ class SimProcess:
 
 
 @contextlib.asynccontextmanager
-async def sim_process() -> AsyncIterator[SimProcess]:
+async def sim_process(mode: str = "postgres") -> AsyncIterator[SimProcess]:
     """``python -m kongsplit sim-kong`` on a free loopback port, in its own process."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "kongsplit",
         "sim-kong",
+        "--mode",
+        mode,
         "--listen",
         "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE,

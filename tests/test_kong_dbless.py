@@ -4,11 +4,12 @@ DB-less mode, over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
-import yaml
 from kong_support import CANARY, OWNER, STABLE, running_router, want
 
+from kongsplit.kong import configtext
 from kongsplit.kong.errors import KongNotReady
 from kongsplit.kong.records import KongMode
 from kongsplit.kong.targets import DesiredTarget, owner_tags_for
@@ -45,15 +46,71 @@ async def test_dbless_apply_via_config() -> None:
         post = next(r for r in s.requests if r.method == "POST")
         assert post.path == "/config" and post.query == {"check_hash": "1"}
         assert isinstance(post.body, dict) and isinstance(post.body.get("config"), str)
+        # Posted as JSON text (cjson, Kong's first try, keeps every type), and the node's hash
+        # is the MD5 of that very string (kong/db/declarative/init.lua _M:unserialize).
+        assert json.loads(post.body["config"])["_transform"] is False
+        assert s.config_hash() == configtext.config_hash(post.body["config"])
         # The other entities survived the round trip.
         config = await admin.client.get_config()
         assert [svc["name"] for svc in config["services"]] == ["checkout"]
         assert config["_transform"] is False
-        # Same desired again: nothing to write, no POST at all.
+        # Same desired again: nothing to write, no POST, and no GET /config either: the node
+        # still reports the hash of what kongsplit posted, so that config is the one it holds.
         s.requests.clear()
         result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
         assert not result.writes and not result.config_posted
-        assert [r.method for r in s.requests] == ["GET", "GET"]  # /status, /config
+        assert [(r.method, r.path) for r in s.requests] == [("GET", "/status")]
+
+
+async def _first_request(s: KongSim, mark: int, method: str, path: str) -> None:
+    for _ in range(300):
+        if any(r.method == method and r.path == path for r in s.requests[mark:]):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no {method} {path} within 3 s")
+
+
+async def test_dbless_a_push_between_read_and_post_is_not_overwritten() -> None:
+    """Another writer pushes /config after kongsplit read it and before it posts: the hash is
+    checked again right before the POST, so the edit is redone on the new configuration (the
+    other writer's service kept) and counted as foreign_config."""
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        await admin.apply(U, want(90, 10), owner_tags=OWNER)  # kongsplit now knows the config
+        pushed = _seed_config()
+        pushed["services"].append(  # type: ignore[attr-defined]
+            {"name": "pushed-by-kic", "host": "kic.svc", "port": 80, "protocol": "http"}
+        )
+        mark = len(s.requests)
+        s.faults.delay(0.3, n=2, method="GET", path_prefix="/status")
+        task = asyncio.create_task(admin.apply(U, want(75, 25), owner_tags=OWNER))
+        await _first_request(s, mark, "GET", "/status")  # the hash kongsplit edits at
+        s.external_config_push(pushed)  # lands while the pre-POST check is held in Kong
+        result = await task
+        assert result.config_kind == "foreign_config" and result.config_posted
+        assert _weights(s) == {STABLE: 75, CANARY: 25}
+        calls = [(r.method, r.path) for r in s.requests[mark:]]
+        assert calls.count(("GET", "/config")) == 1 and calls.count(("POST", "/config")) == 1
+        config = await admin.client.get_config()
+        assert sorted(svc["name"] for svc in config["services"]) == ["checkout", "pushed-by-kic"]
+
+
+async def test_dbless_a_node_that_restarts_empty_during_the_read_is_not_edited() -> None:
+    """The empty-hash guard holds after GET /config too: a node that restarted empty between
+    the /status check and the read answers an empty config, which must not be posted back
+    with kongsplit's upstream as the node's whole configuration."""
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        await admin.client.ensure_mode()
+        mark = len(s.requests)
+        s.faults.delay(0.3, n=1, method="GET", path_prefix="/config")
+        task = asyncio.create_task(admin.apply(U, want(75, 25), owner_tags=OWNER))
+        await _first_request(s, mark, "GET", "/status")
+        s.restart_node(0)  # while GET /config is held in Kong
+        with pytest.raises(KongNotReady, match="configuration_hash is empty"):
+            await task
+        assert ("GET", "/config") in [(r.method, r.path) for r in s.requests[mark:]]  # witness
+        assert not any(r.method == "POST" for r in s.requests[mark:])
 
 
 async def test_dbless_adds_missing_targets_and_upstream() -> None:
@@ -69,7 +126,7 @@ async def test_dbless_adds_missing_targets_and_upstream() -> None:
 
 async def test_dbless_check_hash_304() -> None:
     async with KongSim(mode="off") as s, running_router(s.url) as admin:
-        text = yaml.safe_dump(_seed_config(), sort_keys=False)
+        text = configtext.dump_json(_seed_config())
         assert await admin.client.post_config(text) is True
         assert await admin.client.post_config(text) is False
         assert [r.status for r in s.requests] == [201, 304]

@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
-import yaml
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -41,6 +40,7 @@ from tenacity import (
 
 from kongsplit.backoff import Backoff
 from kongsplit.config import KongConfig, TLSConfig, redact_url
+from kongsplit.kong import configtext
 from kongsplit.kong.errors import (
     KongAuthError,
     KongClientError,
@@ -762,24 +762,26 @@ class KongAdmin:
         return out
 
     async def get_config(self) -> dict[str, Any]:
-        """DB-less ``GET /config``: the node's whole declarative config, parsed."""
+        """DB-less ``GET /config``: the node's whole declarative config, read as Kong's lyaml
+        reads it (``configtext.load``, in a worker thread: a large config never stalls the
+        loop)."""
         _, body = await self._request("GET", "/config")
         try:
             text = body["config"]
             if not isinstance(text, str):
                 raise TypeError("config is not a string")
-            config = yaml.safe_load(text)
+            config = await configtext.load_async(text)
             if not isinstance(config, dict):
                 raise TypeError("config is not a mapping")
             return config
-        except (TypeError, KeyError, yaml.YAMLError) as e:
+        except (TypeError, KeyError, configtext.KongYAMLError) as e:
             raise self._shape_error("GET", "/config", _Where(), body, e) from e
 
-    async def post_config(
-        self, config: Mapping[str, Any] | str, *, may_write: MayWrite | None = None
-    ) -> bool:
-        """DB-less ``POST /config?check_hash=1`` in string form; False when Kong said 304 (same)."""
-        text = config if isinstance(config, str) else yaml.safe_dump(dict(config), sort_keys=False)
+    async def post_config(self, text: str, *, may_write: MayWrite | None = None) -> bool:
+        """DB-less ``POST /config?check_hash=1`` with ``text`` (JSON from
+        ``configtext.dump_json``: cjson, Kong's first try, keeps every value's type) as the
+        ``config`` string; Kong's hash of it is ``configtext.config_hash(text)``. False when Kong
+        said 304 (that config is already loaded)."""
         status, _ = await self._request(
             "POST",
             "/config",

@@ -16,8 +16,7 @@ zeros mean the node restarted empty. The caller is told which (``foreign_config`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
+import gc
 import logging
 import time
 from collections import deque
@@ -25,8 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kongsplit.kong import configtext
 from kongsplit.kong.client import KongAdmin, MayWrite, budget_of
-from kongsplit.kong.declarative import ConfigEdit, config_claim, edit_config
+from kongsplit.kong.declarative import ConfigEdit, config_claim, edit_config, editable_copy
 from kongsplit.kong.errors import KongError, KongNotReady, KongResponseError, for_upstream
 from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode, UpstreamClaim
 from kongsplit.kong.targets import DesiredTarget
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.1  # at most one POST /config per node per this window
 CLAIM_TTL = 30.0  # how long a read config answers ownership questions
+CONFLICT_RETRIES = 3  # edits redone on a fresh config when another writer pushed meanwhile
+FREEZE_ENTITIES = 2_000  # configs this large are kept out of the garbage collector's walks
 
 
 @dataclass
@@ -66,6 +68,34 @@ class _PendingEdit:
                 fut.set_exception(error)
 
 
+@dataclass(frozen=True, slots=True)
+class _KnownConfig:
+    config: dict[str, Any]
+    hash: str | None  # the node's configuration_hash while this config is loaded
+    at: float  # monotonic time it was read or posted
+
+
+def _all_may_write(batch: dict[str, _PendingEdit]) -> MayWrite | None:
+    """One POST serves every edit of the batch: it may go only while each of them may."""
+    guards = [p.may_write for p in batch.values() if p.may_write is not None]
+    if not guards:
+        return None
+    return lambda: min(budget_of(g()) for g in guards)
+
+
+def _keep_out_of_gc(config: dict[str, Any]) -> None:
+    """A large config just read is moved out of the cyclic garbage collector's sight.
+
+    Parsing leaves tens of thousands of dicts and lists, and every later generation-2 collection
+    would walk them with the GIL held: 55-120 ms stalls of the event loop at 5 MB
+    (bench/README.md, section 5). ``gc.freeze()`` moves every object alive now into the
+    permanent generation; the config holds no reference cycles, so refcounting still frees it
+    when it is replaced. Small configs are left alone.
+    """
+    if len(config.get("targets") or ()) + len(config.get("services") or ()) >= FREEZE_ENTITIES:
+        gc.freeze()
+
+
 class DblessApplier:
     """Coalesced ``/config`` edits for one DB-less node, and the watch of its config hash."""
 
@@ -77,9 +107,9 @@ class DblessApplier:
         self._last_post = -coalesce
         self._running = False
         self.own_config_hashes: deque[str] = deque(maxlen=32)  # what our POSTs loaded
-        # The node's config as last read or posted (claims are answered from it).
-        self._config: dict[str, Any] | None = None
-        self._config_at = -1e9
+        # The node's config as last read or posted, with its hash: edits start from it while
+        # the node still reports that hash, and claims are answered from it.
+        self._known: _KnownConfig | None = None
 
     async def apply(
         self,
@@ -146,30 +176,105 @@ class DblessApplier:
             self._last_post = time.monotonic()
 
     async def _post_batch(self, batch: dict[str, _PendingEdit]) -> dict[str, ApplyResult]:
+        """One read-edit-write of the node's configuration for every upstream of ``batch``.
+
+        Kong's ``POST /config`` replaces the whole configuration and has no compare-and-swap, so
+        the config is edited only at the hash it was read at, and that hash is checked again
+        right before the POST: when it moved (another writer pushed), the edit is redone on the
+        new configuration, up to ``CONFLICT_RETRIES`` times. A push landing between that check
+        and the POST is still lost to kongsplit's; nothing outside Kong can prevent it
+        (docs/sidecar.md).
+        """
         client = self.client
-        # Never edit a node that has not loaded its owner's config yet: posting onto the empty
-        # hash would make kongsplit's few targets the node's whole configuration.
-        status = await client.status()
-        # A hash that is neither the one we loaded last nor one of ours: another writer (or a
-        # restart) replaced the config since, whether or not the watch has noticed yet.
-        current = status.configuration_hash
         replaced: str | None = None
-        if self.own_config_hashes and current not in self.own_config_hashes:
-            replaced = DRIFT_RESTART if status.empty else DRIFT_FOREIGN_CONFIG
+        for _attempt in range(CONFLICT_RETRIES + 1):
+            current = await self._loaded_hash()
+            if self.own_config_hashes and current not in self.own_config_hashes:
+                # Neither the config we loaded last nor one of ours: another writer (or a
+                # restart) replaced it since, whether or not the watch has noticed yet.
+                replaced = replaced or DRIFT_FOREIGN_CONFIG
+            base = await self._config_at(current)
+            config, edits, batch = self._edit(base, batch)
+            if not batch:
+                return {}
+            changed = any(e.plan.writes or e.upstream_created for e in edits.values())
+            if not changed:
+                return self._results(batch, edits, posted=False, replaced=replaced)
+            try:
+                text = await configtext.dump_json_async(config)
+            except configtext.KongYAMLError as e:
+                raise KongResponseError(
+                    f"GET /config: Kong's configuration holds values kongsplit cannot post back "
+                    f"unchanged ({e}); report this with the node's GET /config",
+                    method="GET",
+                    path="/config",
+                ) from None
+            if await self._loaded_hash() != current:
+                replaced = DRIFT_FOREIGN_CONFIG
+                log.warning(
+                    "Kong's configuration changed while kongsplit edited it; editing it again",
+                    extra={"upstream": ",".join(sorted(batch))},
+                )
+                continue
+            new_hash = configtext.config_hash(text)
+            # Ours before Kong has it: the watch, polling meanwhile, must not take it as foreign.
+            self.own_config_hashes.append(new_hash)
+            posted = await client.post_config(text, may_write=_all_may_write(batch))
+            self._known = _KnownConfig(config, new_hash, time.monotonic())
+            return self._results(batch, edits, posted=posted, replaced=replaced)
+        raise KongError(
+            f"Kong at {client.display_url}: its configuration changed {CONFLICT_RETRIES + 1} "
+            "times while kongsplit edited it (another writer is pushing /config); retrying "
+            "later",
+            upstream=None,
+        )
+
+    async def _loaded_hash(self) -> str | None:
+        """The node's ``configuration_hash``; refuses an empty node (nothing to edit until its
+        owner loads a config: posting onto it would make kongsplit's few targets the node's whole
+        configuration)."""
+        status = await self.client.status()
         if status.configuration_hash == EMPTY_CONFIG_HASH:
             raise KongNotReady(
-                f"Kong at {client.display_url} has no configuration loaded yet "
+                f"Kong at {self.client.display_url} has no configuration loaded yet "
                 "(configuration_hash is empty); not editing it until its owner "
                 "(declarative_config or Kong Ingress Controller) loads one"
             )
-        base = await client.get_config()
-        self._config, self._config_at = base, time.monotonic()
-        # Each upstream's edit is checked on its own: one malformed entry in Kong's config (or
-        # one bad desired state) fails only that upstream's waiters, never the whole batch —
-        # an abort must not wait behind someone else's garbage. Edits change the config in
-        # place, so a failure restarts from a fresh copy without the failing upstream.
+        return status.configuration_hash
+
+    async def _config_at(self, wanted: str | None) -> dict[str, Any]:
+        """The node's configuration at hash ``wanted``: the one kongsplit posted or read last
+        when the hash is still that, else ``GET /config`` — accepted only when the hash did not
+        move during the read (a node that restarted empty meanwhile is refused, not edited)."""
+        known = self._known
+        if known is not None and wanted is not None and known.hash == wanted:
+            return known.config
+        for _attempt in range(CONFLICT_RETRIES + 1):
+            config = await self.client.get_config()
+            after = await self._loaded_hash()
+            if after == wanted:
+                self._known = _KnownConfig(config, wanted, time.monotonic())
+                _keep_out_of_gc(config)
+                return config
+            wanted = after
+        raise KongError(
+            f"Kong at {self.client.display_url}: its configuration kept changing while "
+            "kongsplit read it (another writer is pushing /config); retrying later",
+            upstream=None,
+        )
+
+    def _edit(
+        self, base: dict[str, Any], batch: dict[str, _PendingEdit]
+    ) -> tuple[dict[str, Any], dict[str, ConfigEdit], dict[str, _PendingEdit]]:
+        """Every pending edit applied to a copy of ``base``.
+
+        Each upstream's edit is checked on its own: one malformed entry in Kong's config (or one
+        bad desired state) fails only that upstream's waiters, never the whole batch — an abort
+        must not wait behind someone else's garbage. A failure restarts from a fresh copy
+        without the failing upstream.
+        """
         while True:
-            config = copy.deepcopy(base)
+            config = editable_copy(base)
             edits: dict[str, ConfigEdit] = {}
             failed: str | None = None
             for upstream, pending in batch.items():
@@ -195,26 +300,17 @@ class DblessApplier:
                     failed = upstream
                     break
             if failed is None:
-                break
+                return config, edits, batch
             batch = {u: p for u, p in batch.items() if u != failed}
-            if not batch:
-                return {}
-        changed = any(e.plan.writes or e.upstream_created for e in edits.values())
-        posted = False
-        if changed:
-            guards = [p.may_write for p in batch.values() if p.may_write is not None]
-            posted = await client.post_config(
-                config, may_write=(lambda: min(budget_of(g()) for g in guards)) if guards else None
-            )
-            if posted:
-                self._config, self._config_at = config, time.monotonic()
-            if posted:
-                # Remember the hash this POST produced, so the watch can tell our writes from
-                # another writer's (one read per POST, not one per upstream).
-                with contextlib.suppress(KongError):
-                    own = (await client.status()).configuration_hash
-                    if own:
-                        self.own_config_hashes.append(own)
+
+    def _results(
+        self,
+        batch: dict[str, _PendingEdit],
+        edits: dict[str, ConfigEdit],
+        *,
+        posted: bool,
+        replaced: str | None,
+    ) -> dict[str, ApplyResult]:
         results: dict[str, ApplyResult] = {}
         for upstream, edit in edits.items():
             targets = tuple(edit.targets.values())
@@ -243,9 +339,15 @@ class DblessApplier:
     async def claim(self, upstream: str) -> UpstreamClaim:
         """Who the node's configuration says owns ``upstream`` (the config as last read or
         posted; read again when older than ``CLAIM_TTL``)."""
-        if self._config is None or time.monotonic() - self._config_at > CLAIM_TTL:
-            self._config, self._config_at = await self.client.get_config(), time.monotonic()
-        return config_claim(self._config, upstream)
+        known = self._known
+        if known is None or time.monotonic() - known.at > CLAIM_TTL:
+            try:
+                await self._config_at(await self._loaded_hash())
+            except KongError as e:
+                raise for_upstream(e, upstream) from None
+            known = self._known
+        assert known is not None
+        return config_claim(known.config, upstream)
 
     async def watch(
         self,

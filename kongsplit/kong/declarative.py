@@ -61,6 +61,21 @@ def _normal(target: str) -> str:
         return target
 
 
+def editable_copy(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` that :func:`edit_config` may edit, leaving ``config`` as it was.
+
+    The edit appends to and removes from the ``upstreams`` and ``targets`` lists and sets a
+    target's ``weight`` and ``tags``; only those are copied (a deep copy of a 5 MB config would
+    cost a second of the event loop).
+    """
+    copied = dict(config)
+    for key in ("upstreams", "targets"):
+        value = copied.get(key)
+        if isinstance(value, list):
+            copied[key] = [dict(e) if isinstance(e, dict) else e for e in value]
+    return copied
+
+
 def edit_config(
     config: dict[str, Any],
     upstream: str,
