@@ -77,6 +77,7 @@ class KongConfig:
     on_delete: str = "keep"
     timeout_seconds: float = 10.0
     config_poll_interval: float = 2.0
+    max_config_mib: int = 64
 
     @property
     def verify_nodes(self) -> tuple[str, ...]:
@@ -412,6 +413,12 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
                 "config_poll_interval",
                 parse_duration,
                 "DB-less Kong: how often /status is polled for a foreign config write or a restart",
+            ),
+            "maxConfigMiB": Key(
+                "max_config_mib",
+                _parse_positive_int,
+                "DB-less Kong: the largest GET /config answer read, in MiB (parsed, a config "
+                "takes about 10 times its size in memory); every other answer is capped at 8 MiB",
             ),
         },
     ),

@@ -43,6 +43,7 @@ DOCUMENTED_KEYS = {
         "onDelete",
         "timeoutSeconds",
         "configPollInterval",
+        "maxConfigMiB",
     ],
     "kubernetes": ["kubeconfig", "context", "namespaces", "clusterDomain"],
     "reconcile": ["interval", "concurrency"],

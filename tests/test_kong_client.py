@@ -8,6 +8,8 @@ aioresponses is only used for bodies the simulator cannot produce (HTML error pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import logging
 import os
 import re
@@ -15,6 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -535,3 +538,118 @@ async def test_no_redirect_is_followed_with_the_token() -> None:
         await runner.cleanup()
         await other_runner.cleanup()
     assert seen == []
+
+
+# --- bounds: what a server at Kong's URL can make kongsplit hold -------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _serving(handler: Any) -> AsyncIterator[str]:
+    """A plain HTTP server on 127.0.0.1 answering every request with ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_answer_is_refused_not_held(announced: bool) -> None:
+    """100 MiB answered to a targets read: kongsplit stops at 8 MiB (MAX_BODY_BYTES) and says
+    which URL sent it; the server never gets to send the rest."""
+    sent = 0
+    chunk = b" " * (1 << 20)
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if announced:
+            resp.content_length = 100 << 20
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100):
+                await resp.write(chunk)
+                sent += len(chunk)
+        return resp
+
+    async with _serving(huge) as url, KongAdmin(url, retry=FAST) as admin:
+        with pytest.raises(KongResponseError) as err:
+            await admin.list_targets("web.shop.svc")
+    assert str(err.value).startswith("GET /upstreams/web.shop.svc/targets")
+    assert "larger than 8 MiB" in str(err.value) and url in str(err.value)
+    assert sent < 50 << 20, f"the server sent {sent >> 20} MiB: the client kept reading"
+
+
+async def test_a_compressed_bomb_counts_its_unpacked_size() -> None:
+    """A gzip body of 100 KiB that unpacks to 64 MiB is refused at 8 MiB of unpacked bytes."""
+    packed = gzip.compress(b"[" + b" " * (64 << 20) + b"]", compresslevel=9)
+    assert len(packed) < 1 << 20
+
+    async def bomb(request: web.Request) -> web.Response:
+        return web.Response(
+            body=packed,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    async with _serving(bomb) as url, KongAdmin(url, retry=FAST) as admin:
+        with pytest.raises(KongResponseError, match="larger than 8 MiB"):
+            await admin.list_targets("web.shop.svc")
+
+
+async def test_endless_pages_stop_at_the_bound_with_the_url() -> None:
+    """A server whose every page has a next one: 100 pages (100,000 entities), then an error,
+    not memory without end."""
+    pages = 0
+
+    async def endless(request: web.Request) -> web.Response:
+        nonlocal pages
+        pages += 1
+        data = [
+            {"id": f"{pages}-{n}", "target": f"10.0.{n // 250}.{n % 250}:80", "weight": 1}
+            for n in range(1000)
+        ]
+        return web.json_response(
+            {"data": data, "offset": f"o{pages}", "next": f"{request.path}?offset=o{pages}"}
+        )
+
+    async with _serving(endless) as url, KongAdmin(url, retry=FAST) as admin:
+        with pytest.raises(KongResponseError) as err:
+            await admin.list_targets("web.shop.svc")
+    assert pages == 100
+    assert "more than 100,000 entities" in str(err.value) and url in str(err.value)
+
+
+async def test_a_page_larger_than_asked_is_a_shape_error() -> None:
+    async def oversized(request: web.Request) -> web.Response:
+        assert request.query["size"] == "1000"
+        data = [{"id": str(n), "target": f"10.0.0.{n % 250}:{n}", "weight": 1} for n in range(5000)]
+        return web.json_response({"data": data, "next": None})
+
+    async with _serving(oversized) as url, KongAdmin(url, retry=FAST) as admin:
+        with pytest.raises(KongResponseError, match="5000 items in a page of 1000"):
+            await admin.list_targets("web.shop.svc")
+
+
+async def test_a_config_over_max_config_mib_names_the_setting() -> None:
+    async with KongSim(mode="off") as s:
+        s.external_config_push(
+            {
+                "_format_version": "3.0",
+                "services": [
+                    {"name": f"svc-{n}", "host": f"app{n}.svc", "port": 80} for n in range(5000)
+                ],
+            }
+        )
+        async with KongAdmin(s.url, retry=FAST, max_config_bytes=64 << 10) as admin:
+            with pytest.raises(KongResponseError) as err:
+                await admin.get_config()
+        async with KongAdmin(s.url, retry=FAST) as admin:
+            assert len((await admin.get_config())["services"]) == 5000  # witness: it is valid
+    assert "larger than 64 KiB" in str(err.value)
+    assert "raise kong.maxConfigMiB" in str(err.value)

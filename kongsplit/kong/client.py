@@ -73,7 +73,11 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "Kong-Admin-Token"
 PAGE_SIZE = 1000  # Kong's maximum page size
-_MAX_PAGES = 10_000  # a guard against a server whose offsets never end
+#: Bounds on what Kong (or whatever answers at its URL) can make kongsplit hold: the pages of one
+#: collection (100,000 entities), the bytes of one answer, and of a DB-less ``GET /config``
+#: (``kong.maxConfigMiB``). Beyond them the read fails with an error naming the URL.
+MAX_PAGES = 100
+MAX_BODY_BYTES = 8 << 20
 
 #: Asked before each write attempt: how many seconds this writer may still write (``math.inf``
 #: for no limit; ``True`` counts as no limit, ``False`` and anything at or below
@@ -205,6 +209,7 @@ class KongAdmin:
         retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
         connection_limit: int = 100,
+        max_config_bytes: int = 64 << 20,
     ) -> None:
         self.url = url.rstrip("/")
         self.workspace = workspace or None
@@ -218,6 +223,7 @@ class KongAdmin:
         self._ssl = build_ssl_context(tls or TLSConfig())
         self._connection_limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self.max_config_bytes = max_config_bytes
         self._answered = False  # Kong has answered at least once (so the URL's scheme is right)
         self._request_counters: dict[tuple[str, str], Any] = {}
 
@@ -234,6 +240,7 @@ class KongAdmin:
             timeout=kong.timeout_seconds,
             retry=retry,
             metrics=metrics,
+            max_config_bytes=kong.max_config_mib << 20,
         )
 
     def __repr__(self) -> str:
@@ -345,7 +352,7 @@ class KongAdmin:
                 **extra,
             ) as resp:
                 status = resp.status
-                raw = await resp.read()
+                raw = await self._read_body(resp, what, url, path, where)
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._observe(method, "0", started)
@@ -413,6 +420,33 @@ class KongAdmin:
         raise KongResponseError(
             f"{what}: unexpected answer {status}{detail}",
             **where.about(method, path),
+        )
+
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, what: str, url: str, path: str, where: _Where
+    ) -> bytes:
+        """The answer's body, at most ``MAX_BODY_BYTES`` (``max_config_bytes`` for ``/config``):
+        a larger one (announced or sent; decompressed bytes count) fails the request."""
+        limit = self.max_config_bytes if path == "/config" else MAX_BODY_BYTES
+        if resp.content_length is None or resp.content_length <= limit:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        fix = (
+            "raise kong.maxConfigMiB if the node's configuration really is that large"
+            if path == "/config"
+            else f"is {redact_url(url[: -len(path)])} Kong's Admin API?"
+        )
+        raise KongResponseError(
+            f"{what}: Kong's answer is larger than {_size(limit)}; kongsplit reads no more "
+            f"than that ({fix})",
+            **where.about(resp.method, path),
         )
 
     async def _request(
@@ -506,7 +540,7 @@ class KongAdmin:
         items: list[Any] = []
         offset: str | None = None
         seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
+        for _ in range(MAX_PAGES):
             params = {"size": str(PAGE_SIZE)}
             if offset is not None:
                 params["offset"] = offset
@@ -514,6 +548,8 @@ class KongAdmin:
             try:
                 if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                     raise TypeError("no data list")
+                if len(body["data"]) > PAGE_SIZE:
+                    raise TypeError(f"{len(body['data'])} items in a page of {PAGE_SIZE}")
                 items.extend(body["data"])
                 nxt = body.get("next")
                 if nxt is None:
@@ -527,7 +563,11 @@ class KongAdmin:
                 raise self._shape_error("GET", path, where, body, e) from e
             seen.add(offset)
         raise KongResponseError(
-            f"GET {path}: more than {_MAX_PAGES} pages", method="GET", path=path
+            f"GET {path} at {self.display_url}: more than {MAX_PAGES * PAGE_SIZE:,} entities "
+            f"({MAX_PAGES} pages of {PAGE_SIZE}); kongsplit reads no further. Is this URL Kong's "
+            "Admin API?",
+            method="GET",
+            path=path,
         )
 
     # --- node ----------------------------------------------------------------------------------
@@ -800,6 +840,10 @@ def budget_of(answer: bool | float) -> float:
     if answer is False:
         return 0.0
     return float(answer)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
 def _int_or_none(value: Any) -> int | None:
