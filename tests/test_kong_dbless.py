@@ -10,7 +10,7 @@ import pytest
 from kong_support import CANARY, OWNER, STABLE, running_router, want
 
 from kongsplit.kong import configtext
-from kongsplit.kong.errors import KongNotReady
+from kongsplit.kong.errors import KongClientError, KongNotReady
 from kongsplit.kong.records import KongMode
 from kongsplit.kong.targets import DesiredTarget, owner_tags_for
 from kongsplit.sim.kongsim import KongSim
@@ -222,3 +222,17 @@ async def test_dbless_one_malformed_upstream_does_not_block_the_others() -> None
         assert not isinstance(good, BaseException), good
         assert isinstance(bad, Exception)
         assert _weights(s) == {STABLE: 100, CANARY: 0}
+
+
+async def test_dbless_a_refused_post_fails_its_waiters_and_the_flusher_lives_on() -> None:
+    """Kong refuses a POST /config (400): each waiter learns it with its own upstream named,
+    and the next edit is still served (a failure once stopped the flusher, and the daemon)."""
+    async with KongSim(mode="off") as s, running_router(s.url) as admin:
+        s.external_config_push(_seed_config())
+        s.faults.fail_next(1, status=400, method="POST", path_prefix="/config")
+        with pytest.raises(KongClientError) as err:
+            await admin.apply(U, want(75, 25), owner_tags=OWNER)
+        assert err.value.status == 400 and err.value.upstream == U
+        assert str(err.value).endswith(f"(upstream {U})")
+        result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
+        assert result.config_posted and _weights(s) == {STABLE: 75, CANARY: 25}

@@ -25,7 +25,18 @@ from prometheus_client import CollectorRegistry
 from kongsplit.config import TLSConfig
 from kongsplit.kong import errors
 from kongsplit.kong.client import KongAdmin, RetryPolicy
-from kongsplit.kong.errors import KongError
+from kongsplit.kong.errors import (
+    KongAuthError,
+    KongClientError,
+    KongConflict,
+    KongError,
+    KongNotFound,
+    KongNotLeader,
+    KongNotReady,
+    KongResponseError,
+    KongUnavailable,
+    for_upstream,
+)
 from kongsplit.metrics import ERROR_REASONS, Metrics
 from kongsplit.sim.kongsim import KongSim
 
@@ -234,3 +245,30 @@ def test_each_error_is_counted_under_a_declared_reason(name: str, reason: str) -
     KongsplitReconcileErrors table): an error may not invent a new one."""
     assert _error_classes()[name].reason == reason
     assert reason in ERROR_REASONS
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KongError("GET /config: broken", upstream=None),
+        KongClientError("POST /config: Kong answered 400", status=400, code=14, name="x"),
+        KongAuthError("POST /config: Kong answered 401", status=401),
+        KongNotFound("GET /upstreams/u: Kong answered 404", status=404),
+        KongConflict("POST /upstreams: Kong answered 409", status=409),
+        KongUnavailable("POST /config: Kong answered 503", status=503, retry_after=1.0),
+        KongResponseError("GET /config: not JSON", method="GET", path="/config"),
+        KongNotReady("Kong has no configuration loaded yet"),
+        KongNotLeader("not the leader"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_for_upstream_keeps_the_class_and_fields_and_names_the_upstream(error: KongError) -> None:
+    """Every waiter of a DB-less batch gets the failure with its own upstream named; the classes
+    with keyword-only fields once made this raise TypeError and stop the flusher."""
+    mine = for_upstream(error, "web.shop.svc")
+    assert type(mine) is type(error) and mine is not error
+    assert str(mine) == f"{error} (upstream web.shop.svc)" and mine.upstream == "web.shop.svc"
+    assert {k: v for k, v in vars(mine).items() if k != "upstream"} == {
+        k: v for k, v in vars(error).items() if k != "upstream"
+    }
+    assert error.upstream is None  # the original is untouched

@@ -160,14 +160,14 @@ class DblessApplier:
         batch, self._pending = self._pending, {}
         try:
             results = await self._post_batch(batch)
-        except KongError as e:
+        except Exception as e:
             # One round trip served every upstream of the batch: each waiter is told the
-            # failure with its own upstream named, never the batch's first one.
+            # failure with its own upstream named, never the batch's first one. Whatever it
+            # was, the flusher lives on: it serves every later edit of this node.
+            if not isinstance(e, KongError):
+                log.error("DB-less edit failed unexpectedly: %r", e, exc_info=e)
             for upstream, edit in batch.items():
-                edit.fail(for_upstream(e, upstream))
-        except Exception as e:  # a bug: every waiter learns of it, the flusher survives
-            for edit in batch.values():
-                edit.fail(e)
+                edit.fail(for_upstream(e, upstream) if isinstance(e, KongError) else e)
         else:
             for upstream, edit in batch.items():
                 if upstream in results:  # the others were failed individually

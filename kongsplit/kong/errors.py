@@ -9,7 +9,6 @@ by reading their text. Messages never contain the admin token, and say what to d
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import socket
@@ -203,7 +202,10 @@ def _ssl_cause(error: BaseException) -> ssl.SSLError | None:
 
 def for_upstream(error: KongError, upstream: str) -> KongError:
     """``error`` as the waiter for ``upstream`` sees it: the same class, its upstream named."""
-    mine = copy.copy(error)
+    # Not copy.copy: it rebuilds the exception from its args, and the classes with keyword-only
+    # fields (status, code…) cannot be rebuilt so.
+    mine = type(error).__new__(type(error))
+    mine.__dict__.update(error.__dict__)
     mine.args = (f"{error} (upstream {upstream})",)
     mine.upstream = upstream
     mine.__cause__ = error

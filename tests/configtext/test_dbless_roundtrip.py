@@ -1,6 +1,6 @@
 """The DB-less round trip against Kong's own libraries: lyaml export → kongsplit → cjson/lyaml.
 
-A realistic node configuration (tests/configtext/kong_configs.py) is exported the way Kong's
+A realistic node configuration (tests/kong_configs.py) is exported the way Kong's
 ``GET /config`` builds its text (kong/db/declarative/export.lua, with the real lyaml), read by
 kongsplit, edited by kongsplit's own DB-less editor (``declarative.edit_config``: weights changed,
 a target added), written with :func:`configtext.dump_json`, and read back the way Kong's

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 from daemon_support import (
     CANARY_T,
     KEY,
+    REPLICASETS,
+    ROLLOUTS,
     STABLE_T,
     UPSTREAM,
     Harness,
@@ -13,7 +18,10 @@ from daemon_support import (
     reconciler,
     weights,
 )
+from kong_configs import MANAGED_UPSTREAM, realistic_config
 
+from kongsplit.kong import configtext
+from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
 
@@ -69,3 +77,68 @@ async def test_dbless_sidecar_applies_and_puts_back_foreign_configs(harness: Har
             what="restart counted",
         )
         assert metric(daemon, "kongsplit_drift_corrections_total", kind="foreign_config") == 1
+
+
+async def _exported(kong: KongSim) -> dict[str, Any]:
+    """The node's config as Kong's GET /config text says, read with lyaml 6.2.8's rules
+    (kongsplit.kong.configtext, held to the real lyaml by tests/configtext/)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{kong.url}/config") as resp:
+        assert resp.status == 200
+        text = (await resp.json())["config"]
+    config = configtext.load(text)
+    assert isinstance(config, dict)
+    return config
+
+
+def _without(config: dict[str, Any], upstreams: set[str]) -> dict[str, Any]:
+    """``config`` minus the named upstreams and their targets (what kongsplit may change)."""
+    ids = {u["id"] for u in config.get("upstreams") or () if u["name"] in upstreams}
+    out = dict(config)
+    out["upstreams"] = [u for u in config.get("upstreams") or () if u["id"] not in ids]
+    out["targets"] = [t for t in config.get("targets") or () if t["upstream"] not in ids]
+    return out
+
+
+async def test_a_config_full_of_tricky_values_is_edited_without_changing_them(
+    harness: Harness,
+) -> None:
+    """A node whose config holds every value YAML dialects disagree on (zero-padded names,
+    HH:MM headers, 1e3 hosts, timestamps in tags, yes/no, '=', '<<', PEM certificates, key-auth
+    keys, vault references; tests/kong_configs.py): two Rollouts converge through the sidecar,
+    and every entity other than their upstreams and targets is exactly as it was."""
+    h = harness
+    await h.seed()
+    await h.create(REPLICASETS, objects.replicaset("checkout", "v1", 4, 4))
+    await h.create(
+        ROLLOUTS,
+        objects.rollout(
+            "checkout",
+            upstream=MANAGED_UPSTREAM,
+            stable_service="web-stable",
+            canary_service="web-canary",
+        ),
+    )
+    async with KongSim(mode="off") as kong:
+        kong.external_config_push(configtext.dump_json(realistic_config()))
+        before = await _exported(kong)
+        await h.start(
+            h.settings(
+                kong={
+                    "url": kong.url,
+                    "configPollInterval": 0.1,
+                    # The config's owner lets namespace shop drive its checkout upstream.
+                    "allowUpstreams": [{"namespace": "shop", "upstreams": [MANAGED_UPSTREAM]}],
+                }
+            )
+        )
+        await eventually(
+            lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0}, what="web converged"
+        )
+        await eventually(
+            lambda: weights(kong, MANAGED_UPSTREAM) == {STABLE_T: 100, CANARY_T: 0},
+            what="checkout converged",
+        )
+        after = await _exported(kong)
+    managed = {UPSTREAM, MANAGED_UPSTREAM}
+    assert _without(after, managed) == _without(before, managed)
+    assert sum(1 for u in after["upstreams"] if u["name"] in managed) == 2
