@@ -1500,6 +1500,26 @@ async def test_on_commit_names_the_node(
     assert seen == [("default", "u", None), ("default", "u", 1)]
 
 
+async def test_client_gone_before_its_body_is_not_an_error(
+    sim: KongSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = sim.url.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"PATCH /upstreams/{UP}/targets/{STABLE} HTTP/1.1\r\nHost: kong\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(3):
+        while not sim.requests:
+            await asyncio.sleep(0.01)
+    assert sim.requests[-1].status == 499
+    assert {t["target"]: t["weight"] for t in sim.targets(UP)}[STABLE] == 100
+    assert "unexpected error" not in caplog.text
+
+
 async def test_requests_and_on_write(api: Api, sim: KongSim) -> None:
     seen: list[tuple[str, str]] = []
     totals: list[int] = []

@@ -472,6 +472,11 @@ class KongSim:
             response: web.StreamResponse = await handler(ctx)
         except KongApiError as err:
             response = _json(err.status, err.body, err.headers)
+        except ConnectionError:
+            # The client went away before its body arrived (killed, or it timed out during a
+            # slow answer): nothing was handled. 499 is nginx's code for it, in the log only.
+            self._record(request, node, 499, None, query, path, workspace)
+            return web.Response(status=499)
         except Exception:
             # What Kong answers to an unhandled Lua error; logged so a simulator bug is visible.
             log.exception("kong-sim: unexpected error handling %s %s", request.method, path)
