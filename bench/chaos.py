@@ -172,6 +172,7 @@ class Replica:
     log: Path
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
+    started_at: float = 0.0  # time.monotonic() of the last start
     expected_exit: bool = False
     crashes: list[str] = field(default_factory=list)
     rss_max: float = 0.0
@@ -217,6 +218,7 @@ class Daemons:
     async def start(self, r: Replica) -> None:
         r.expected_exit = False
         r.starts += 1
+        r.started_at = time.monotonic()
         log = open(r.log, "ab")  # noqa: ASYNC230, SIM115 - a local file, closed below
         try:
             log.write(f"--- start {r.starts} at {time.monotonic():.3f}\n".encode())
@@ -483,10 +485,10 @@ class World:
             self._count("abort")
             before = (app.desired or {}).get(app.canary_target, 0)
             sent = time.monotonic()
-            self.aborts.append([app.upstream, app.canary_target, sent, math.inf, before])
-            mine = len(self.aborts) - 1  # taken now: other Rollouts append while we await
             await self._status(kube, app, {"abort": True}, sent=sent)
-            app.pending_abort = mine  # its "until": the next desired change
+            # Recorded once the API took it; no await between these lines (other Rollouts append).
+            self.aborts.append([app.upstream, app.canary_target, sent, math.inf, before])
+            app.pending_abort = len(self.aborts) - 1  # its "until": the next desired change
             app.phase = "aborted"
             return rng.uniform(*self.plan.aborted_for)
         if roll < self.plan.abort_share + self.plan.promote_full_share:
@@ -841,14 +843,21 @@ class Run:
             self.log(f"no leader to kill (lease holder {holder!r})")
             return
         rv_at_kill = self.lease_log[-1][2]
+        starts = replica.starts
         self.daemons.kill(replica)
         killed = time.monotonic()
         self.faults.kills.append((killed, replica.identity))
         restarted = asyncio.create_task(self._restart(replica, restart_after))
-        # No leader until a live replica writes the Lease again (the dead one cannot).
+        # No leader until a live replica writes the Lease: the other one, or this one once it
+        # is back (a renewal the dead process had sent before the kill can still land).
         deadline = killed + 30.0
         while time.monotonic() < deadline:
-            after = [t for t, _, rv in self.lease_log if t > killed and rv != rv_at_kill]
+            back = replica.started_at if replica.starts > starts else math.inf
+            after = [
+                t
+                for t, holder, rv in self.lease_log
+                if t > killed and rv != rv_at_kill and (holder != replica.identity or t > back)
+            ]
             if after:
                 deadline = after[0]
                 break
