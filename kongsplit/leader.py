@@ -10,7 +10,9 @@ their wall clock, so clock skew between nodes does not matter (client-go does th
 
 A leader renews with PUT on the object it last wrote (its resourceVersion); a 409 Conflict
 means someone else wrote the lease, and a 404 that someone deleted it: either way the leader steps
-down at once (a follower may be creating a new lease that very moment).
+down at once. A follower that finds the lease deleted waits it out like one that stopped being
+renewed (``lease_duration`` from the last change it saw) before it creates a new one: until its
+next renewal the leader does not know, and keeps writing.
 
 Every process also writes its own random instance id into the lease (annotation
 ``kongsplit.io/holder-instance``). Two replicas given the same identity would otherwise each
@@ -246,6 +248,20 @@ class LeaderElector:
         except kube.KubeApiError as e:
             if e.status != 404:
                 raise
+            seen = self._observed
+            if (
+                seen is not None
+                and seen.holder
+                and seen.holder != self.identity
+                and now < seen.at + seen.duration
+            ):
+                # Deleted by hand while another replica held it: that leader keeps writing
+                # until its next renewal finds the lease gone, so wait it out as if it had
+                # stopped renewing (lease_duration from the last change we saw).
+                logger.debug(
+                    "the lease is gone; waiting out %s's", seen.holder, extra=self._extra()
+                )
+                return None
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",

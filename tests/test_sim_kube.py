@@ -299,6 +299,35 @@ async def test_expire_watches_sends_410_to_open_watches(
     assert again[0]["object"]["reason"] == "Expired"
 
 
+async def test_drop_watches_closes_the_connection_mid_stream(
+    sim: KubeSim, api: client.ApiClient
+) -> None:
+    sim.apply(rollout("ns", "a"))
+    since = sim.resource_version
+    response = await kube.open_stream(
+        api,
+        "/apis/argoproj.io/v1alpha1/rollouts",
+        query={"watch": "true", "resourceVersion": since},
+        client_timeout=aiohttp.ClientTimeout(total=5),
+    )
+    async with response:
+        async with asyncio.timeout(3):
+            while not sim.open_watches:
+                await asyncio.sleep(0.01)
+        sim.apply(rollout("ns", "b"))
+        line = await response.content.readline()
+        assert json.loads(line)["object"]["metadata"]["name"] == "b"
+        sim.drop_watches()
+        # No ERROR event and no clean end: the stream breaks.
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.content.read()
+    # The version is still retained: a resumed watch replays from it.
+    again = await raw_watch(
+        api, "/apis/argoproj.io/v1alpha1/rollouts", resourceVersion=since, timeoutSeconds=0.2
+    )
+    assert [e["object"]["metadata"]["name"] for e in again if e["type"] == "ADDED"] == ["b"]
+
+
 async def test_discovery(api: client.ApiClient) -> None:
     groups = await kube.request(api, "GET", "/apis")
     names = {g["name"] for g in groups["groups"]}

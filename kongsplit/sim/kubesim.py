@@ -3,7 +3,8 @@
 It serves Rollouts (argoproj.io/v1alpha1), ReplicaSets (apps/v1), Services (v1), Events (v1
 and events.k8s.io/v1) and Leases (coordination.k8s.io/v1) over plain HTTP with no auth:
 list (cluster-wide and namespaced, equality label selectors), watch (resourceVersion,
-bookmarks, timeoutSeconds, ``410 Expired`` for a version older than the retained history),
+bookmarks, timeoutSeconds, ``410 Expired`` for a version older than the retained history; open
+watches can be expired, ended or dropped on demand),
 get, create, replace (PUT, 409 on a stale resourceVersion), merge patch (strategic merge
 patch is treated as a merge patch), delete, and minimal discovery. resourceVersions are one
 monotonic integer across all objects, as etcd's revision is. ``metadata.generation`` moves
@@ -39,6 +40,8 @@ _STATUS_REASONS = {
     415: "UnsupportedMediaType",
     422: "Invalid",
 }
+
+_DROP = -1  # a watch's stop code: close the connection abruptly
 
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
@@ -283,6 +286,13 @@ class KubeSim:
         for w in list(self._watches):
             if not w.stop.done():
                 w.stop.set_result(code)
+
+    def drop_watches(self) -> None:
+        """Open watches lose their connection: closed mid-stream, no ERROR event and no clean
+        end (a load balancer or an API server restarting in between)."""
+        for w in list(self._watches):
+            if not w.stop.done():
+                w.stop.set_result(_DROP)
 
     def end_watches(self) -> None:
         """Open watches end cleanly, as at their server-side timeout."""
@@ -629,6 +639,10 @@ class KubeSim:
                         "metadata": {"resourceVersion": str(self._rv)},
                     }
                     await _write(response, {"type": "BOOKMARK", "object": bookmark})
+            if watch.stop.done() and watch.stop.result() == _DROP:
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
             if watch.stop.done() and (code := watch.stop.result()) is not None:
                 error = _gone() if code == 410 else _status(code, "InternalError", "scripted")
                 await _write(response, {"type": "ERROR", "object": error})

@@ -1446,6 +1446,81 @@ async def test_delay_and_reset(api: Api, sim: KongSim) -> None:
     assert (await api("GET", "/status"))[0] == 200
 
 
+async def test_delay_after_commits_first(api: Api, sim: KongSim) -> None:
+    """A slow answer of a write that already landed: the database changes at once."""
+    committed: list[float] = []
+    loop = asyncio.get_running_loop()
+    sim.store.on_commit.append(lambda ws, up, node: committed.append(loop.time()))
+    rule = sim.faults.delay(0.3, method="PATCH", after=True)
+    started = loop.time()
+    status, _, _ = await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 3})
+    assert status == 200 and loop.time() - started >= 0.3
+    assert committed and committed[0] - started < 0.25
+    sim.faults.remove(rule)
+    started = loop.time()
+    assert (await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 4}))[0] == 200
+    assert loop.time() - started < 0.3
+    assert sim.faults.counts == {"delay_after": 1}
+
+
+async def test_delay_before_commits_late(api: Api, sim: KongSim) -> None:
+    committed: list[float] = []
+    loop = asyncio.get_running_loop()
+    sim.store.on_commit.append(lambda ws, up, node: committed.append(loop.time()))
+    sim.faults.delay(0.3, n=1, method="PATCH")
+    started = loop.time()
+    assert (await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 3}))[0] == 200
+    assert committed[0] - started >= 0.3
+
+
+async def test_reset_after_commits_and_loses_the_answer(api: Api, sim: KongSim) -> None:
+    sim.faults.reset_next(1, method="PATCH", after=True)
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 5})
+    assert {t["target"]: t["weight"] for t in sim.targets(UP)}[STABLE] == 5
+    sim.faults.reset_next(1, method="PATCH")
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api("PATCH", f"/upstreams/{UP}/targets/{STABLE}", json={"weight": 6})
+    assert {t["target"]: t["weight"] for t in sim.targets(UP)}[STABLE] == 5
+    sim.faults.fail_next(1, 502)
+    sim.faults.rate_limit_next(1)
+    assert (await api("GET", "/status"))[0] == 502
+    assert (await api("GET", "/status"))[0] == 429
+    assert sim.faults.counts == {"reset_after": 1, "reset": 1, "status:502": 1, "status:429": 1}
+
+
+async def test_on_commit_names_the_node(
+    make_sim: SimFactory, session: aiohttp.ClientSession
+) -> None:
+    sim = await make_sim(nodes=2)
+    seen: list[tuple[str, str, int | None]] = []
+    sim.store.on_commit.append(lambda ws, up, node: seen.append((ws, up, node)))
+    sim.add_upstream("u")
+    async with session.post(f"{sim.urls[1]}/upstreams/u/targets", json={"target": "10.0.0.9:80"}):
+        pass
+    assert seen == [("default", "u", None), ("default", "u", 1)]
+
+
+async def test_client_gone_before_its_body_is_not_an_error(
+    sim: KongSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = sim.url.removeprefix("http://").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"PATCH /upstreams/{UP}/targets/{STABLE} HTTP/1.1\r\nHost: kong\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(3):
+        while not sim.requests:
+            await asyncio.sleep(0.01)
+    assert sim.requests[-1].status == 499
+    assert {t["target"]: t["weight"] for t in sim.targets(UP)}[STABLE] == 100
+    assert "unexpected error" not in caplog.text
+
+
 async def test_requests_and_on_write(api: Api, sim: KongSim) -> None:
     seen: list[tuple[str, str]] = []
     totals: list[int] = []

@@ -3,6 +3,13 @@
 Tests arm a rule (``faults.fail_next(2, 503, method="PATCH")``); the next matching requests
 consume it. Rules are checked in the order they were armed; a request takes at most one
 status/reset rule but every matching delay rule.
+
+A delay or a reset happens before the request is handled by default: the write never reaches
+the database (reset) or reaches it late (delay). With ``after=True`` the request is handled
+first: the write is committed and then the answer comes late (delay) or never (reset), as when
+Kong's database answered but the connection or the node in front of it did not. Every arming
+method returns its rule, which :meth:`Faults.remove` takes back (a slow window that ends);
+:attr:`Faults.counts` says how many requests each kind of fault hit.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class FaultRule:
     path_prefix: str | None = None
     node: int | None = None
     message: str | None = None
+    after: bool = False  # delay/reset: after the request was handled (the write committed)
 
     def matches(self, method: str, path: str, node: int) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -58,6 +66,8 @@ class FaultAction:
     body: dict[str, str] | None = None
     headers: tuple[tuple[str, str], ...] = ()
     reset: bool = False
+    delay_after: float = 0.0  # seconds to hold the answer once the request was handled
+    reset_after: bool = False  # handle the request, then close the connection unanswered
 
 
 class Faults:
@@ -65,6 +75,13 @@ class Faults:
 
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
+        # requests hit, by kind: "status:503", "status:429", "reset", "reset_after", "delay",
+        # "delay_after"
+        self.counts: dict[str, int] = {}
+
+    def _arm(self, rule: FaultRule) -> FaultRule:
+        self.rules.append(rule)
+        return rule
 
     def fail_next(
         self,
@@ -75,9 +92,9 @@ class Faults:
         path_prefix: str | None = None,
         node: int | None = None,
         message: str | None = None,
-    ) -> None:
+    ) -> FaultRule:
         """The next ``n`` matching requests answer ``status`` with Kong's default body."""
-        self.rules.append(
+        return self._arm(
             FaultRule(
                 "status",
                 n,
@@ -97,9 +114,9 @@ class Faults:
         method: str | None = None,
         path_prefix: str | None = None,
         node: int | None = None,
-    ) -> None:
+    ) -> FaultRule:
         """The next ``n`` matching requests answer 429 with a ``Retry-After`` header."""
-        self.rules.append(
+        return self._arm(
             FaultRule(
                 "status",
                 n,
@@ -119,11 +136,19 @@ class Faults:
         method: str | None = None,
         path_prefix: str | None = None,
         node: int | None = None,
-    ) -> None:
-        """Answer matching requests ``seconds`` late (``n`` requests, or until cleared)."""
-        self.rules.append(
+        after: bool = False,
+    ) -> FaultRule:
+        """Answer matching requests ``seconds`` late (``n`` requests, or until removed or
+        cleared); handled late, or with ``after`` handled at once and answered late."""
+        return self._arm(
             FaultRule(
-                "delay", n, seconds=seconds, method=method, path_prefix=path_prefix, node=node
+                "delay",
+                n,
+                seconds=seconds,
+                method=method,
+                path_prefix=path_prefix,
+                node=node,
+                after=after,
             )
         )
 
@@ -134,22 +159,36 @@ class Faults:
         method: str | None = None,
         path_prefix: str | None = None,
         node: int | None = None,
-    ) -> None:
-        """Close the connection of the next ``n`` matching requests without answering."""
-        self.rules.append(FaultRule("reset", n, method=method, path_prefix=path_prefix, node=node))
+        after: bool = False,
+    ) -> FaultRule:
+        """Close the connection of the next ``n`` matching requests without answering; with
+        ``after``, once the request was handled (a write is committed, its answer lost)."""
+        return self._arm(
+            FaultRule("reset", n, method=method, path_prefix=path_prefix, node=node, after=after)
+        )
+
+    def remove(self, rule: FaultRule) -> None:
+        """Disarm one rule (no-op when it was used up or cleared already)."""
+        self.rules = [r for r in self.rules if r is not rule]
 
     def clear(self) -> None:
         self.rules.clear()
 
+    def _count(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
     def take(self, method: str, path: str, node: int) -> FaultAction:
         """Consume the rules that apply to this request and say what to do."""
-        delay = 0.0
+        delay = delay_after = 0.0
         chosen: FaultRule | None = None
         for rule in self.rules:
             if not rule.matches(method, path, node):
                 continue
             if rule.kind == "delay":
-                delay += rule.seconds
+                if rule.after:
+                    delay_after += rule.seconds
+                else:
+                    delay += rule.seconds
                 if rule.remaining is not None:
                     rule.remaining -= 1
             elif chosen is None:
@@ -157,10 +196,18 @@ class Faults:
                 if rule.remaining is not None:
                     rule.remaining -= 1
         self.rules = [r for r in self.rules if r.remaining is None or r.remaining > 0]
+        if delay:
+            self._count("delay")
+        if delay_after:
+            self._count("delay_after")
         if chosen is None:
-            return FaultAction(delay=delay)
+            return FaultAction(delay=delay, delay_after=delay_after)
         if chosen.kind == "reset":
+            self._count("reset_after" if chosen.after else "reset")
+            if chosen.after:
+                return FaultAction(delay=delay, delay_after=delay_after, reset_after=True)
             return FaultAction(delay=delay, reset=True)
+        self._count(f"status:{chosen.status}")
         headers: tuple[tuple[str, str], ...] = ()
         message = chosen.message or DEFAULT_EXIT_MESSAGES.get(
             chosen.status, "An unexpected error occurred"
@@ -171,7 +218,11 @@ class Faults:
             ra = chosen.retry_after if chosen.retry_after is not None else 1.0
             headers = (("Retry-After", _fmt_seconds(ra)),)
         return FaultAction(
-            delay=delay, status=chosen.status, body={"message": message}, headers=headers
+            delay=delay,
+            status=chosen.status,
+            body={"message": message},
+            headers=headers,
+            delay_after=delay_after,
         )
 
 

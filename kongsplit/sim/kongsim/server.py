@@ -442,6 +442,8 @@ class KongSim:
             return web.Response(status=500)
         if action.status is not None:
             self._record(request, node, action.status, None, query, path)
+            if action.delay_after:
+                await asyncio.sleep(action.delay_after)
             return _json(action.status, action.body, dict(action.headers))
         given = request.headers.get("Kong-Admin-Token")
         if self.token is not None and given != self.token and given not in self.read_only_tokens:
@@ -476,6 +478,11 @@ class KongSim:
             response: web.StreamResponse = await handler(ctx)
         except KongApiError as err:
             response = _json(err.status, err.body, err.headers)
+        except ConnectionError:
+            # The client went away before its body arrived (killed, or it timed out during a
+            # slow answer): nothing was handled. 499 is nginx's code for it, in the log only.
+            self._record(request, node, 499, None, query, path, workspace)
+            return web.Response(status=499)
         except Exception:
             # What Kong answers to an unhandled Lua error; logged so a simulator bug is visible.
             log.exception("kong-sim: unexpected error handling %s %s", request.method, path)
@@ -483,6 +490,13 @@ class KongSim:
         self._record(
             request, node, response.status, parsed.raw if parsed else None, query, path, workspace
         )
+        if action.delay_after:
+            await asyncio.sleep(action.delay_after)  # handled (committed), answered late
+        if action.reset_after:
+            # Handled (a write is committed), but the answer never reaches the client.
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
         response.headers["Server"] = f"kong/{self.version}"
         response.headers["X-Kong-Admin-Request-ID"] = new_id().replace("-", "")[:32]
         response.headers["Access-Control-Allow-Origin"] = "*"

@@ -92,6 +92,9 @@ class Store:
         # DB-less: config sections the simulator does not model, kept for GET /config
         self.declarative_extra: dict[str, Any] = {}
         self.on_write: list[Callable[[str, str], None]] = []
+        # Like on_write, with the node whose request made the change (None: a test helper or a
+        # declarative load): (workspace, upstream name, node).
+        self.on_commit: list[Callable[[str, str, int | None], None]] = []
 
     # -- workspaces ----------------------------------------------------------------------------
     def add_workspace(self, name: str) -> Workspace:
@@ -389,6 +392,8 @@ class Store:
         upstream_name = upstream["name"] if upstream is not None else (name or upstream_id)
         for callback in list(self.on_write):
             callback(ws.name, upstream_name)
+        for hook in list(self.on_commit):
+            hook(ws.name, upstream_name, node)
 
     def _prune(self, hist: _History, now: float) -> None:
         # Keep everything a lagging node could still be looking at, plus one older entry.
