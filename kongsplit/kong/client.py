@@ -114,7 +114,10 @@ class RetryPolicy:
 
 
 #: Writes that must land now (an abort): retried in tens of milliseconds, not seconds.
-URGENT_RETRY = RetryPolicy(attempts=10, initial_backoff=0.02, max_backoff=0.5, max_elapsed=10.0)
+#: A ``Retry-After`` is honoured only up to a quarter second: an abort ends canary traffic now.
+URGENT_RETRY = RetryPolicy(
+    attempts=10, initial_backoff=0.02, max_backoff=0.25, max_elapsed=10.0, max_retry_after=0.25
+)
 
 
 class TokenSource:
@@ -530,7 +533,12 @@ class KongAdmin:
         )
 
     async def _paged(
-        self, path: str, *, base: str | None = None, where: _Where = _Where()
+        self,
+        path: str,
+        *,
+        base: str | None = None,
+        where: _Where = _Where(),
+        retry: RetryPolicy | None = None,
     ) -> list[Any]:
         """Every item of a collection, following pages of 1,000.
 
@@ -544,7 +552,9 @@ class KongAdmin:
             params = {"size": str(PAGE_SIZE)}
             if offset is not None:
                 params["offset"] = offset
-            _, body = await self._request("GET", path, base=base, params=params, where=where)
+            _, body = await self._request(
+                "GET", path, base=base, params=params, where=where, retry=retry
+            )
             try:
                 if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                     raise TypeError("no data list")
@@ -682,11 +692,13 @@ class KongAdmin:
     def _targets_path(self, upstream: str, workspace: str | None, rest: str = "") -> str:
         return self._path(f"/upstreams/{quote(upstream, safe='')}/targets{rest}", workspace)
 
-    async def list_targets(self, upstream: str, *, workspace: str | None = None) -> list[Target]:
+    async def list_targets(
+        self, upstream: str, *, workspace: str | None = None, retry: RetryPolicy | None = None
+    ) -> list[Target]:
         """Every target of ``upstream`` (pages of 1,000); KongNotFound when it does not exist."""
         path = self._targets_path(upstream, workspace)
         where = _Where(upstream=upstream)
-        items = await self._paged(path, where=where)
+        items = await self._paged(path, where=where, retry=retry)
         try:
             return [Target.from_json(t) for t in items]
         except (TypeError, KeyError) as e:

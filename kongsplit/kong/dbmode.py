@@ -137,10 +137,12 @@ class DbModeApplier:
             found = tuple(targets.values())
         return UpstreamClaim(exists=True, owner=claimed_owner(entry.tags, found), tags=entry.tags)
 
-    async def read(self, upstream: str, workspace: str | None) -> tuple[Target, ...] | None:
+    async def read(
+        self, upstream: str, workspace: str | None, *, retry: RetryPolicy | None = None
+    ) -> tuple[Target, ...] | None:
         """Fresh targets of ``upstream`` (None when it is missing); refills the cache."""
         try:
-            targets = await self.client.list_targets(upstream, workspace=workspace)
+            targets = await self.client.list_targets(upstream, workspace=workspace, retry=retry)
         except KongNotFound:
             self.cache.forget(workspace, upstream)
             return None
@@ -181,7 +183,7 @@ class DbModeApplier:
                 targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
                 if targets is None:
                     read_kong = True
-                    read = await self.read(upstream, ws)
+                    read = await self.read(upstream, ws, retry=retry)
                     if read is None:
                         if not create:
                             missing = Drift(DRIFT_MISSING, None, None, None, corrected=False)

@@ -190,3 +190,21 @@ async def test_a_write_superseded_part_way_is_finished_by_the_next_pass(harness:
     )
     assert state.rule == "replica-gate-previous" and not state.unsure
     assert (CANARY_T, 10) not in _writes_since(h.kong, mark)
+
+
+async def test_an_abort_does_not_sleep_out_a_long_retry_after(harness: Harness) -> None:
+    """Kong answers the abort's first write 429 with Retry-After: 2. An abort retries within a
+    quarter second anyway (kong/client.py URGENT_RETRY); an ordinary write would wait the 2 s."""
+    h = harness
+    await h.seed()
+    await h.start(h.settings(reconcile={"interval": 30}))
+    await _start_canary(h)
+    await _at(h, 2, {STABLE_T: 75, CANARY_T: 25})
+    h.kong.faults.rate_limit_next(1, retry_after=2.0, method="PATCH")
+    await h.patch(ROLLOUTS, "web", {"status": {"abort": True, "currentStepIndex": 0}})
+    await eventually(lambda: weights(h.kong)[CANARY_T] == 0, within=3, what="canary out")
+    patches = [r for r in h.kong.requests if r.method == "PATCH"]
+    limited = next(n for n, r in enumerate(patches) if r.status == 429)
+    retried = patches[limited + 1]
+    assert retried.status == 200
+    assert retried.time - patches[limited].time < 0.5  # URGENT_RETRY: 0.25 s at most, + slack
