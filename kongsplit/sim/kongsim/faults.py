@@ -65,6 +65,8 @@ class Faults:
 
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
+        # POST /config: loads that fail after the configuration was validated (node, kind)
+        self.config_load_failures: list[tuple[int | None, str]] = []
 
     def fail_next(
         self,
@@ -138,8 +140,25 @@ class Faults:
         """Close the connection of the next ``n`` matching requests without answering."""
         self.rules.append(FaultRule("reset", n, method=method, path_prefix=path_prefix, node=node))
 
+    def fail_config_load(self, kind: str = "error", *, n: int = 1, node: int | None = None) -> None:
+        """The next ``n`` valid ``POST /config`` (on ``node``, or any) fail while loading:
+        ``kind`` is one of :data:`CONFIG_LOAD_FAILURES` (``busy`` answers 429 with
+        ``Retry-After``, ``map full`` 413, ...). Nothing of the new configuration is kept."""
+        if kind not in CONFIG_LOAD_FAILURES:
+            raise ValueError(f"kind must be one of {', '.join(CONFIG_LOAD_FAILURES)}")
+        self.config_load_failures.extend([(node, kind)] * n)
+
+    def take_config_load(self, node: int) -> str | None:
+        """The load failure armed for this node's next valid POST /config, if any."""
+        for n, (where, kind) in enumerate(self.config_load_failures):
+            if where is None or where == node:
+                del self.config_load_failures[n]
+                return kind
+        return None
+
     def clear(self) -> None:
         self.rules.clear()
+        self.config_load_failures.clear()
 
     def take(self, method: str, path: str, node: int) -> FaultAction:
         """Consume the rules that apply to this request and say what to do."""
@@ -177,3 +196,18 @@ class Faults:
 
 def _fmt_seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# kong/api/routes/config.lua: what POST /config answers when loading a *valid* configuration
+# fails (declarative.load_into_cache_with_events); the node keeps its previous configuration.
+CONFIG_LOAD_FAILURES: dict[str, tuple[int, str]] = {
+    "busy": (429, "Currently loading previous configuration"),
+    "timeout": (504, "Timed out while loading configuration"),
+    "exiting": (503, "Kong currently exiting"),
+    "map full": (
+        413,
+        'Configuration does not fit in LMDB database, consider raising the "lmdb_map_size" '
+        "config for Kong",
+    ),
+    "error": (500, "An unexpected error occurred"),
+}
