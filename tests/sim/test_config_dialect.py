@@ -660,3 +660,46 @@ async def test_status_units(
     else:
         assert body["memory"]["workers_lua_vms"][0]["http_allocated_gc"] == expect
         assert body["configuration_hash"] == "0" * 32 and "database" not in body
+
+
+ODD_SHAPES: list[Any] = [
+    {"upstreams": "x"},
+    {"upstreams": {"a": 1}},
+    {"upstreams": [1, "x", [], None, {}]},
+    {"upstreams": [{"name": "a.svc", "targets": "x"}]},
+    {"upstreams": [{"name": "a.svc", "targets": [1, [], {"target": None}]}]},
+    {"upstreams": [{"name": "a.svc", "tags": {"k": "v"}, "healthchecks": [1]}]},
+    {"upstreams": [{"name": "a.svc"}, {"name": "a.svc"}], "targets": [{"target": 1}]},
+    {"upstreams": [{"name": "a.svc", "id": "not-a-uuid"}], "targets": [{"upstream": 5}]},
+    {
+        "upstreams": [{"name": "a.svc"}],
+        "targets": [
+            {"target": "10.0.0.1:80", "upstream": "a.svc"},
+            {"target": "10.0.0.1:80", "upstream": "a.svc"},
+            {"target": "10.0.0.2:80", "upstream": "nope.svc"},
+            {"target": "10.0.0.3:80", "upstream": {"id": "6f1f3f5e-0000-4000-8000-00000000000f"}},
+        ],
+    },
+    {"upstreams": [{"name": "a.svc", "targets": [{"target": "10.0.0.1", "upstream": "a.svc"}]}]},
+    {"consumers": [{"username": "u", "plugins": [{"name": "p", "consumer": "u"}]}]},
+    {"services": [{"routes": "x", "plugins": [1]}], "routes": [{"service": 1.5}]},
+    {"_transform": "yes", "_comment": 1, "_ignore": "x", "workspaces": [{"name": 1}]},
+    {"certificates": [{"snis": [{"name": 1}, "n"]}], "consumer_groups": [{"anything": 1}]},
+]
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+@pytest.mark.parametrize("flatten", ["0", "1"])
+async def test_odd_shapes_are_400_or_201_never_500(
+    dbless: KongSim, api: Api, shape: dict[str, Any], flatten: str
+) -> None:
+    """Whatever the document, the answer is Kong's 400 (or 201), never the simulator's 500,
+    and a refused document changes nothing."""
+    before = dbless.config_hash()
+    config = {"_format_version": "3.0", **shape}
+    for body in ({"config": configtext.dump_json(config)}, config):
+        status, err, _ = await api("POST", f"/config?flatten_errors={flatten}", json=body)
+        assert status in (201, 400), err
+        if status == 400:
+            assert err["code"] == 14 and err["message"].startswith("declarative config is")
+            assert dbless.config_hash() == before

@@ -527,6 +527,11 @@ def _set(errors: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
     node: Any = errors
     for n, key in enumerate(path):
         last = n == len(path) - 1
+        if isinstance(node, list) and not isinstance(key, int):
+            # a Lua table with integer and other keys: cjson writes it as an object
+            raise AssertionError("mixed error table: convert it first")  # pragma: no cover
+        if not isinstance(node, list | dict):
+            return  # an error already stands for the whole entity (Kong overwrites likewise)
         if isinstance(node, list):
             index = key - 1
             while len(node) <= index:
@@ -666,7 +671,12 @@ def validate_config(
                 shown = ref if isinstance(ref, str) else configtext.dump_json(ref)
                 msg = f"invalid reference 'upstream: {shown}' (no such entry in 'upstreams')"
                 at = tentity["id"]
-                _set(errors, ("targets", at), [*((errors.get("targets") or {}).get(at) or []), msg])
+                section = errors.get("targets")
+                if isinstance(section, list):  # index-keyed errors too: one mixed Lua table
+                    section = {n: v for n, v in enumerate(section, 1) if v is not None}
+                section = section if isinstance(section, dict) else {}
+                section[at] = [*(section.get(at) or []), msg]
+                errors["targets"] = section
                 continue
         assert up_id is not None
         tentity["upstream"] = {"id": up_id}
