@@ -78,6 +78,8 @@ class Faults:
         # requests hit, by kind: "status:503", "status:429", "reset", "reset_after", "delay",
         # "delay_after"
         self.counts: dict[str, int] = {}
+        # POST /config: loads that fail after the configuration was validated (node, kind)
+        self.config_load_failures: list[tuple[int | None, str]] = []
 
     def _arm(self, rule: FaultRule) -> FaultRule:
         self.rules.append(rule)
@@ -171,8 +173,25 @@ class Faults:
         """Disarm one rule (no-op when it was used up or cleared already)."""
         self.rules = [r for r in self.rules if r is not rule]
 
+    def fail_config_load(self, kind: str = "error", *, n: int = 1, node: int | None = None) -> None:
+        """The next ``n`` valid ``POST /config`` (on ``node``, or any) fail while loading:
+        ``kind`` is one of :data:`CONFIG_LOAD_FAILURES` (``busy`` answers 429 with
+        ``Retry-After``, ``map full`` 413, ...). Nothing of the new configuration is kept."""
+        if kind not in CONFIG_LOAD_FAILURES:
+            raise ValueError(f"kind must be one of {', '.join(CONFIG_LOAD_FAILURES)}")
+        self.config_load_failures.extend([(node, kind)] * n)
+
+    def take_config_load(self, node: int) -> str | None:
+        """The load failure armed for this node's next valid POST /config, if any."""
+        for n, (where, kind) in enumerate(self.config_load_failures):
+            if where is None or where == node:
+                del self.config_load_failures[n]
+                return kind
+        return None
+
     def clear(self) -> None:
         self.rules.clear()
+        self.config_load_failures.clear()
 
     def _count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -228,3 +247,18 @@ class Faults:
 
 def _fmt_seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# kong/api/routes/config.lua: what POST /config answers when loading a *valid* configuration
+# fails (declarative.load_into_cache_with_events); the node keeps its previous configuration.
+CONFIG_LOAD_FAILURES: dict[str, tuple[int, str]] = {
+    "busy": (429, "Currently loading previous configuration"),
+    "timeout": (504, "Timed out while loading configuration"),
+    "exiting": (503, "Kong currently exiting"),
+    "map full": (
+        413,
+        'Configuration does not fit in LMDB database, consider raising the "lmdb_map_size" '
+        "config for Kong",
+    ),
+    "error": (500, "An unexpected error occurred"),
+}

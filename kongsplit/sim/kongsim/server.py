@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -30,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-import yaml
 from aiohttp import web
 
 from kongsplit.sim.kongsim import config as kong_config
-from kongsplit.sim.kongsim.faults import Faults
+from kongsplit.sim.kongsim import dialect
+from kongsplit.sim.kongsim.faults import CONFIG_LOAD_FAILURES, Faults
 from kongsplit.sim.kongsim.schema import (
     TAGS_AND_RE,
     TAGS_OR_RE,
@@ -108,10 +109,13 @@ class _Parsed:
     """A request body decoded by content type: the fields, and whether they are strings
     that must be converted by the schema (form and multipart bodies)."""
 
-    def __init__(self, data: dict[str, Any], *, coerce: bool, raw: Any = None) -> None:
+    def __init__(
+        self, data: dict[str, Any], *, coerce: bool, raw: Any = None, body: bytes = b""
+    ) -> None:
         self.data = data
         self.coerce = coerce
         self.raw = raw
+        self.body = body  # the bytes as sent (POST /config reads a YAML body raw)
 
 
 class KongSim:
@@ -405,14 +409,25 @@ class KongSim:
     def external_config_push(
         self, config: dict[str, Any] | str, *, node: int | None = None
     ) -> None:
-        """A KIC/CP-like writer replacing the whole DB-less config (all nodes, or one)."""
+        """A KIC/CP-like writer replacing the whole DB-less config (all nodes, or one).
+
+        ``config`` is posted as a string: text as given, a mapping as its JSON text. Each node
+        reads it as ``POST /config`` does (cjson, then lyaml; a ValueError when Kong would
+        answer 400) and records the md5 of that string (kong/db/declarative/init.lua
+        ``_M:unserialize``), 32 zeros when it holds no entity."""
         if not self.db_less:
             raise RuntimeError("external_config_push needs a DB-less mode (off/data_plane)")
         text = config if isinstance(config, str) else json.dumps(config)
+        try:
+            table, new_hash = dialect.unserialize(text)
+            loaded = kong_config.validate_config(table)
+        except dialect.ParseFailure as e:
+            raise ValueError(f"Kong would refuse this config: {e}") from None
+        except KongApiError as e:
+            raise ValueError(f"Kong would refuse this config: {e.body['message']}") from None
         for n in self._nodes if node is None else [self._nodes[node]]:
-            loaded = kong_config.parse_config_text(text)
             kong_config.load_config(n.store, loaded, self.profile)
-            n.config_hash = kong_config.EMPTY_HASH if loaded.empty else kong_config.md5(text)
+            n.config_hash = kong_config.EMPTY_HASH if loaded.empty else new_hash
             n.health_marks.clear()
 
     def config_hash(self, node: int = 0) -> str:
@@ -611,37 +626,48 @@ class KongSim:
         return None
 
     async def _parse_body(self, request: web.Request, *, config_route: bool) -> _Parsed:
+        """kong/api/api_helpers.lua ``before_filter`` (which content types reach a handler: a
+        case-sensitive prefix of the header; a body without a content type is refused 415)
+        and ``parse_params`` (the body as parameters; JSON that cannot be parsed, an empty
+        body included, is 400)."""
         body = await request.read()
-        ctype = request.content_type.lower()
-        if not body:
+        header = request.headers.get("Content-Type")
+        if not config_route and (not body or header is None):
+            # Entity routes keep the simulator's older leniency (an empty body, or one without
+            # a content type, is no parameters): Kong refuses both as for /config below.
             return _Parsed({}, coerce=False)
-        if ctype == "application/json" or (config_route and ctype.endswith("+json")):
+        if header is None:
+            if body:
+                raise message_error(415, "Unsupported Media Type")
+            return _Parsed({}, coerce=False)
+        if header.startswith("application/json"):
             try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+                data = dialect.cjson_decode(body.decode("utf-8", "surrogateescape"))
+            except (ValueError, RecursionError):
                 raise message_error(400, "Cannot parse JSON body") from None
             if not isinstance(data, dict):
+                # UNCONFIRMED: lapis' json_params with a JSON array or scalar
                 raise message_error(400, "Cannot parse JSON body")
-            return _Parsed(data, coerce=False, raw=data)
-        if ctype == "application/x-www-form-urlencoded":
+            return _Parsed(data, coerce=False, raw=data, body=body)
+        if header.startswith("application/x-www-form-urlencoded"):
             try:
                 items = parse_qsl(body.decode(), keep_blank_values=True)
             except UnicodeDecodeError:
                 items = []
             data = decode_form(items)
-            return _Parsed(data, coerce=True, raw=data)
-        if ctype == "multipart/form-data":
+            return _Parsed(data, coerce=True, raw=data, body=body)
+        if header.startswith("multipart/form-data"):
             items = []
             with contextlib.suppress(ValueError, AssertionError):
                 form = await _read_multipart(request, body)
                 items = form
             data = decode_form(items)
-            return _Parsed(data, coerce=True, raw=data)
-        if config_route and ctype in ("application/yaml", "text/yaml", "application/x-yaml"):
-            text = body.decode("utf-8", errors="replace")
-            return _Parsed({"config": text}, coerce=False, raw=text)
-        if request.headers.get("Content-Type") is None:
-            return _Parsed({}, coerce=False)  # no content type: the body is not read at all
+            return _Parsed(data, coerce=True, raw=data, body=body)
+        if config_route and (
+            header.startswith("application/yaml") or header.startswith("text/yaml")
+        ):
+            # Not parsed into parameters: the route reads the raw body.
+            return _Parsed({}, coerce=False, raw=body.decode("utf-8", "replace"), body=body)
         raise message_error(415, "Unsupported Media Type")
 
 
@@ -823,15 +849,77 @@ async def _root(ctx: _Ctx) -> web.Response:
     return _json(200, body)
 
 
+# What the simulated node's memory holds, in bytes (shown through kong.node.get_memory_stats).
+_LUA_VM_BYTES = 42 * 2**20
+_SHM_BYTES: dict[str, tuple[int, int]] = {  # capacity, allocated slabs
+    "kong": (5 * 2**20, 40 * 2**10),
+    "kong_db_cache": (128 * 2**20, 800 * 2**10),
+}
+
+
+def _bytes_to_str(nbytes: int, unit: str, scale: float | None) -> str | int:
+    """kong/tools/string.lua ``bytes_to_str`` (a ValueError carries the Lua error's message),
+    through kong/pdk/node.lua ``convert_bytes`` (unit b/B: the number itself)."""
+    u = unit.lower()
+    if u == "b":
+        return nbytes
+    if u == "":
+        return str(nbytes)
+    scale = 2 if scale is None else scale
+    if scale < 0:
+        raise ValueError("scale must be equal or greater than 0")
+    if math.isnan(scale) or math.isinf(scale):
+        raise ValueError("invalid option '%.-' to 'format'")  # LuaJIT's %d of NaN/inf
+    digits = int(scale)  # LuaJIT's %d truncates
+    if digits >= 100:
+        raise ValueError(f"invalid option '%.{str(digits)[:3]}' to 'format'")
+    power = {"k": 10, "m": 20, "g": 30}.get(u)
+    if power is None:
+        raise ValueError(f"invalid unit '{unit}' (expected 'k/K', 'm/M', or 'g/G')")
+    return f"{nbytes / 2**power:.{digits}f} {u.upper()}iB"
+
+
+def _lua_tonumber(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        try:
+            return float(int(text.strip(), 16))
+        except ValueError:
+            return None
+
+
 async def _status(ctx: _Ctx) -> web.Response:
+    """kong/api/routes/health.lua: ``unit`` (default m) and ``scale`` checked with
+    ``bytes_to_str`` (400 with its message), memory through ``kong.node.get_memory_stats``;
+    DB-less nodes and data planes show ``configuration_hash`` instead of ``database``."""
     node = ctx.node
+    unit = ctx.query.get("unit", "m")
+    scale = _lua_tonumber(ctx.query["scale"]) if "scale" in ctx.query else None
+    try:
+        _bytes_to_str(0, unit, scale)
+    except ValueError as e:
+        return _json(400, {"message": str(e)})
+    kong_cap, kong_used = _SHM_BYTES["kong"]
+    cache_cap, cache_used = _SHM_BYTES["kong_db_cache"]
     body: dict[str, Any] = {
         "database": {"reachable": True},
         "memory": {
-            "workers_lua_vms": [{"pid": os.getpid(), "http_allocated_gc": "42.00 MiB"}],
+            "workers_lua_vms": [
+                {
+                    "pid": os.getpid(),
+                    "http_allocated_gc": _bytes_to_str(_LUA_VM_BYTES, unit, scale),
+                }
+            ],
             "lua_shared_dicts": {
-                "kong": {"capacity": "5.00 MiB", "allocated_slabs": "0.04 MiB"},
-                "kong_db_cache": {"capacity": "128.00 MiB", "allocated_slabs": "0.78 MiB"},
+                "kong": {
+                    "capacity": _bytes_to_str(kong_cap, unit, scale),
+                    "allocated_slabs": _bytes_to_str(kong_used, unit, scale),
+                },
+                "kong_db_cache": {
+                    "capacity": _bytes_to_str(cache_cap, unit, scale),
+                    "allocated_slabs": _bytes_to_str(cache_used, unit, scale),
+                },
             },
         },
         "server": {
@@ -1281,49 +1369,68 @@ def _only_db_less(ctx: _Ctx) -> None:
 
 
 async def _get_config(ctx: _Ctx) -> web.Response:
+    """kong/api/routes/config.lua GET: ``{"config": <the export's text>}``
+    (kong/db/declarative/export.lua ``export_from_db`` with its lyaml ``fd_emitter``)."""
     _only_db_less(ctx)
-    return _json(200, {"config": kong_config.dump_yaml(kong_config.export_config(ctx.store))})
+    return _json(200, {"config": kong_config.export_text(ctx.store)})
+
+
+def _truthy(value: Any) -> bool:
+    """kong/api/routes/config.lua ``truthy`` (``flatten_errors``)."""
+    if isinstance(value, str):
+        return value.lower() in ("true", "1", "on", "yes")
+    return value is True or (not isinstance(value, bool) and value == 1)
+
+
+def _lua_tostring(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 async def _post_config(ctx: _Ctx) -> web.Response:
+    """kong/api/routes/config.lua POST, step by step.
+
+    The parameters are the query's then the body's (lapis merges both); ``flatten_errors`` is
+    ``truthy``, ``check_hash`` only ``tostring(v) == "1"``; both are removed before the rest is
+    read. A truthy ``_format_version`` makes the parameters themselves the configuration (the
+    table form); otherwise ``config``, or the raw body, is read by ``dc:unserialize``. The
+    configuration is validated whole before anything is loaded, and a load that fails leaves
+    the previous configuration and hash in place."""
     _only_db_less(ctx)
-    flatten = ctx.query.get("flatten_errors") in ("1", "true")
-    check_hash = ctx.query.get("check_hash") in ("1", "true")
-    data = ctx.body.data
-    if "_format_version" in data:
-        # Table form: parsed already; its hash is computed after parsing, so check_hash
-        # can never short-cut it (kong/api/routes/config.lua).
-        loaded = kong_config.validate_config(data, flatten=flatten)
-        new_hash = kong_config.table_hash(data)
+    params: dict[str, Any] = dict(ctx.query)
+    params.update(ctx.body.data)
+    flatten = _truthy(params.pop("flatten_errors", None))
+    check_hash = _lua_tostring(params.pop("check_hash", None)) == "1"
+    old_hash = ctx.node.config_hash
+    new_hash: str | None = None
+    # Lua truthiness: a JSON null (cjson.null) is a value; only absence and false are not.
+    if "_format_version" in params and params["_format_version"] is not False:
+        dc_table: dict[Any, Any] | list[Any] = params
     else:
-        text = data.get("config")
-        if isinstance(text, dict):
-            text = json.dumps(text)
-        if not isinstance(text, str) or not text:
-            raise message_error(400, "expected a declarative configuration")
-        new_hash = kong_config.md5(text)
-        if check_hash and new_hash == ctx.node.config_hash:
-            return _json(304, None)
+        config = params.get("config", False)
+        if config is False:
+            if not ctx.body.body:
+                raise message_error(400, "expected a declarative configuration")
+            config = ctx.body.body
         try:
-            parsed = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise declarative_error(
-                {"error": str(err)}, f"failed parsing declarative configuration: {err}"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise declarative_error({"error": "expected an object"}, "expected an object")
-        loaded = kong_config.validate_config(parsed, flatten=flatten)
+            dc_table, new_hash = dialect.unserialize(config)
+        except dialect.ParseFailure as e:
+            err = {"error": str(e)}
+            raise declarative_error(err, dialect.pl_pretty(err)) from None
+    if check_hash and new_hash is not None and old_hash == new_hash:
+        return _json(304, None)
+    loaded = kong_config.validate_config(dc_table, flatten=flatten)
+    if new_hash is None:
+        new_hash = kong_config.table_hash(dc_table)
+    failure = ctx.sim.faults.take_config_load(ctx.node.index)
+    if failure is not None:
+        status, message = CONFIG_LOAD_FAILURES[failure]
+        headers = {"Retry-After": "1"} if status == 429 else None
+        return _json(status, {"message": message}, headers)
     kong_config.load_config(ctx.store, loaded, ctx.sim.profile)
     ctx.node.config_hash = kong_config.EMPTY_HASH if loaded.empty else new_hash
     ctx.node.health_marks.clear()
-    ws = ctx.store.workspaces["default"]
-    body: dict[str, Any] = {
-        "upstreams": {u["id"]: ws.upstreams[u["id"]] for u in loaded.upstreams},
-        "targets": {t["id"]: ws.targets[t["id"]] for t in loaded.targets},
-    }
-    for key, rows in loaded.extra.items():
-        if rows:
-            body[key] = {
-                str(r.get("id") or i): r for i, r in enumerate(rows) if isinstance(r, dict)
-            }
-    return _json(201, body)
+    return _json(201, loaded.response_body(ctx.store))

@@ -91,6 +91,8 @@ class Store:
         self._history: dict[tuple[str, str], _History] = {}
         # DB-less: config sections the simulator does not model, kept for GET /config
         self.declarative_extra: dict[str, Any] = {}
+        # DB-less: a target's text as posted (Kong stores and exports it unnormalised), by id
+        self.declarative_target_text: dict[str, str] = {}
         self.on_write: list[Callable[[str, str], None]] = []
         # Like on_write, with the node whose request made the change (None: a test helper or a
         # declarative load): (workspace, upstream name, node).
@@ -117,6 +119,7 @@ class Store:
             ws.targets_by_upstream.clear()
         self._history.clear()
         self.declarative_extra = {}
+        self.declarative_target_text = {}
 
     # -- timestamps ----------------------------------------------------------------------------
     def _stamp_upstream(self, entity: Entity, *, created: bool) -> None:
