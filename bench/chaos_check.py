@@ -30,9 +30,10 @@ target; a commit that changes nothing is not a write):
 - **zero-total moment**: a committed state of an upstream whose targets' weights sum to 0 after
   the sum was positive once. A wipe of the Kong database starts the upstream afresh (an upstream
   is always created empty, before its first target).
-- **write-order violation** (reported beside the others): a committed state holding every
-  desired target whose weights were never the desired pair and whose sum is below the smallest
-  desired sum: only a lower sent before its raise makes one. Except the order an abort is
+- **write-order violation** (reported beside the others): a commit that lowers a target while
+  another is still below its desired weight (the desired weights last sent): the lower went
+  before the raise. A raise that failed and left the sum short lowers nothing and is not one.
+  Except the order an abort is
   written in: while an abort is in force, its canary at 0 with the stable still above 0 (one
   request ends canary traffic; the total never reaches 0).
 - **abort latency**: from the moment an abort was sent to the Kubernetes API to the moment
@@ -171,9 +172,6 @@ def check(
     report = Report()
     targets = {u: _targets_of(h) for u, h in desired.items()}
     pairs = {u: [(e.start, dict(e.weights)) for e in h] for u, h in desired.items()}
-    min_total = {
-        u: min((sum(e.weights.values()) for e in h), default=0) for u, h in desired.items()
-    }
     wipe_times = sorted(wipes)
     aborts_of: dict[str, list[Abort]] = {}
     for a in aborts:
@@ -247,14 +245,9 @@ def check(
                         late_s=round(late, 3),
                         desired=_desired_near(pairs.get(upstream, []), c.t, origin),
                     )
-            if wanted and all(t in state for t in wanted):
-                pair = {t: state[t] for t in wanted}
-                seen = [w for start, w in pairs.get(upstream, []) if start <= c.t]
-                if (
-                    pair not in seen
-                    and sum(pair.values()) < min_total.get(upstream, 0)
-                    and not _abort_order(aborts_of.get(upstream, ()), c.t, pair)
-                ):
+            if _lowered_before_raised(state, prev, _desired_at(pairs.get(upstream, []), c.t)):
+                pair = {t: state[t] for t in wanted if t in state}
+                if not _abort_order(aborts_of.get(upstream, ()), c.t, pair):
                     report.write_order_violations += 1
                     report.example(
                         "write_order",
@@ -277,6 +270,28 @@ def check(
 
     _aborts(report, aborts, by_upstream, wipe_times, windows, origin)
     return report
+
+
+def _desired_at(
+    pairs: Sequence[tuple[float, Mapping[str, int]]], t: float
+) -> Mapping[str, int] | None:
+    """The latest desired weights sent at or before ``t``."""
+    found = None
+    for start, weights in pairs:
+        if start <= t:
+            found = weights
+    return found
+
+
+def _lowered_before_raised(
+    state: Mapping[str, int], prev: Mapping[str, int], want: Mapping[str, int] | None
+) -> bool:
+    """This commit lowered a target while another still waits below its desired weight: the
+    lower went first. (A raise that failed, leaving the sum short, lowers nothing.)"""
+    if want is None:
+        return False
+    lowered = any(t in prev and w < prev[t] for t, w in state.items())
+    return lowered and any(state.get(t, 0) < w for t, w in want.items())
 
 
 def _abort_order(aborts: Sequence[Abort], t: float, pair: Mapping[str, int]) -> bool:

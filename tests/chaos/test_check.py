@@ -199,3 +199,19 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
     values = [float(i) for i in range(1, 101)]
     assert percentile(values, 0.99) == 99.0 and percentile(values, 1.0) == 100.0
+
+
+def test_a_failed_raise_is_not_a_write_order_violation() -> None:
+    """After an abort (canary out first: 50/0) Argo retries (90/10). A raise phase whose stable
+    raise landed and whose canary raise failed leaves 90/0, short of the desired sum without any
+    lower: no violation (the chaos run's one "violation" at 1,000 Rollouts was this). Lowering
+    the stable 100 → 90 before the canary's raise is one."""
+    desired = {"u": history((0.0, 50), (10.0, 0), (20.0, 10))}
+    abort = [Abort("u", C, 10.0, 20.0, 50)]
+    raised = commits((0.05, 50, 50), (10.02, 50, 0), (20.02, 90, 0))
+    r = check(desired, raised, final={"u": {S: 90, C: 0}}, aborts=abort)
+    assert r.write_order_violations == 0
+    lowered = commits((0.05, 50, 50), (10.02, 50, 0), (10.03, 100, 0), (20.02, 90, 0))
+    r2 = check(desired, lowered, final={"u": {S: 90, C: 0}}, aborts=abort)
+    assert r2.write_order_violations == 1
+    assert r2.examples["write_order"][0]["state"] == {S: 90, C: 0}
