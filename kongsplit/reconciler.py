@@ -127,6 +127,7 @@ class RolloutState:
     # may hold a mix of old and new weights, so the next pass re-reads it instead of trusting
     # ``applied``.
     unsure: bool = False
+    owned_at: float | None = None  # monotonic time Kong last confirmed this Rollout may drive it
 
     @property
     def applied_weights(self) -> dict[str, int] | None:
@@ -413,13 +414,25 @@ class Reconciler:
         plan = desired.plan
         refresh = refresh or state.unsure
         try:
-            refusal = await self._ownership(key, plan)
+            # An abort of a Rollout whose ownership Kong confirmed within the last sweep
+            # interval goes straight to Kong (a revoked consent is honoured at the next sweep,
+            # never at an abort's cost: the check reads Kong, which may be struggling).
+            established = (
+                parsed.abort
+                and self._upstream_owner.get((plan.workspace or "", plan.upstream)) == key
+                and state.owned_at is not None
+                and time.monotonic() - state.owned_at < self.settings.reconcile.interval
+            )
+            refusal = None if established else await self._ownership(key, plan)
         except KongError as e:
             self._kong_failed(key, state, e, upstream=plan.upstream, urgent=parsed.abort)
             return
         if refusal is not None:
+            state.owned_at = None
             self._invalid(key, refusal)
             return
+        if not established:
+            state.owned_at = time.monotonic()
         self._claim(state, plan)
         self.report.valid_again(key)
         state.router_context = desired.router_context

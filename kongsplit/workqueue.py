@@ -37,6 +37,7 @@ class KeyQueue:
         self._no_active = asyncio.Event()
         self._no_active.set()
         self._timers: dict[RolloutKey, asyncio.TimerHandle] = {}
+        self._timer_args: dict[RolloutKey, tuple[float, bool, bool]] = {}  # due, refresh, urgent
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -67,16 +68,24 @@ class KeyQueue:
         self, key: RolloutKey, delay: float, *, refresh: bool = False, urgent: bool = False
     ) -> None:
         """Re-queue after a back-off; a newer put in the meantime is not delayed by this.
-        ``urgent`` (an abort's retry) jumps the line again when it fires."""
+        ``urgent`` (an abort's retry) jumps the line again when it fires. One timer per key:
+        the sooner of the two wins (a later back-off never postpones an abort's retry), with
+        both requests' flags."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
-        loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(delay, self._fire, key, refresh, urgent)
+            old_due, old_refresh, old_urgent = self._timer_args.pop(key)
+            due = min(due, old_due)
+            refresh, urgent = refresh or old_refresh, urgent or old_urgent
+        self._timers[key] = loop.call_at(due, self._fire, key, refresh, urgent)
+        self._timer_args[key] = (due, refresh, urgent)
         self._idle.clear()
 
     def _fire(self, key: RolloutKey, refresh: bool, urgent: bool) -> None:
         self._timers.pop(key, None)
+        self._timer_args.pop(key, None)
         self.put(key, refresh=refresh, urgent=urgent, changed=False)
 
     def superseded(self, key: RolloutKey) -> bool:
@@ -111,6 +120,7 @@ class KeyQueue:
             self._idle_if_empty()
 
     def forget(self, key: RolloutKey) -> None:
+        self._timer_args.pop(key, None)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -136,4 +146,5 @@ class KeyQueue:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._timer_args.clear()
         self._idle_if_empty()

@@ -74,6 +74,7 @@ class FakeRouter:
     verification: Verification | None = None
     applies: list[Applied] = field(default_factory=list)
     reads: list[_Key] = field(default_factory=list)
+    claims: list[_Key] = field(default_factory=list)
     forgotten: list[_Key] = field(default_factory=list)
     resets: int = 0
     probes: int = 0
@@ -194,6 +195,7 @@ class FakeRouter:
         return None if held is None else tuple(held.values())
 
     async def claim(self, upstream: str, *, workspace: str | None = None) -> UpstreamClaim:
+        self.claims.append(((workspace or ""), upstream))
         self._maybe_fail()
         key = ((workspace or ""), upstream)
         held = self._upstreams.get(key)

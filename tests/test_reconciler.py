@@ -940,3 +940,24 @@ async def test_the_rollouts_gauge_counts_each_state(world: World) -> None:
     assert (NS, "failing", "failing.shop.svc", "stable") in rows
     assert rows[(NS, "failing", "failing.shop.svc", "stable")] == (100, None)  # never observed
     assert all(r[1] not in ("copy", "bad") for r in rows)
+
+
+async def test_an_abort_of_an_established_owner_asks_kong_nothing_before_writing(
+    world: World,
+) -> None:
+    """Ownership confirmed by Kong within the sweep interval: the abort's pass goes straight to
+    the write (Kong may be struggling; the check costs requests). After the interval the check
+    is made again, aborted or not."""
+    w = world
+    w.seed()
+    w.canary(2, 1, 1)
+    await w.settle()
+    assert w.kong.weights(UPSTREAM) == split(75, 25) and w.kong.claims  # witness: checked
+    claims = len(w.kong.claims)
+    w.canary(2, 1, 1, abort=True)
+    await w.settle()
+    assert w.kong.weights(UPSTREAM) == split(100, 0)
+    assert len(w.kong.claims) == claims
+    w.state().owned_at = -1e9  # the interval has passed
+    await w.sweep()
+    assert len(w.kong.claims) == claims + 1

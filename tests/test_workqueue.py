@@ -162,13 +162,25 @@ async def test_a_newer_put_does_not_wait_for_a_back_off(queue: KeyQueue) -> None
     assert await take(queue) == (A, False, False)
 
 
-async def test_a_newer_put_later_replaces_the_older_timer(queue: KeyQueue) -> None:
+async def test_of_two_back_offs_for_a_key_the_sooner_wins_with_both_flags(
+    queue: KeyQueue,
+) -> None:
     queue.put_later(A, LATER)
     queue.put_later(A, 0.01, refresh=True)
     assert await take(queue) == (A, True, False)
     queue.done(A)
     # The 60 s timer was cancelled: with the key done, the queue is idle at once.
     await asyncio.wait_for(queue.join(), 1)
+
+
+async def test_a_later_back_off_never_postpones_an_aborts_retry(queue: KeyQueue) -> None:
+    """An abort's write fails (retry in tens of ms), then the late-write check asks for a look
+    in 1 s: the retry must not wait that second (the chaos run saw aborts take exactly 1 s)."""
+    queue.put_later(A, 0.01, urgent=True)
+    queue.put_later(A, LATER, refresh=True)
+    assert await take(queue) == (A, True, True)
+    queue.done(A)
+    await asyncio.wait_for(queue.join(), 1)  # one timer per key: nothing left behind
 
 
 async def past(queue: KeyQueue, delay: float) -> None:
