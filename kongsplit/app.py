@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import contextlib
 import logging
 import os
@@ -254,6 +255,7 @@ class Daemon:
                 roots[f"watcher:{w.resource.plural}"] = w.run
             for i in range(s.reconcile.concurrency):
                 roots[f"worker:{i}"] = rec.worker
+            roots["worker:aborts"] = functools.partial(rec.worker, urgent_only=True)
             if self.elector is not None:
                 roots["leader-election"] = self.elector.run
             for name, fn in roots.items():

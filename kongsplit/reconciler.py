@@ -207,7 +207,9 @@ class Reconciler:
         self._config_drift: dict[RolloutKey, str] = {}
         # The worker task writing a Rollout's weights to Kong right now: an abort cancels a
         # write of older weights (a hung request, a retry) instead of waiting behind it.
-        self._writing: dict[RolloutKey, asyncio.Task[Any]] = {}
+        # The task working on a Rollout (a worker's pass, or a write), and whether that pass is
+        # itself an abort's: an abort cancels an older pass, never another abort's.
+        self._writing: dict[RolloutKey, tuple[asyncio.Task[Any], bool]] = {}
         self._cancelled_writes: set[RolloutKey] = set()
         self._late_checks: dict[RolloutKey, float] = {}  # next delay of a late-write check
 
@@ -223,8 +225,13 @@ class Reconciler:
         urgent = isinstance(parsed, Rollout) and parsed.abort
         self._touch(key)
         self.queue.put(key, urgent=urgent)
-        writer = self._writing.get(key)
-        if urgent and writer is not None and key not in self._cancelled_writes:
+        writer, writer_urgent = self._writing.get(key, (None, False))
+        if (
+            urgent
+            and writer is not None
+            and not writer_urgent
+            and key not in self._cancelled_writes
+        ):
             # An abort supersedes the write of older weights in flight for this Rollout.
             self._cancelled_writes.add(key)
             writer.cancel()
@@ -268,14 +275,20 @@ class Reconciler:
         self.resync_all()
 
     # ---- tasks ----------------------------------------------------------------------------
-    async def worker(self) -> None:
+    async def worker(self, *, urgent_only: bool = False) -> None:
+        """Reconcile queued Rollouts one at a time. ``urgent_only``: the abort worker, which
+        takes only aborts (and their retries), so an abort never waits for a free worker while
+        every other one is stuck on a slow or failing Kong."""
         await self.caches_listed.wait()
+        task = asyncio.current_task()
         while True:
-            key, flags = await self.queue.get()
+            key, flags = await self.queue.get(urgent_only=urgent_only)
+            if task is not None:
+                # An abort may cancel this pass at any point (unless it is an abort's own).
+                self._writing[key] = (task, flags.urgent)
             try:
                 await self.reconcile(key, refresh=flags.refresh)
             except asyncio.CancelledError:
-                task = asyncio.current_task()
                 if key not in self._cancelled_writes or task is None or task.cancelling() > 1:
                     raise  # the worker itself is being stopped
                 # Our own cancellation of a superseded write (on_rollout): not the worker's end.
@@ -567,7 +580,7 @@ class Reconciler:
 
         task = asyncio.current_task()
         if task is not None:
-            self._writing[key] = task
+            self._writing[key] = (task, urgent)
         try:
             result = await self.kong.apply(
                 plan.upstream,
@@ -681,6 +694,9 @@ class Reconciler:
         state.last_error = str(error)
         state.condition = "failing"
         delay = self._retry_delay(state.failures, urgent=urgent)
+        retry_after = getattr(error, "retry_after", None)
+        if not urgent and retry_after is not None:
+            delay = max(delay, min(retry_after, self.settings.reconcile.interval))
         if isinstance(error, KongAuthError):
             self.kong_problem = str(error)
         shared = (

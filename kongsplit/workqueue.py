@@ -94,9 +94,11 @@ class KeyQueue:
         flags = self._again.get(key)
         return flags is not None and flags.changed
 
-    async def get(self) -> tuple[RolloutKey, _Flags]:
+    async def get(self, *, urgent_only: bool = False) -> tuple[RolloutKey, _Flags]:
+        """The next key: urgent ones first. ``urgent_only`` waits for an urgent one (the abort
+        worker, which no amount of slow ordinary work can keep busy)."""
         while True:
-            for lane in (self._urgent, self._normal):
+            for lane in (self._urgent,) if urgent_only else (self._urgent, self._normal):
                 while lane:
                     key = lane.popleft()
                     flags = self._queued.get(key)

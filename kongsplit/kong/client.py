@@ -100,11 +100,14 @@ class RetryPolicy:
     ``max_elapsed`` seconds would be exceeded.
     """
 
-    attempts: int = 5
-    initial_backoff: float = 0.2
-    max_backoff: float = 5.0
-    max_elapsed: float = 30.0
-    max_retry_after: float = 30.0
+    # Short on purpose: a request holds one of the daemon's workers while it retries. Longer
+    # trouble is the reconciler's: it re-queues the Rollout with its own back-off (honouring a
+    # longer Retry-After) and the worker moves on to other Rollouts.
+    attempts: int = 3
+    initial_backoff: float = 0.1
+    max_backoff: float = 1.0
+    max_elapsed: float = 3.0
+    max_retry_after: float = 3.0
 
     def backoff(self, retry_number: int, retry_after: float | None = None) -> float:
         wait = Backoff(self.initial_backoff, self.max_backoff).delay(retry_number)
