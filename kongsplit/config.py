@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from kongsplit.kong.names import workspace_name_problem
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or out of range; the message names it."""
@@ -194,6 +196,18 @@ def _parse_opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else _parse_str(value)
 
 
+def _parse_workspace(value: Any) -> str | None:
+    """A Kong workspace name as Kong checks it (``kong.names``), or None for unset."""
+    text = _parse_opt_str(value)
+    if text is None:
+        return None
+    problem = workspace_name_problem(text)
+    if problem is not None:
+        shown = repr(text) if len(text) <= 64 else f"{text[:64]!r}..."
+        raise ValueError(f"not a valid Kong workspace name: {problem}, got {shown}")
+    return text
+
+
 def _parse_str_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
@@ -312,6 +326,7 @@ _KINDS: dict[_Parser, str] = {
     _parse_url_list: "URL list",
     _parse_str: "string",
     _parse_opt_str: "string",
+    _parse_workspace: "string",
     _parse_str_list: "string list",
     _parse_bool: "bool",
     parse_duration: "duration",
@@ -372,7 +387,7 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
             ),
             "workspace": Key(
                 "workspace",
-                _parse_opt_str,
+                _parse_workspace,
                 "Kong Enterprise workspace of the upstreams (unset: the default workspace)",
             ),
             "nodes": Key(

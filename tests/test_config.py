@@ -574,6 +574,18 @@ def test_file_errors_name_file_and_key(tmp_path: Path, text: str, words: list[st
         pytest.param(
             {"KONGSPLIT_LOG_FORMAT": "yaml"}, ["environment KONGSPLIT_LOG_FORMAT"], id="log-format"
         ),
+        # Kong's workspace rules (kong/db/schema/typedefs.lua validate_utf8_name), and no dot
+        # segment: /../upstreams is the default workspace's /upstreams once a URL is normalised.
+        pytest.param(
+            {"KONGSPLIT_KONG_WORKSPACE": ".."},
+            ["environment KONGSPLIT_KONG_WORKSPACE", "path segment", "'..'"],
+            id="workspace-dot-dot",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_WORKSPACE": "team/a"},
+            ["environment KONGSPLIT_KONG_WORKSPACE", "not a valid Kong workspace name"],
+            id="workspace-slash",
+        ),
     ],
 )
 def test_env_errors_name_the_variable(env: dict[str, str], words: list[str]) -> None:

@@ -361,6 +361,18 @@ async def test_workspace_prefix() -> None:
         assert [t.target for t in await admin.list_targets("u.svc")] == ["10.0.0.1:80"]
 
 
+async def test_workspace_names_are_percent_encoded_in_paths() -> None:
+    """Kong's workspace rule takes any non-ASCII character (validate_utf8_name in
+    kong/db/schema/typedefs.lua): the client puts it in the path percent-encoded, one segment."""
+    async with (
+        KongSim(workspaces=("default", "équipe")) as s,
+        KongAdmin(s.url, retry=FAST, workspace="équipe") as admin,
+    ):
+        await admin.create_upstream("u.svc")
+        assert [u["name"] for u in s.upstreams("équipe")] == ["u.svc"]
+        assert s.upstreams("default") == []
+
+
 async def test_token_value_and_401(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     async with KongSim(token=SECRET) as s:
