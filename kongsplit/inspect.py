@@ -165,6 +165,7 @@ async def desired_from_kubernetes(
     from kongsplit import kube
     from kongsplit.desired import desired_state
     from kongsplit.rollouts import (
+        ObjectError,
         ReplicaSet,
         Rollout,
         Service,
@@ -186,11 +187,13 @@ async def desired_from_kubernetes(
     finally:
         await api.close()
     rollouts, services, replicasets = (lst.get("items") or [] for lst in lists)
-    services_by_ns: dict[str, dict[str, Service]] = {}
+    services_by_ns: dict[str, dict[str, Service | ObjectError]] = {}
     for item in services:
         svc = parse_service(item)
         if isinstance(svc, Service):
             services_by_ns.setdefault(svc.namespace, {})[svc.name] = svc
+        elif svc.name is not None:  # unreadable (an invalid port): reported as such, not missing
+            services_by_ns.setdefault(svc.namespace or "default", {})[svc.name] = svc
     rs_by_ns: dict[str, list[ReplicaSet]] = {}
     for item in replicasets:
         rs = parse_replicaset(item)
