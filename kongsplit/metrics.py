@@ -165,6 +165,15 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.watch_events_skipped = Counter(
+            "watch_events_skipped",
+            "Kubernetes watch lines or list items skipped as unusable, by resource and reason "
+            "(oversized: a line over 4 MiB; malformed: not JSON; invalid: not an event or object "
+            "of the right shape); a skipped watch line is followed by a relist.",
+            ["resource", L_REASON],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.last_sync_timestamp = Gauge(
             "last_sync_timestamp_seconds",
             "Unix time of the last complete, successful sync with Kong.",

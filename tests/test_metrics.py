@@ -58,6 +58,12 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str
         pytest.param("kongsplit_leader", "gauge", set(), id="leader"),
         pytest.param("kongsplit_watch_restarts", "counter", {"resource"}, id="watch_restarts"),
         pytest.param(
+            "kongsplit_watch_events_skipped",
+            "counter",
+            {"resource", "reason"},
+            id="watch_events_skipped",
+        ),
+        pytest.param(
             "kongsplit_last_sync_timestamp_seconds", "gauge", set(), id="last_sync_timestamp"
         ),
         pytest.param("kongsplit_build_info", "gauge", {"version"}, id="build_info"),
@@ -69,6 +75,7 @@ def test_each_metric_has_its_name_type_and_labels(
     registry, metrics = fresh()
     # Labelled series show once used.
     metrics.watch_restarts.labels(resource="rollouts").inc()
+    metrics.watch_events_skipped.labels(resource="rollouts", reason="malformed").inc()
     metrics.kong_requests.labels(method="GET", code="200").inc()
     metrics.drift_corrections.labels("shop", "web", "web.shop.svc", "weight").inc()
     found = {f.name: f for f in registry.collect()}

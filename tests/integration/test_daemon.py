@@ -232,6 +232,47 @@ async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
     assert metric(daemon, "kongsplit_watch_restarts_total") >= 1
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b"null\n", id="null-event"),
+        pytest.param(b'{"type": "MODIFIED", "object": {"metadata": [1]}}\n', id="wrong-types"),
+        pytest.param(
+            b'{"type": "ADDED", "object": ' + b"[" * 1500 + b"]" * 1500 + b"}\n", id="deep"
+        ),
+        pytest.param(b"<html>proxy error</html>\n", id="not-json"),
+    ],
+)
+async def test_garbage_from_kubernetes_is_skipped_never_an_exit(
+    harness: Harness, line: bytes
+) -> None:
+    """Before: a null event or an object of the wrong shape raised out of a watcher, a root
+    task, and the daemon exited 1 (and crash-looped on every restart that met it again)."""
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    watches = watch_requests(h.kube)
+    h.kube.send_raw(line)  # on the Rollout, ReplicaSet and Service watches alike
+    n = len(daemon.watchers)
+    await eventually(
+        lambda: (
+            metric(daemon, "kongsplit_watch_events_skipped_total") == n
+            and watch_requests(h.kube) >= watches + n
+            and h.kube.open_watches >= n
+        ),
+        what="every watcher skipped the line, relisted and watches again",
+    )
+    await asyncio.sleep(0.2)  # kmock drops changes made while a new watch subscribes (Harness)
+    # A change made after the line lands: the daemon carried on.
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}, what="still working")
+    assert all(not t.done() for t in daemon.tasks.values())
+    assert metric(daemon, "kongsplit_watch_events_skipped_total") == len(daemon.watchers)
+    assert metric(daemon, "kongsplit_watch_restarts_total") == len(daemon.watchers)
+
+
 async def test_rollout_edited_while_kong_down_converges(
     harness: Harness, unused_tcp_port: int
 ) -> None:
