@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kongsplit.config import ConfigError, load_settings
+from kongsplit.config import ConfigError, load_settings, redact_url
 from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.records import Target, TargetHealth, Upstream
@@ -251,7 +251,7 @@ async def collect_report(
             "mode": str(info.mode),
             "workspace": admin.workspace,
         },
-        "nodes": node_urls,
+        "nodes": [redact_url(n) for n in node_urls],
         "upstreams": list(entries),
     }
 
@@ -294,7 +294,7 @@ async def _upstream_entry(
                 "drift": drift,
                 "nodes": [
                     {
-                        "node": node,
+                        "node": redact_url(node),
                         "health": h.health if (h := by_target.get(t.target)) else None,
                         "node_weight": h.node_weight if h else None,
                         "error": err,
@@ -316,7 +316,9 @@ async def _upstream_entry(
         "owners": owners,
         "total_weight": total,
         "in_sync": in_sync,
-        "errors": [f"node {n}: {err}" for n, (_, err) in zip(nodes, health, strict=True) if err],
+        "errors": [
+            f"node {redact_url(n)}: {err}" for n, (_, err) in zip(nodes, health, strict=True) if err
+        ],
         "targets": rows,
     }
 

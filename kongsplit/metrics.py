@@ -111,6 +111,14 @@ class Metrics:
             registry=registry,
         )
         self.kong_auth_ok.set(1)
+        self.kong_tls_verify = Gauge(
+            "kong_tls_verify",
+            "0 while kong.tls.insecureSkipVerify turns off checking the Kong Admin API's "
+            "certificate (anyone on the path can read the admin token), else 1.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.kong_tls_verify.set(1)
         self.kong_requests = Counter(
             "kong_requests",
             "Requests sent to the Kong Admin API, by method and status code (0 = no answer).",

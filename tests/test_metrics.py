@@ -48,6 +48,7 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str
         ),
         pytest.param("kongsplit_kong_up", "gauge", set(), id="kong_up"),
         pytest.param("kongsplit_kong_auth_ok", "gauge", set(), id="kong_auth_ok"),
+        pytest.param("kongsplit_kong_tls_verify", "gauge", set(), id="kong_tls_verify"),
         pytest.param("kongsplit_kong_requests", "counter", {"method", "code"}, id="kong_requests"),
         pytest.param(
             "kongsplit_kong_request_duration_seconds", "histogram", set(), id="request_duration"
@@ -108,6 +109,7 @@ def test_start_values() -> None:
     value = registry.get_sample_value
     assert value("kongsplit_build_info", {"version": package_version()}) == 1
     assert value("kongsplit_kong_auth_ok") == 1  # no refusal seen yet
+    assert value("kongsplit_kong_tls_verify") == 1  # the daemon sets 0 for insecureSkipVerify
     assert value("kongsplit_leader") == 0
     # Every error reason has a series from the start, so rate() and alerts see the first error.
     assert samples(registry, "kongsplit_reconcile_errors_total") == {

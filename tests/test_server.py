@@ -5,6 +5,7 @@ probes' answers given by each test. What the daemon's probes answer is tests/tes
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from kongsplit.config import load_settings
 from kongsplit.kong.apply import KongRouter, Verification
+from kongsplit.kong.client import RetryPolicy
 from kongsplit.kong.errors import KongClientError
 from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
@@ -24,6 +26,7 @@ from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 
 UPSTREAM = "web.shop.svc"
+_NO_RETRY = RetryPolicy(attempts=1)
 STABLE_T, CANARY_T = "10.96.0.10:80", "10.96.0.11:80"
 STATE_KEYS = {
     "namespace",
@@ -466,3 +469,55 @@ async def test_server_listen_binds_only_the_address_given(
     finally:
         await runner.cleanup()
     assert reached is reachable_on_other_address
+
+
+async def test_verify_shows_node_urls_without_their_credentials() -> None:
+    """kong.nodes may carry user:password@ (a proxy's basic auth): /verify names the nodes in
+    `observed` and in `reason`, which Argo's analysis runs store; before, as configured."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    with socket.socket() as s:  # a node that is down: its error names it too
+        s.bind(("127.0.0.1", 0))
+        down = s.getsockname()[1]
+    async with KongSim() as sim:
+        sim.add_upstream(UPSTREAM)
+        sim.add_target(UPSTREAM, STABLE_T, weight=100)
+        sim.add_target(UPSTREAM, CANARY_T, weight=0)
+        up_node = sim.url.replace("http://", "http://admin:s3c@ret@")
+        down_node = f"http://admin:s3cret@127.0.0.1:{down}"
+        settings = load_settings(
+            env={}, flags={"kong": {"url": sim.url, "nodes": [up_node, down_node]}}
+        )
+        router = KongRouter.from_config(settings.kong, metrics=metrics, retry=_NO_RETRY)
+        rec = Reconciler(settings, kong=FakeRouter(), metrics=metrics)
+        rec.on_service("ADDED", objects.service("web-stable", "10.96.0.10", "v1", app="web"))
+        rec.on_service("ADDED", objects.service("web-canary", "10.96.0.11", "v1", app="web"))
+        rec.on_replicaset("ADDED", objects.replicaset("web", "v1", 4, 4))
+        rec.on_rollout("ADDED", objects.rollout("web", upstream=UPSTREAM))
+        key, _ = await rec.queue.get()
+        await rec.reconcile(key)
+        rec.queue.done(key)
+        app = make_app(rec, router, Probes(alive=lambda: True, ready=lambda: (True, "")))
+        runner, port = await start_server(app, "127.0.0.1", 0)
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/verify/shop/web") as resp,
+            ):
+                text = await resp.text()
+                body = await resp.json()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/state") as resp,
+            ):
+                state_text = await resp.text()
+        finally:
+            await runner.cleanup()
+            await router.close()
+            rec.queue.close()
+    assert "s3c" not in text and "ret@" not in text and "s3c" not in state_text
+    assert set(body["observed"]) == {
+        sim.url.replace("http://", "http://***@"),
+        f"http://***@127.0.0.1:{down}",
+    }
+    assert f"http://***@127.0.0.1:{down}: " in body["reason"]
