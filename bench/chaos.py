@@ -320,6 +320,7 @@ class App:
     desired: dict[str, int] | None = None
     phase: str = "promoted"  # promoted | progressing | aborted | promoting
     pending_abort: int | None = None  # index into World.aborts awaiting its "until"
+    abort_in_force: int | None = None  # index into World.aborts until status.abort is cleared
 
     @property
     def upstream(self) -> str:
@@ -437,7 +438,8 @@ class World:
         self.rng = rng
         self.apps = [_build_app(i, plan.namespaces) for i in range(plan.rollouts)]
         self.desired: dict[str, list[list[Any]]] = {}  # upstream -> [start, end, weights]
-        self.aborts: list[list[Any]] = []  # [upstream, canary, t, until, canary_before]
+        # [upstream, canary, t, until, canary_before, cleared]
+        self.aborts: list[list[Any]] = []
         self.actions: dict[str, int] = {}
         self.mean_gap = plan.duration / plan.changes_per_rollout
 
@@ -487,8 +489,9 @@ class World:
             sent = time.monotonic()
             await self._status(kube, app, {"abort": True}, sent=sent)
             # Recorded once the API took it; no await between these lines (other Rollouts append).
-            self.aborts.append([app.upstream, app.canary_target, sent, math.inf, before])
+            self.aborts.append([app.upstream, app.canary_target, sent, math.inf, before, math.inf])
             app.pending_abort = len(self.aborts) - 1  # its "until": the next desired change
+            app.abort_in_force = app.pending_abort
             app.phase = "aborted"
             return rng.uniform(*self.plan.aborted_for)
         if roll < self.plan.abort_share + self.plan.promote_full_share:
@@ -509,7 +512,11 @@ class World:
     ) -> None:
         sent = time.monotonic() if sent is None else sent
         await kube.patch_rollout_status(app, status)
-        self.record(app, sent, time.monotonic())
+        acked = time.monotonic()
+        if "abort" in status and status["abort"] is None and app.abort_in_force is not None:
+            self.aborts[app.abort_in_force][5] = acked  # the abort was in force until now
+            app.abort_in_force = None
+        self.record(app, sent, acked)
 
     async def _new_revision(self, kube: Kube, app: App) -> None:
         """Argo's order: the new ReplicaSet, the canary Service's selector, then the status."""
@@ -887,8 +894,8 @@ class Run:
         }
         commits = [Commit(t, u, n, w) for t, u, n, w in history["commits"]]
         aborts = [
-            Abort(u, c, t, until if math.isfinite(until) else end, before)
-            for u, c, t, until, before in world.aborts
+            Abort(u, c, t, until if math.isfinite(until) else end, before, cleared)
+            for u, c, t, until, before, cleared in world.aborts
         ]
         if self.keep:
             with open(self.workdir / "history.json", "w") as f:

@@ -79,6 +79,7 @@ class Abort:
     t: float  # sent to the Kubernetes API
     until: float  # the Rollout's next change (inf: none)
     canary_before: int  # the canary's desired weight just before the abort
+    cleared: float = math.inf  # status.abort cleared (a retry, a new revision): no longer in force
 
 
 @dataclass(frozen=True)
@@ -296,9 +297,11 @@ def _lowered_before_raised(
 
 def _abort_order(aborts: Sequence[Abort], t: float, pair: Mapping[str, int]) -> bool:
     """The order an abort is written in (issue 12 item 7): canary to 0 first while the stable
-    already carries weight, one request ending canary traffic; the total stays above 0."""
+    already carries weight, one request ending canary traffic; the total stays above 0. Every
+    plan is written so while ``status.abort`` is set (a new revision's objects change before
+    Argo clears it)."""
     return sum(pair.values()) > 0 and any(
-        a.t <= t <= a.until and pair.get(a.canary) == 0 for a in aborts
+        a.t <= t <= max(a.until, a.cleared) and pair.get(a.canary) == 0 for a in aborts
     )
 
 

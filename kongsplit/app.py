@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -116,6 +116,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics.kong_tls_verify.set(0 if settings.kong.tls.insecure_skip_verify else 1)
         self.kong = kong or KongRouter.from_config(settings.kong, metrics=self.metrics)
         self.stop_event = asyncio.Event()
         self.port: int | None = None  # the bound HTTP port, once serving
@@ -162,6 +163,17 @@ class Daemon:
             if le.enabled
             else "leader election off (this process always writes to Kong)",
         )
+        if s.kong.tls.insecure_skip_verify:
+            where = s.origins.get("kong.tls.insecureSkipVerify", "kong.tls.insecureSkipVerify")
+            logger.warning(
+                "TLS verification of the Kong Admin API is off (%s): kongsplit does not check "
+                "whose certificate %s presents, so anyone on the path can read the admin token "
+                "and answer in Kong's place; set kong.tls.caFile to the CA that signed Kong's "
+                "certificate and turn insecureSkipVerify off (kongsplit_kong_tls_verify is 0 "
+                "meanwhile)",
+                where,
+                redact_url(s.kong.url),
+            )
         if le.enabled and not s.is_set("leaderElection.leaseNamespace"):
             if not os.environ.get("POD_NAMESPACE"):
                 logger.warning(

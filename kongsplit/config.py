@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from kongsplit.kong.names import workspace_name_problem
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or out of range; the message names it."""
@@ -195,6 +197,60 @@ def _parse_opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else _parse_str(value)
 
 
+#: The fix every token error names (the token itself is never shown).
+TOKEN_FIX = (
+    "write the token alone, on one line (printf '%s' \"$TOKEN\" > FILE, or kubectl create "
+    'secret generic NAME --from-literal=token="$TOKEN")'
+)
+
+
+def token_from_text(text: str, where: str) -> str | None:
+    """The Kong admin token in ``text`` (a token file's content, or the ``kong.token`` value).
+
+    Whitespace around it is dropped (the newline an editor or ``echo`` leaves); whitespace or
+    any character that is not printable ASCII *inside* it would go to Kong as part of the header
+    (or break it), so it is an error naming ``where`` and the fix, never the token. None when
+    ``text`` holds nothing.
+    """
+    token = text.strip()
+    if not token:
+        return None
+    for index, char in enumerate(token):
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            what = "a line break"
+        elif char.isspace():
+            what = "a space" if char == " " else "whitespace"
+        elif char.isprintable():
+            what = "a character that is not ASCII"
+        else:
+            what = "a control character"
+        line = token.count("\n", 0, index) + 1
+        raise ValueError(
+            f"{where}: the token has {what} inside it (line {line}, character {index + 1} of "
+            f"{len(token)}); {TOKEN_FIX}"
+        )
+    return token
+
+
+def _parse_token(value: Any) -> str | None:
+    text = _parse_opt_str(value)
+    return None if text is None else token_from_text(text, "the Kong admin token")
+
+
+def _parse_workspace(value: Any) -> str | None:
+    """A Kong workspace name as Kong checks it (``kong.names``), or None for unset."""
+    text = _parse_opt_str(value)
+    if text is None:
+        return None
+    problem = workspace_name_problem(text)
+    if problem is not None:
+        shown = repr(text) if len(text) <= 64 else f"{text[:64]!r}..."
+        raise ValueError(f"not a valid Kong workspace name: {problem}, got {shown}")
+    return text
+
+
 def _parse_str_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
@@ -259,7 +315,7 @@ def _parse_positive_int(value: Any) -> int:
 def _parse_url(value: Any) -> str:
     text = _parse_str(value)
     if not re.match(r"^https?://[^/\s]+", text):
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(text)!r}")
     return text.rstrip("/")
 
 
@@ -268,8 +324,18 @@ def _parse_url_list(value: Any) -> tuple[str, ...]:
 
 
 def redact_url(url: str) -> str:
-    """``https://user:secret@kong:8444`` → ``https://***@kong:8444``: URLs are logged and served."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+    """``https://user:secret@kong:8444`` → ``https://***@kong:8444``: URLs are logged and served.
+
+    Everything up to the *last* ``@`` goes, so a password holding ``@``, ``/`` or ``:`` written
+    unencoded (``https://u:p@ss/w@kong``) leaves nothing behind; a URL whose path holds an
+    ``@`` loses more than its userinfo, never less. A value without a scheme (a flag given as
+    ``user:pw@kong:8001``) is redacted the same way.
+    """
+    scheme = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url)
+    prefix = scheme.group(0) if scheme else ""
+    rest = url[len(prefix) :]
+    at = rest.rfind("@")
+    return url if at == -1 else f"{prefix}***@{rest[at + 1 :]}"
 
 
 def parse_listen(value: str, where: str = "listen") -> tuple[str, int]:
@@ -313,6 +379,8 @@ _KINDS: dict[_Parser, str] = {
     _parse_url_list: "URL list",
     _parse_str: "string",
     _parse_opt_str: "string",
+    _parse_workspace: "string",
+    _parse_token: "string",
     _parse_str_list: "string list",
     _parse_bool: "bool",
     parse_duration: "duration",
@@ -361,7 +429,7 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
             ),
             "token": Key(
                 "token",
-                _parse_opt_str,
+                _parse_token,
                 "Kong Admin API token (Kong-Admin-Token, Enterprise RBAC); prefer tokenFile",
             ),
             "tokenFile": Key(
@@ -373,7 +441,7 @@ _SECTIONS: dict[str, tuple[str, dict[str, Key]]] = {
             ),
             "workspace": Key(
                 "workspace",
-                _parse_opt_str,
+                _parse_workspace,
                 "Kong Enterprise workspace of the upstreams (unset: the default workspace)",
             ),
             "nodes": Key(

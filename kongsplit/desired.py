@@ -101,7 +101,7 @@ def _pick(
 def desired_state(
     rollout: Rollout,
     *,
-    services: Mapping[str, Service] | None,
+    services: Mapping[str, Service | ObjectError] | None,
     replicasets: Iterable[ReplicaSet] | None,
     default_workspace: str | None = None,
     cluster_domain: str = "cluster.local",
@@ -130,8 +130,9 @@ def desired_state(
     )
     stable_hash: str | None = None
     _, stable_name = resolve_services(rollout)
-    if services is not None and stable_name is not None and stable_name in services:
-        stable_hash = services[stable_name].selector_hash
+    stable_svc = services.get(stable_name) if services is not None and stable_name else None
+    if isinstance(stable_svc, Service):
+        stable_hash = stable_svc.selector_hash
     result = compute(
         rollout,
         canary_rs=canary_rs,
@@ -194,7 +195,7 @@ def plan_targets(
     mapping: TargetMapping,
     *,
     key: RolloutKey,
-    services: Mapping[str, Service] | None,
+    services: Mapping[str, Service | ObjectError] | None,
     cluster_domain: str = "cluster.local",
     placeholders: bool = False,
 ) -> DesiredUpstream | ObjectError:
@@ -262,12 +263,14 @@ def _target_for(
     mapping: TargetMapping,
     *,
     key: RolloutKey,
-    services: Mapping[str, Service] | None,
+    services: Mapping[str, Service | ObjectError] | None,
     cluster_domain: str,
     placeholders: bool = False,
 ) -> tuple[str, bool] | ObjectError:
     """(target, address pending) for one Service, or why there is none."""
     service = services.get(service_name) if services is not None else None
+    if isinstance(service, ObjectError):
+        return service  # it exists but cannot be read (an invalid port): say what is wrong
     if services is not None and service is None:
         return ObjectError(
             kind="Rollout",

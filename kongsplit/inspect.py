@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kongsplit.config import ConfigError, load_settings
+from kongsplit.config import ConfigError, load_settings, redact_url
 from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.records import Target, TargetHealth, Upstream
@@ -165,6 +165,7 @@ async def desired_from_kubernetes(
     from kongsplit import kube
     from kongsplit.desired import desired_state
     from kongsplit.rollouts import (
+        ObjectError,
         ReplicaSet,
         Rollout,
         Service,
@@ -186,11 +187,13 @@ async def desired_from_kubernetes(
     finally:
         await api.close()
     rollouts, services, replicasets = (lst.get("items") or [] for lst in lists)
-    services_by_ns: dict[str, dict[str, Service]] = {}
+    services_by_ns: dict[str, dict[str, Service | ObjectError]] = {}
     for item in services:
         svc = parse_service(item)
         if isinstance(svc, Service):
             services_by_ns.setdefault(svc.namespace, {})[svc.name] = svc
+        elif svc.name is not None:  # unreadable (an invalid port): reported as such, not missing
+            services_by_ns.setdefault(svc.namespace or "default", {})[svc.name] = svc
     rs_by_ns: dict[str, list[ReplicaSet]] = {}
     for item in replicasets:
         rs = parse_replicaset(item)
@@ -248,7 +251,7 @@ async def collect_report(
             "mode": str(info.mode),
             "workspace": admin.workspace,
         },
-        "nodes": node_urls,
+        "nodes": [redact_url(n) for n in node_urls],
         "upstreams": list(entries),
     }
 
@@ -291,7 +294,7 @@ async def _upstream_entry(
                 "drift": drift,
                 "nodes": [
                     {
-                        "node": node,
+                        "node": redact_url(node),
                         "health": h.health if (h := by_target.get(t.target)) else None,
                         "node_weight": h.node_weight if h else None,
                         "error": err,
@@ -313,7 +316,9 @@ async def _upstream_entry(
         "owners": owners,
         "total_weight": total,
         "in_sync": in_sync,
-        "errors": [f"node {n}: {err}" for n, (_, err) in zip(nodes, health, strict=True) if err],
+        "errors": [
+            f"node {redact_url(n)}: {err}" for n, (_, err) in zip(nodes, health, strict=True) if err
+        ],
         "targets": rows,
     }
 

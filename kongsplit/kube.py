@@ -10,10 +10,12 @@ failure surfaces as a :class:`KubeError` that says whether the server answered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,124 @@ _BODY_LIMIT = 300  # characters of an unparseable error body kept in a message
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+
+_WS = re.compile(r"[ \t\n\r]*")
+#: json's own string scanner (C): a JSON string body at an index → (text, index after it).
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def loads_nested(data: bytes | str) -> Any:
+    """JSON → Python without recursion: the same values ``json.loads`` gives, for any depth.
+
+    ``json.loads`` recurses once per nesting level and raises ``RecursionError`` past about a
+    thousand; the API server stores deeper objects (a custom resource's free-form fields), so a
+    watch or list of one would otherwise fail every time. Only used when ``json.loads`` gave up
+    (see :func:`decode`): this loop is pure Python. Raises ``ValueError`` on anything that is
+    not JSON.
+    """
+    text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+    stack: list[dict[str, Any] | list[Any]] = []  # the open containers
+    keys: list[str] = []  # the key each open object's next value goes under
+    idx = _ws(text, 0)
+    value: Any
+    while True:
+        # One value starts at idx: a scalar is read whole, a container is opened.
+        ch = text[idx : idx + 1]
+        if ch in ("{", "["):
+            idx = _ws(text, idx + 1)
+            closer = "}" if ch == "{" else "]"
+            if text.startswith(closer, idx):
+                value, idx = ({} if ch == "{" else []), idx + 1
+            elif ch == "[":
+                stack.append([])
+                continue
+            else:
+                stack.append({})
+                key, idx = _key_at(text, idx)
+                keys.append(key)
+                continue
+        elif ch == '"':
+            value, idx = _scanstring(text, idx + 1)
+        elif text.startswith("null", idx):
+            value, idx = None, idx + 4
+        elif text.startswith("true", idx):
+            value, idx = True, idx + 4
+        elif text.startswith("false", idx):
+            value, idx = False, idx + 5
+        else:
+            m = _NUMBER.match(text, idx)
+            if m is None:
+                raise ValueError(f"not JSON at character {idx}")
+            value = float(m.group(0)) if m.group(1) or m.group(2) else int(m.group(0))
+            idx = m.end()
+        # A value is complete: add it to its container; close the containers that end here.
+        while True:
+            idx = _ws(text, idx)
+            if not stack:
+                if idx != len(text):
+                    raise ValueError(f"extra data at character {idx}")
+                return value
+            top = stack[-1]
+            if isinstance(top, dict):
+                top[keys[-1]] = value
+            else:
+                top.append(value)
+            ch = text[idx : idx + 1]
+            if ch == ",":
+                idx = _ws(text, idx + 1)
+                if isinstance(top, dict):
+                    keys[-1], idx = _key_at(text, idx)
+                break  # the next value of this container
+            if ch != ("}" if isinstance(top, dict) else "]"):
+                raise ValueError(f"not JSON at character {idx}")
+            idx += 1
+            value = stack.pop()
+            if isinstance(value, dict):
+                keys.pop()
+
+
+def _ws(text: str, idx: int) -> int:
+    """Where the JSON whitespace starting at ``idx`` ends."""
+    m = _WS.match(text, idx)
+    return m.end() if m is not None else idx
+
+
+def _key_at(text: str, idx: int) -> tuple[str, int]:
+    """An object's ``"key":`` at idx → (key, where its value starts)."""
+    if not text.startswith('"', idx):
+        raise ValueError(f"not JSON at character {idx}: expected a key")
+    key, idx = _scanstring(text, idx + 1)
+    idx = _ws(text, idx)
+    if not text.startswith(":", idx):
+        raise ValueError(f"not JSON at character {idx}: expected ':'")
+    return key, _ws(text, idx + 1)
+
+
+async def decode(data: bytes) -> Any:
+    """JSON from the API server, however deeply nested (:func:`loads_nested` off the event loop
+    when ``json.loads`` runs out of recursion). Raises ``ValueError`` if it is not JSON."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        return await asyncio.to_thread(loads_nested, data)
+
+
+def no_answer(error: BaseException) -> str:
+    """Why a request got no answer, in words (never a library's class name)."""
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        reason = error.os_error.strerror or "connection failed"
+        return f"cannot connect to {error.host}:{error.port} ({reason})"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "the answer was cut short"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(error).split())
+    return text or "connection failed"
 
 
 class KubeError(Exception):
@@ -58,7 +178,7 @@ class KubeApiError(KubeError):
     def from_body(cls, status: int, body: bytes) -> KubeApiError:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and data.get("kind") == "Status":
             return cls(status, str(data.get("reason") or ""), str(data.get("message") or ""))
@@ -299,7 +419,7 @@ async def _send(
             _request_timeout=client_timeout,
         )
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
-        raise KubeUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
+        raise KubeUnavailable(f"{method} {path}: {no_answer(e)}") from e
     return response
 
 
@@ -327,11 +447,11 @@ async def request(
         async with response:
             data = await response.read()
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
-        raise KubeUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
+        raise KubeUnavailable(f"{method} {path}: {no_answer(e)}") from e
     if not 200 <= response.status < 300:
         raise KubeApiError.from_body(response.status, data)
     try:
-        parsed = json.loads(data) if data else {}
+        parsed = await decode(data) if data else {}
     except ValueError as e:
         raise KubeApiError(response.status, "BadResponse", f"not JSON: {data[:100]!r}") from e
     if not isinstance(parsed, dict):
@@ -358,7 +478,7 @@ async def open_stream(
             async with response:
                 data = await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise KubeUnavailable(f"GET {path}: {type(e).__name__}: {e}") from e
+            raise KubeUnavailable(f"GET {path}: {no_answer(e)}") from e
         raise KubeApiError.from_body(response.status, data)
     return response
 

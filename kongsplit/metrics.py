@@ -111,6 +111,14 @@ class Metrics:
             registry=registry,
         )
         self.kong_auth_ok.set(1)
+        self.kong_tls_verify = Gauge(
+            "kong_tls_verify",
+            "0 while kong.tls.insecureSkipVerify turns off checking the Kong Admin API's "
+            "certificate (anyone on the path can read the admin token), else 1.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.kong_tls_verify.set(1)
         self.kong_requests = Counter(
             "kong_requests",
             "Requests sent to the Kong Admin API, by method and status code (0 = no answer).",
@@ -162,6 +170,15 @@ class Metrics:
             "watch_restarts",
             "Kubernetes watches restarted (410 Gone relists, dropped connections).",
             ["resource"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.watch_events_skipped = Counter(
+            "watch_events_skipped",
+            "Kubernetes watch lines or list items skipped as unusable, by resource and reason "
+            "(oversized: a line over 4 MiB; malformed: not JSON; invalid: not an event or object "
+            "of the right shape); a skipped watch line is followed by a relist.",
+            ["resource", L_REASON],
             namespace=NAMESPACE,
             registry=registry,
         )

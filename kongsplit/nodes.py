@@ -9,6 +9,7 @@ endpoints only, terminating ones skipped, one URL per address and port.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,9 +64,9 @@ class NodeDiscovery:
         port = self._port(obj.get("ports"))
         if port is None:
             return ()
-        family = obj.get("addressType")
         urls = []
-        for endpoint in obj.get("endpoints") or []:
+        endpoints = obj.get("endpoints")
+        for endpoint in endpoints if isinstance(endpoints, list) else ():
             if not isinstance(endpoint, dict):
                 continue
             conditions = endpoint.get("conditions")
@@ -73,10 +74,17 @@ class NodeDiscovery:
             # Ready is unset (= ready) or true; a terminating pod is on its way out.
             if conditions.get("ready") is False or conditions.get("terminating") is True:
                 continue
-            for address in endpoint.get("addresses") or []:
-                if not isinstance(address, str) or not address:
+            addresses = endpoint.get("addresses")
+            for address in addresses if isinstance(addresses, list) else ():
+                # Only an IP address becomes a URL: anything else in a slice (a name, a path,
+                # "user@host") is not a node kongsplit should send requests to.
+                try:
+                    ip = ipaddress.ip_address(address) if isinstance(address, str) else None
+                except ValueError:
+                    ip = None
+                if ip is None:
                     continue
-                host = f"[{address}]" if family == "IPv6" or ":" in address else address
+                host = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
                 urls.append(f"{self.config.scheme}://{host}:{port}")
         return tuple(urls)
 
@@ -85,6 +93,13 @@ class NodeDiscovery:
         if wanted.isdigit():
             return int(wanted)
         for p in ports if isinstance(ports, list) else ():
-            if isinstance(p, dict) and p.get("name") == wanted and isinstance(p.get("port"), int):
-                return int(p["port"])
+            number = p.get("port") if isinstance(p, dict) else None
+            if (
+                isinstance(p, dict)
+                and p.get("name") == wanted
+                and isinstance(number, int)
+                and not isinstance(number, bool)
+                and 1 <= number <= 65535
+            ):
+                return number
         return None

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kongsplit.config import redact_url
 from kongsplit.desired import Desired, desired_state
 from kongsplit.manifests import Located, ManifestError, kind_of, read_objects
 from kongsplit.rollouts import (
@@ -311,7 +312,7 @@ async def read_cluster(
         api = await kube.make_api_client(kubeconfig, context=context)
     except kube.KubeConfigError as e:
         raise ClusterUnreadable(str(e)) from None
-    server = str(api.configuration.host)
+    server = redact_url(str(api.configuration.host))
     objects: list[Located] = []
     scopes: list[str | None] = [*namespaces] or [None]  # None: every namespace
     try:

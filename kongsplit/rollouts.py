@@ -1079,6 +1079,8 @@ def _service_error(obj: Mapping[str, Any], field: str, message: str) -> ObjectEr
         name=name if isinstance(name, str) else None,
         field=field,
         message=message,
+        # Counted as a Service kongsplit cannot use, like a headless or ExternalName one.
+        reason="missing_service",
     )
 
 
@@ -1090,7 +1092,8 @@ def parse_service(obj: object) -> Service | ObjectError:
             namespace=None,
             name=None,
             field=None,
-            message=f"expected an object, got {type(obj).__name__}",
+            message=f"expected an object, got {_show(obj)}",
+            reason="missing_service",
         )
     meta = obj.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
@@ -1110,9 +1113,13 @@ def parse_service(obj: object) -> Service | ObjectError:
             return _service_error(
                 obj,
                 f"spec.ports[{i}].port",
-                f"must be an integer between 1 and 65535, got {port!r}",
+                f"must be an integer between 1 and 65535, got {_show(port)}",
             )
         pname = p.get("name")
+        if pname is not None and not isinstance(pname, str):
+            return _service_error(
+                obj, f"spec.ports[{i}].name", f"must be a string, got {_show(pname)}"
+            )
         ports.append(
             ServicePort(name=pname if isinstance(pname, str) and pname else None, port=port)
         )

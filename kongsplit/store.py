@@ -33,7 +33,9 @@ class Store:
         self.opted_in: set[RolloutKey] = (
             set()
         )  # carries a kongsplit.io/ annotation (even if invalid)
-        self.services: dict[str, dict[str, Service]] = {}
+        # A Service that cannot be read is kept as its ObjectError, so a Rollout using it is told
+        # what is wrong with it (an invalid port), not that it does not exist.
+        self.services: dict[str, dict[str, Service | ObjectError]] = {}
         self.replicasets: dict[str, dict[str, ReplicaSet]] = {}
         # (namespace, pod-template-hash) → its ReplicaSets by name, so a reconcile looks at the
         # one or two ReplicaSets its Rollout names instead of scanning the namespace (at 1,000
@@ -135,13 +137,16 @@ class Store:
             if parsed.name is None:
                 return set()
             ns, name = parsed.namespace or "default", parsed.name
-            self.services.get(ns, {}).pop(name, None)  # a Service we cannot read is no Service
         else:
             ns, name = parsed.namespace, parsed.name
-            if deleted:
-                self.services.get(ns, {}).pop(name, None)
-            else:
-                self.services.setdefault(ns, {})[name] = parsed
+        if deleted:
+            bucket = self.services.get(ns)
+            if bucket is not None:
+                bucket.pop(name, None)
+                if not bucket:
+                    del self.services[ns]
+        else:
+            self.services.setdefault(ns, {})[name] = parsed
         return set(self._service_users.get((ns, name), ()))
 
     def set_replicaset(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
@@ -179,7 +184,7 @@ class Store:
         if bucket is not None and not bucket:
             del self.replicasets[ns]
 
-    def services_in(self, namespace: str) -> dict[str, Service]:
+    def services_in(self, namespace: str) -> dict[str, Service | ObjectError]:
         return self.services.get(namespace, {})
 
     def replicasets_for(self, rollout: Rollout) -> list[ReplicaSet]:

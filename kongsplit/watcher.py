@@ -12,12 +12,19 @@ the gap. So each scope (one namespace, or the whole cluster) runs this loop::
 The only memory kept is ``{key: resourceVersion}`` per scope: it turns a relist into
 DELETED for objects that vanished during the gap and ADDED/MODIFIED only for objects whose
 resourceVersion changed, and it drops replays of events we have already delivered.
+
+Whatever the server (or a proxy) sends, the watcher does not stop and does not grow without
+bound: a watch line longer than ``MAX_LINE_BYTES`` is cut off unread; a line that is not JSON,
+a ``null`` event, an event or object of the wrong shape is skipped; each is counted in
+``kongsplit_watch_events_skipped_total{resource,reason}`` and the scope relists, so nothing the
+line carried is missed. A list item of the wrong shape is skipped and counted the same way.
+JSON nested deeper than ``json.loads`` can go (a custom resource's free-form fields) is decoded
+without recursion (``kube.decode``) and delivered like any other object.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +47,12 @@ OnEvent = Callable[[str, dict[str, Any]], None]
 
 _PAGE_SIZE = 500
 _BACKOFF_BASE = 0.5
+#: The longest watch line read (one event: an object and its envelope). The API server refuses
+#: objects over about 3 MiB (etcd's default request limit is 1.5 MiB), so a longer line is not
+#: an object kongsplit could need: it is cut off unread, counted and followed by a relist.
+MAX_LINE_BYTES = 4 << 20
+#: ``kongsplit_watch_events_skipped_total{reason}``.
+SKIP_REASONS = ("oversized", "malformed", "invalid")
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,14 @@ class _Gone(Exception):
     """The resourceVersion we hold is too old (410 Gone / Expired): relist."""
 
 
+class _Skipped(Exception):
+    """A watch line kongsplit cannot use: counted, and the scope relists to catch up."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class _CallbackFailed(Exception):
     """``on_event`` raised: a bug in the daemon, never retried here."""
 
@@ -77,12 +98,38 @@ def backoff_delay(failures: int, *, base: float = _BACKOFF_BASE, cap: float = 30
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    meta = obj["metadata"]  # checked by _shape_problem
+    return meta.get("namespace") or "", meta["name"]
 
 
 def _rv(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    meta = obj.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return rv if isinstance(rv, str) else ""
+
+
+def _shape_problem(obj: object, *, named: bool = True) -> str | None:
+    """Why ``obj`` is not a Kubernetes object the consumers can take, or None. ``named``: it
+    must say which object it is (a BOOKMARK only carries a resourceVersion)."""
+    if not isinstance(obj, dict):
+        return "the object is not a JSON object"
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return "metadata is not a JSON object"
+    if not isinstance(meta.get("resourceVersion", ""), str):
+        return "metadata.resourceVersion is not a string"
+    if named:
+        if not isinstance(meta.get("name"), str) or not meta["name"]:
+            return "metadata.name is not a non-empty string"
+        if not isinstance(meta.get("namespace", ""), str):
+            return "metadata.namespace is not a string"
+    return None
+
+
+def _peek(line: bytes | bytearray, limit: int = 80) -> str:
+    """The start of a line for a log message (never a whole megabyte)."""
+    head = bytes(line[:limit]).decode("utf-8", "replace")
+    return repr(head) + (f"... ({len(line)} bytes)" if len(line) > limit else "")
 
 
 class Watcher:
@@ -101,6 +148,7 @@ class Watcher:
         backoff_base: float = _BACKOFF_BASE,
         page_size: int = _PAGE_SIZE,
         label_selector: str | None = None,
+        max_line: int = MAX_LINE_BYTES,
     ) -> None:
         self._api = api
         self.resource = resource
@@ -112,6 +160,7 @@ class Watcher:
         self._timeout_seconds = timeout_seconds
         self._page_size = page_size
         self._label_selector = label_selector
+        self._max_line = max_line
         self.listed = asyncio.Event()
         self._pending_lists = len(self.namespaces)
 
@@ -141,6 +190,7 @@ class Watcher:
         first_list = True
         failures = 0
         gone = 0  # 410s in a row without a useful watch in between
+        skips = 0  # lines skipped since a watch last ended cleanly
         while True:
             try:
                 if gone > 1:
@@ -165,12 +215,28 @@ class Watcher:
                     if state.streamed:
                         failures = gone = 0
                 # The server closed the stream at timeoutSeconds: carry on from where we are.
+                skips = 0
                 logger.debug("watch expired; resuming", extra={**extra, "resource_version": rv})
             except _Gone:
                 logger.info("watch resourceVersion expired (410); relisting", extra=extra)
                 self._count_restart()
                 rv = None
                 gone += 1
+            except _Skipped as skipped:
+                # What the line said is lost: relist to catch up (backing off if it repeats).
+                logger.warning(
+                    "skipped a watch event (%s); relisting",
+                    skipped,
+                    extra={**extra, "reason": skipped.reason},
+                )
+                self._count_skipped(skipped.reason)
+                self._count_restart()
+                rv = None
+                skips += 1
+                if skips > 1:  # a stream that keeps sending garbage must not spin us
+                    await asyncio.sleep(
+                        backoff_delay(skips - 1, base=self._backoff_base, cap=self._backoff_max)
+                    )
             except (kube.KubeError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
                 if isinstance(e, kube.KubeApiError) and e.status == 410 and rv is not None:
                     logger.info("410 Gone; relisting", extra=extra)
@@ -192,6 +258,12 @@ class Watcher:
     def _count_restart(self) -> None:
         if self._metrics is not None:
             self._metrics.watch_restarts.labels(resource=self.resource.plural).inc()
+
+    def _count_skipped(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.watch_events_skipped.labels(
+                resource=self.resource.plural, reason=reason
+            ).inc()
 
     def _deliver(self, event_type: str, obj: dict[str, Any]) -> None:
         try:
@@ -222,12 +294,29 @@ class Watcher:
                     items, list_rv, token = [], "", None
                     continue
                 raise
-            meta = page.get("metadata") or {}
+            meta = page.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            page_items = page.get("items")
+            if page_items is None:
+                page_items = []
+            if not isinstance(page_items, list):
+                raise kube.KubeApiError(200, "BadResponse", f"GET {path}: items is not a list")
             if not list_rv:
-                list_rv = str(meta.get("resourceVersion") or "")
-            items.extend(i for i in page.get("items") or [] if isinstance(i, dict))
-            token = meta.get("continue") or None
-            if not token:
+                list_rv = _rv(page)
+            for item in page_items:
+                problem = _shape_problem(item)
+                if problem is None:
+                    items.append(item)
+                    continue
+                # Not an object anyone could name: nothing to deliver, nothing to forget.
+                logger.warning(
+                    "skipped a listed item: %s",
+                    problem,
+                    extra={"resource": self.resource.plural, "namespace": namespace or "*"},
+                )
+                self._count_skipped("invalid")
+            token = meta.get("continue")
+            if not isinstance(token, str) or not token:
                 return items, list_rv
 
     async def _relist(self, namespace: str | None, known: dict[tuple[str, str], str]) -> str:
@@ -275,31 +364,66 @@ class Watcher:
         path = self.resource.path(namespace)
         response = await kube.open_stream(self._api, path, query=query, client_timeout=timeout)
         async with response:
-            buffer = b""
+            # Lines are cut out of a bounded buffer: a line longer than max_line is never held
+            # whole (aiohttp's own readline would buffer it all).
+            buffer = bytearray()
             async for chunk in response.content.iter_any():
+                scan = len(buffer)
                 buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        self._handle_line(line, known, state)
+                while (end := buffer.find(b"\n", scan)) != -1:
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    scan = 0
+                    await self._line(line, known, state)
+                if len(buffer) > self._max_line:
+                    raise _Skipped(
+                        "oversized",
+                        f"a line longer than {self._max_line} bytes, starting {_peek(buffer)}",
+                    )
             if buffer.strip():
-                self._handle_line(buffer, known, state)
+                await self._line(bytes(buffer), known, state)
         state.streamed = True  # a clean end (server-side timeout) is a success too
 
-    def _handle_line(
+    async def _line(
         self, line: bytes, known: dict[tuple[str, str], str], state: _WatchState
     ) -> None:
-        event = json.loads(line)
+        if len(line) > self._max_line:
+            raise _Skipped("oversized", f"a line of {len(line)} bytes (at most {self._max_line})")
+        if not line.strip():
+            return
+        try:
+            event = await kube.decode(line)
+        except ValueError:
+            raise _Skipped("malformed", f"not JSON: {_peek(line)}") from None
+        self._handle_event(event, line, known, state)
+
+    def _handle_event(
+        self,
+        event: object,
+        line: bytes,
+        known: dict[tuple[str, str], str],
+        state: _WatchState,
+    ) -> None:
+        if not isinstance(event, dict):
+            raise _Skipped("invalid", f"not a watch event: {_peek(line)}")
         event_type = event.get("type")
         obj = event.get("object")
-        if not isinstance(obj, dict):
-            raise kube.KubeApiError(200, "BadWatchEvent", f"no object in {line[:100]!r}")
+        if not isinstance(event_type, str) or not isinstance(obj, dict):
+            raise _Skipped("invalid", f"not a watch event: {_peek(line)}")
         if event_type == "ERROR":
-            code = int(obj.get("code") or 0)
+            code = obj.get("code")
+            code = code if isinstance(code, int) and not isinstance(code, bool) else 0
             if code == 410:
                 raise _Gone
-            reason, message = str(obj.get("reason") or ""), str(obj.get("message") or "")
-            raise kube.KubeApiError(code, reason, message)
+            reason, message = obj.get("reason"), obj.get("message")
+            raise kube.KubeApiError(
+                code,
+                reason if isinstance(reason, str) else "",
+                message[:300] if isinstance(message, str) else "",
+            )
+        problem = _shape_problem(obj, named=event_type != "BOOKMARK")
+        if problem is not None:
+            raise _Skipped("invalid", f"{event_type} event: {problem}")
         state.streamed = True
         rv = _rv(obj)
         if event_type == "BOOKMARK":
@@ -315,7 +439,7 @@ class Watcher:
             known.pop(key, None)
             self._deliver(DELETED, obj)
         else:
-            logger.debug("ignoring watch event %r", event_type)
+            logger.debug("ignoring watch event %r", event_type[:40])
         if rv:
             state.rv = rv
 

@@ -26,6 +26,9 @@ The shims (kmock is pinned to 0.8 because (1) reaches into a private module):
    ``expire=True`` they then answer 410 at once, which is how a test makes a gap: hold, end,
    change objects, release with 410 → the watcher must relist and catch up.
    ``timeoutSeconds`` on a watch is honoured (kmock ignores it).
+5. Raw watch lines: ``send_raw(data)`` writes bytes (or each bytes of an iterable, in order)
+   as they are to every open watch stream: garbage, a ``null`` event, a line of any length or
+   nesting, which the emulator itself (JSON-encoding every event) cannot send.
 
 Change objects over HTTP (:func:`create`, :func:`patch`, :func:`delete` below, or the real
 client) so watchers see events; ``kube_mock.objects[...] = {...}`` bypasses the watch bus.
@@ -98,6 +101,7 @@ class KubeMock(kmock.KubernetesEmulator):
     _watch_stops: set[asyncio.Future[int | None]] = attrs.field(factory=set, init=False)
     _watch_gate: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _gate_code: int | None = attrs.field(default=None, init=False)
+    _raw_queues: set[asyncio.Queue[Any]] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -193,6 +197,11 @@ class KubeMock(kmock.KubernetesEmulator):
         self._gate_code = 410 if expire else None
         self._watch_gate.set()
 
+    def send_raw(self, data: Any) -> None:
+        """Shim (5): ``data`` (bytes, or an iterable of bytes) to every open watch, as is."""
+        for queue in list(self._raw_queues):
+            queue.put_nowait(data)
+
     @property
     def open_watches(self) -> int:
         return sum(1 for stop in self._watch_stops if not stop.done())
@@ -213,21 +222,41 @@ class KubeMock(kmock.KubernetesEmulator):
         else:
             handle = None
         self._watch_stops.add(stop)
+        raw: asyncio.Queue[Any] = asyncio.Queue()
+        self._raw_queues.add(raw)
         source = super()._serve_watch(request)
         step: asyncio.Future[Any] | None = None
+        raw_get: asyncio.Future[Any] | None = None
         try:
             await anext(source)  # kmock's own b'' header flush
             while True:
-                step = asyncio.ensure_future(anext(source))
-                await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if step is None:
+                    step = asyncio.ensure_future(anext(source))
+                if raw_get is None:
+                    raw_get = asyncio.ensure_future(raw.get())
+                await asyncio.wait({step, stop, raw_get}, return_when=asyncio.FIRST_COMPLETED)
+                if raw_get.done():
+                    data, raw_get = raw_get.result(), None
+                    if isinstance(data, bytes):
+                        yield data
+                    else:
+                        for piece in data:
+                            yield piece
+                    continue
                 if step.done():
-                    yield step.result()
+                    result, step = step.result(), None
+                    yield result
                     continue
                 code = stop.result()
                 if code is not None:
                     yield _error_event(code)
                 return
         finally:
+            self._raw_queues.discard(raw)
+            if raw_get is not None and not raw_get.done():
+                raw_get.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await raw_get
             self._watch_stops.discard(stop)
             if handle is not None:
                 handle.cancel()

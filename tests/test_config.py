@@ -575,6 +575,18 @@ def test_file_errors_name_file_and_key(tmp_path: Path, text: str, words: list[st
         pytest.param(
             {"KONGSPLIT_LOG_FORMAT": "yaml"}, ["environment KONGSPLIT_LOG_FORMAT"], id="log-format"
         ),
+        # Kong's workspace rules (kong/db/schema/typedefs.lua validate_utf8_name), and no dot
+        # segment: /../upstreams is the default workspace's /upstreams once a URL is normalised.
+        pytest.param(
+            {"KONGSPLIT_KONG_WORKSPACE": ".."},
+            ["environment KONGSPLIT_KONG_WORKSPACE", "path segment", "'..'"],
+            id="workspace-dot-dot",
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_WORKSPACE": "team/a"},
+            ["environment KONGSPLIT_KONG_WORKSPACE", "not a valid Kong workspace name"],
+            id="workspace-slash",
+        ),
     ],
 )
 def test_env_errors_name_the_variable(env: dict[str, str], words: list[str]) -> None:
@@ -891,6 +903,50 @@ def test_docs_and_help_name_every_variable() -> None:
     assert "`--listen 127.0.0.1:9102`" in doc
 
 
-def test_urls_are_redacted_for_logs() -> None:
-    assert redact_url("https://admin:s3cret@kong:8444") == "https://***@kong:8444"
-    assert redact_url("http://kong:8001/") == "http://kong:8001/"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        pytest.param("https://admin:s3cret@kong:8444", "https://***@kong:8444", id="userinfo"),
+        pytest.param("http://kong:8001/", "http://kong:8001/", id="none"),
+        pytest.param("https://admin:s3c@ret@kong:8444", "https://***@kong:8444", id="at-in-pw"),
+        pytest.param("https://admin:s3c/ret@kong:8444", "https://***@kong:8444", id="slash-in-pw"),
+        pytest.param("https://admin:s3c:r/e?t#@kong", "https://***@kong", id="every-delimiter"),
+        pytest.param("admin:s3cret@kong:8001", "***@kong:8001", id="no-scheme"),
+        pytest.param("https://s3cret@kong", "https://***@kong", id="user-only"),
+    ],
+)
+def test_urls_are_redacted_for_logs(url: str, shown: str) -> None:
+    """Userinfo goes entirely, however it is written (an '@' or '/' in a password used to
+    leave part of it behind: https://***@ret@kong:8444, or all of it)."""
+    assert redact_url(url) == shown
+    assert "s3c" not in redact_url(url)
+
+
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        pytest.param(
+            {"KONGSPLIT_KONG_TOKEN": "s3c ret"}, "environment KONGSPLIT_KONG_TOKEN", id="space"
+        ),
+        pytest.param(
+            {"KONGSPLIT_KONG_TOKEN": "s3c\nret\n"}, "environment KONGSPLIT_KONG_TOKEN", id="newline"
+        ),
+    ],
+)
+def test_a_token_value_with_whitespace_inside_is_refused(env: dict[str, str], where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env=env)
+    message = str(info.value)
+    assert message.startswith(f"{where}: the Kong admin token: the token has ")
+    assert "write the token alone, on one line" in message
+    assert "s3c" not in message and "\n" not in message
+
+
+def test_a_token_value_loses_the_newline_around_it() -> None:
+    assert load_settings(None, env={"KONGSPLIT_KONG_TOKEN": "s3cret\n"}).kong.token == "s3cret"
+
+
+def test_a_bad_url_error_shows_no_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"KONGSPLIT_KONG_URL": "admin:s3cret@kong:8001"})
+    assert "s3cret" not in str(info.value) and "'***@kong:8001'" in str(info.value)

@@ -93,6 +93,24 @@ async def test_table(sim: KongSim, capsys: pytest.CaptureFixture[str]) -> None:
     assert "upstream other.svc  (not managed by kongsplit; total weight 100)" in lines
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+async def test_node_urls_are_shown_without_credentials(
+    sim: KongSim, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """--node (and kong.nodes) may carry user:password@: inspect printed them as given."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = s.getsockname()[1]
+    node = sim.urls[1].replace("http://", "http://admin:s3cret@")
+    gone = f"http://admin:s3cret@127.0.0.1:{down}"
+    argv = ["--kong-url", sim.url, "--node", node, "--node", gone, "--upstream", U]
+    code, out, err = await _main([*argv, "--json"] if as_json else argv, capsys)
+    assert code == 0  # a node that does not answer is reported in the output, not fatal
+    assert "s3cret" not in out + err
+    assert sim.urls[1].replace("http://", "http://***@") in out
+    assert f"http://***@127.0.0.1:{down}" in out
+
+
 async def test_json_subprocess(sim: KongSim) -> None:
     code, out, err = await _subprocess(
         "-m", "kongsplit.inspect", "--kong-url", sim.url, "--upstream", U, "--json"

@@ -162,6 +162,41 @@ async def test_unreadable_token_file_names_the_file() -> None:
             await admin.node_info()
 
 
+@pytest.mark.parametrize(
+    ("content", "token", "problem"),
+    [
+        pytest.param(b"s3cret\n", "s3cret", None, id="trailing-newline-stripped"),
+        pytest.param(b"  s3cret\r\n\n", "s3cret", None, id="surrounding-whitespace"),
+        pytest.param(b"\n", None, None, id="empty-is-no-token"),
+        pytest.param(b"s3c ret\n", None, "a space inside it (line 1, character 4", id="space"),
+        pytest.param(b"s3c\nret\n", None, "a line break inside it (line 1", id="newline"),
+        pytest.param(b"s3c\tret", None, "whitespace inside it", id="tab"),
+        pytest.param(b"s3c\x00ret", None, "a control character inside it", id="nul"),
+        pytest.param("s3crét".encode(), None, "not ASCII inside it", id="non-ascii"),
+        pytest.param(b"\xff\xfe", None, "is not text (UTF-8)", id="binary"),
+    ],
+)
+def test_a_token_file_is_one_token(
+    tmp_path: Path, content: bytes, token: str | None, problem: str | None
+) -> None:
+    """Whitespace around the token goes; inside it, it would have gone into the header (a
+    space: a token Kong refuses; a newline: aiohttp's ValueError, uncaught, on every request).
+    The error names the file and the fix, never the token."""
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    source = TokenSource(file=str(path))
+    if problem is None:
+        assert source.current() == token
+        return
+    with pytest.raises(KongError) as info:
+        source.current()
+    message = str(info.value)
+    assert message.startswith(f"the Kong admin token file {path}")
+    assert problem in message
+    assert "write the token alone, on one line" in message and "\n" not in message
+    assert "s3c" not in message and "ret" not in message.replace("secret", "")
+
+
 # --- over real sockets against the simulator ----------------------------------------------------
 
 
@@ -362,6 +397,18 @@ async def test_workspace_prefix() -> None:
         # An explicit workspace wins; "default" means no prefix.
         assert await admin.get_upstream("u.svc", workspace="default") is None
         assert [t.target for t in await admin.list_targets("u.svc")] == ["10.0.0.1:80"]
+
+
+async def test_workspace_names_are_percent_encoded_in_paths() -> None:
+    """Kong's workspace rule takes any non-ASCII character (validate_utf8_name in
+    kong/db/schema/typedefs.lua): the client puts it in the path percent-encoded, one segment."""
+    async with (
+        KongSim(workspaces=("default", "équipe")) as s,
+        KongAdmin(s.url, retry=FAST, workspace="équipe") as admin,
+    ):
+        await admin.create_upstream("u.svc")
+        assert [u["name"] for u in s.upstreams("équipe")] == ["u.svc"]
+        assert s.upstreams("default") == []
 
 
 async def test_token_value_and_401(caplog: pytest.LogCaptureFixture) -> None:

@@ -33,6 +33,7 @@ PURE = [
     "kongsplit.desired",
     "kongsplit.kong.configtext",
     "kongsplit.kong.declarative",
+    "kongsplit.kong.names",
     "kongsplit.kong.records",
     "kongsplit.kong.targets",
     "kongsplit.kong.writes",

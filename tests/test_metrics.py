@@ -48,6 +48,7 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str
         ),
         pytest.param("kongsplit_kong_up", "gauge", set(), id="kong_up"),
         pytest.param("kongsplit_kong_auth_ok", "gauge", set(), id="kong_auth_ok"),
+        pytest.param("kongsplit_kong_tls_verify", "gauge", set(), id="kong_tls_verify"),
         pytest.param("kongsplit_kong_requests", "counter", {"method", "code"}, id="kong_requests"),
         pytest.param(
             "kongsplit_kong_request_duration_seconds", "histogram", set(), id="request_duration"
@@ -57,6 +58,12 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str
         pytest.param("kongsplit_managed_rollouts", "gauge", set(), id="managed_rollouts"),
         pytest.param("kongsplit_leader", "gauge", set(), id="leader"),
         pytest.param("kongsplit_watch_restarts", "counter", {"resource"}, id="watch_restarts"),
+        pytest.param(
+            "kongsplit_watch_events_skipped",
+            "counter",
+            {"resource", "reason"},
+            id="watch_events_skipped",
+        ),
         pytest.param(
             "kongsplit_last_sync_timestamp_seconds", "gauge", set(), id="last_sync_timestamp"
         ),
@@ -69,6 +76,7 @@ def test_each_metric_has_its_name_type_and_labels(
     registry, metrics = fresh()
     # Labelled series show once used.
     metrics.watch_restarts.labels(resource="rollouts").inc()
+    metrics.watch_events_skipped.labels(resource="rollouts", reason="malformed").inc()
     metrics.kong_requests.labels(method="GET", code="200").inc()
     metrics.drift_corrections.labels("shop", "web", "web.shop.svc", "weight").inc()
     found = {f.name: f for f in registry.collect()}
@@ -101,6 +109,7 @@ def test_start_values() -> None:
     value = registry.get_sample_value
     assert value("kongsplit_build_info", {"version": package_version()}) == 1
     assert value("kongsplit_kong_auth_ok") == 1  # no refusal seen yet
+    assert value("kongsplit_kong_tls_verify") == 1  # the daemon sets 0 for insecureSkipVerify
     assert value("kongsplit_leader") == 0
     # Every error reason has a series from the start, so rate() and alerts see the first error.
     assert samples(registry, "kongsplit_reconcile_errors_total") == {

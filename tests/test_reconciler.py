@@ -845,6 +845,21 @@ def _headless(w: World) -> None:
     w.service("web-stable", None, "v1")
 
 
+def _service_ports(*ports: dict[str, Any], port: str | None = None) -> Callable[[World], None]:
+    """A Service the Rollout uses whose ports cannot be read: reported as what is wrong with it,
+    not as "not found" (it was dropped from the store as unreadable before)."""
+
+    def make(w: World) -> None:
+        annotations = {"kongsplit.io/upstream": UPSTREAM}
+        if port is not None:
+            annotations["kongsplit.io/port"] = port
+        w.seed(objects.rollout("web", annotations=annotations))
+        bad = objects.service("web-stable", STABLE_IP, "v1", app="web", ports=list(ports))
+        w.rec.on_service("MODIFIED", bad)
+
+    return make
+
+
 def _malformed(w: World) -> None:
     obj = objects.rollout("web", upstream=UPSTREAM)
     obj["status"]["currentStepIndex"] = "seven"
@@ -864,6 +879,32 @@ def _blue_green(w: World) -> None:
         pytest.param(_bad_port, "invalid_annotation", "no port named 'grpc'", id="port"),
         pytest.param(_missing_service, "missing_service", "shop/nope not found", id="missing"),
         pytest.param(_headless, "missing_service", "headless Service refused", id="headless"),
+        pytest.param(
+            _service_ports({"name": "http", "port": 70000}),
+            "missing_service",
+            "Service shop/web-stable: spec.ports[0].port: must be an integer between 1 and 65535, "
+            "got 70000",
+            id="service-port-out-of-range",
+        ),
+        pytest.param(
+            _service_ports({"name": "http", "port": "http"}),
+            "missing_service",
+            "Service shop/web-stable: spec.ports[0].port: must be an integer between 1 and 65535, "
+            "got 'http'",
+            id="service-port-wrong-type",
+        ),
+        pytest.param(
+            _service_ports({"name": "http", "port": 80}, {"name": 7, "port": 81}),
+            "missing_service",
+            "Service shop/web-stable: spec.ports[1].name: must be a string, got 7",
+            id="service-port-name-wrong-type",
+        ),
+        pytest.param(
+            _service_ports({"name": "grpc", "port": 9090}, port="http"),
+            "invalid_annotation",
+            "Service shop/web-stable has no port named 'http' (ports: grpc)",
+            id="service-without-the-named-port",
+        ),
         pytest.param(_malformed, "invalid_rollout", "status.currentStepIndex", id="malformed"),
         pytest.param(_blue_green, "invalid_rollout", "blue-green", id="blue-green"),
     ],

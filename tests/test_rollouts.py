@@ -757,7 +757,7 @@ def test_service_headless(cluster_ip: str | None, headless: bool) -> None:
 @pytest.mark.parametrize(
     ("obj", "field", "words"),
     [
-        pytest.param(["not", "a", "map"], None, "expected an object, got list", id="not-object"),
+        pytest.param(["not", "a", "map"], None, "expected an object, got a list", id="not-object"),
         pytest.param({"spec": {}}, "metadata.name", "required", id="no-metadata"),
         pytest.param({"metadata": {"name": "s"}}, "spec", "required", id="no-spec"),
         pytest.param(service_json(ports={"http": 80}), "spec.ports", "list", id="ports-map"),
@@ -771,8 +771,20 @@ def test_service_headless(cluster_ip: str | None, headless: bool) -> None:
         pytest.param(
             service_json(ports=[{"port": 80}, {"port": True}]),
             "spec.ports[1].port",
-            "True",
+            "got true",  # JSON's word, as the user wrote it
             id="port-bool",
+        ),
+        pytest.param(
+            service_json(ports=[{"port": "9" * 100_000}]),
+            "spec.ports[0].port",
+            "got '99999",
+            id="port-huge-string-shown-cut-short",
+        ),
+        pytest.param(
+            service_json(ports=[{"name": ["http"], "port": 80}]),
+            "spec.ports[0].name",
+            "must be a string, got a list",
+            id="port-name-not-string",
         ),
     ],
 )
@@ -782,3 +794,6 @@ def test_parse_service_invalid(obj: object, field: str | None, words: str) -> No
     assert got.kind == "Service"
     assert got.field == field
     assert words in got.message
+    assert len(got.message) < 200
+    # Counted with the Services kongsplit cannot use (kongsplit_reconcile_errors_total).
+    assert got.reason == "missing_service"

@@ -4,6 +4,8 @@ probes' answers given by each test. What the daemon's probes answer is tests/tes
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +16,17 @@ from fake_router import FakeRouter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from kongsplit.config import load_settings
-from kongsplit.kong.apply import Verification
+from kongsplit.kong.apply import KongRouter, Verification
+from kongsplit.kong.client import RetryPolicy
 from kongsplit.kong.errors import KongClientError
 from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
 from kongsplit.server import Probes, make_app, start_server
 from kongsplit.sim import objects
+from kongsplit.sim.kongsim import KongSim
 
 UPSTREAM = "web.shop.svc"
+_NO_RETRY = RetryPolicy(attempts=1)
 STABLE_T, CANARY_T = "10.96.0.10:80", "10.96.0.11:80"
 STATE_KEYS = {
     "namespace",
@@ -267,3 +272,252 @@ async def test_verify_not_verified_says_why_and_shows_a_hold(served: Served) -> 
     assert body["observed"] == {"node-0": "GET /upstreams: 503"}
     assert body["reason"] == "; ".join(reasons[:10])  # the first ten
     assert body["hold"].startswith("status.observedGeneration 1 is below metadata.generation 2")
+
+
+# --------------------------------------------------------------------------- not an amplifier
+
+
+async def test_concurrent_verify_calls_for_one_rollout_share_one_kong_read() -> None:
+    """500 callers at once, three Kong nodes whose /health answers after 1.5 s: before, each
+    call read every node (1,500 reads); now the callers share one verification (3 reads)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    fake = FakeRouter()
+    async with KongSim(nodes=3) as sim:
+        sim.add_upstream(UPSTREAM)
+        sim.add_target(UPSTREAM, STABLE_T, weight=100)
+        sim.add_target(UPSTREAM, CANARY_T, weight=0)
+        settings = load_settings(env={}, flags={"kong": {"url": sim.url, "nodes": sim.admin_urls}})
+        router = KongRouter.from_config(settings.kong, metrics=metrics)
+        rec = Reconciler(settings, kong=fake, metrics=metrics)
+        rec.on_service("ADDED", objects.service("web-stable", "10.96.0.10", "v1", app="web"))
+        rec.on_service("ADDED", objects.service("web-canary", "10.96.0.11", "v1", app="web"))
+        rec.on_replicaset("ADDED", objects.replicaset("web", "v1", 4, 4))
+        rec.on_rollout("ADDED", objects.rollout("web", upstream=UPSTREAM))
+        key, _ = await rec.queue.get()
+        await rec.reconcile(key)
+        rec.queue.done(key)
+        app = make_app(rec, router, Probes(alive=lambda: True, ready=lambda: (True, "")))
+        runner, port = await start_server(app, "127.0.0.1", 0)
+        health = f"/upstreams/{UPSTREAM}/health"
+        sim.faults.delay(1.5, path_prefix=health)
+        try:
+            connector = aiohttp.TCPConnector(limit=0)  # every caller on its own connection
+            async with aiohttp.ClientSession(connector=connector) as http:
+
+                async def call() -> tuple[int, Any]:
+                    async with http.get(f"http://127.0.0.1:{port}/verify/shop/web") as resp:
+                        return resp.status, await resp.json()
+
+                answers = await asyncio.gather(*(call() for _ in range(500)))
+        finally:
+            await runner.cleanup()
+            await router.close()
+            rec.queue.close()
+        reads = [r for r in sim.requests if r.path.startswith(health)]
+    assert {(status, body["verified"]) for status, body in answers} == {(200, True)}
+    assert len(reads) == 3, f"{len(reads)} reads of Kong for 500 calls"
+    assert sorted(r.node for r in reads) == [0, 1, 2]
+
+
+async def test_a_new_verification_starts_once_the_shared_one_landed(served: Served) -> None:
+    served.seed()
+    await served.settle()
+    calls = 0
+    original = served.kong.verify
+
+    async def counted(*args: Any, **kwargs: Any) -> Verification:
+        nonlocal calls
+        calls += 1
+        return await original(*args, **kwargs)
+
+    served.kong.verify = counted  # type: ignore[method-assign]
+    for expected in (1, 2, 3):
+        assert (await served.get("/verify/shop/web"))[0] == 200
+        assert calls == expected  # nothing is cached after the flight lands
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        pytest.param("POST", "/verify/shop/web", 405, id="post-verify"),
+        pytest.param("PUT", "/state", 405, id="put-state"),
+        pytest.param("DELETE", "/verify/shop/web", 405, id="delete-verify"),
+        pytest.param("PATCH", "/metrics", 405, id="patch-metrics"),
+        pytest.param("HEAD", "/verify/shop/web", 405, id="head-verify"),
+        pytest.param("OPTIONS", "/verify/shop/web", 405, id="options-verify"),
+        pytest.param("GET", "/verify/shop", 404, id="verify-without-name"),
+        pytest.param("GET", "/verify/shop/web/extra", 404, id="verify-extra-segment"),
+        pytest.param("GET", "/admin", 404, id="unknown-path"),
+        pytest.param("GET", "/state/", 404, id="trailing-slash"),
+    ],
+)
+async def test_only_the_documented_get_routes_exist(
+    served: Served, method: str, path: str, status: int
+) -> None:
+    """Anything but the five GET routes is refused before a handler runs: the reconciler and
+    Kong are never asked (HEAD used to run the /verify handler, reading every Kong node)."""
+    served.seed()
+    await served.settle()
+    asked = 0
+    original = served.kong.verify
+
+    async def counted(*args: Any, **kwargs: Any) -> Verification:
+        nonlocal asked
+        asked += 1
+        return await original(*args, **kwargs)
+
+    served.kong.verify = counted  # type: ignore[method-assign]
+    async with served.http.request(method, served.base + path) as resp:
+        assert resp.status == status
+    assert asked == 0
+    # Witness: the count does move for the one way to ask.
+    assert (await served.get("/verify/shop/web"))[0] == 200 and asked == 1
+
+
+async def _raw(served: Served, request: bytes) -> tuple[bytes, float]:
+    """Send ``request`` on a fresh connection; the status line it gets back and how long the
+    answer (and the connection's end) took."""
+    host, port = served.base.removeprefix("http://").split(":")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+            await reader.read()  # until the server closes the connection
+    finally:
+        writer.close()
+    return status, loop.time() - started
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "statuses"),
+    [
+        pytest.param(
+            b"GET /verify/shop/" + b"w" * 6000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            (b"414", b"400"),
+            id="6k-url",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 6000 + b"\r\n\r\n",
+            (b"431", b"400"),
+            id="6k-header",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+            + b"\r\n",
+            (b"431", b"400"),
+            id="100-headers",
+        ),
+        pytest.param(
+            b"POST /state HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\nab",
+            (b"413",),
+            id="10GiB-body-announced",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"10000\r\n" + b"z" * 1000,
+            (b"413",),
+            id="chunked-body",
+        ),
+    ],
+)
+async def test_a_huge_request_is_refused_cheaply(
+    served: Served, request_bytes: bytes, statuses: tuple[bytes, ...]
+) -> None:
+    """Refused by status, at once, with the connection closed: the server never reads (nor
+    waits for) the rest. Before: a 6 KiB URL or header and 100 headers were served (aiohttp's
+    defaults are 8 KiB and 128), and an unread body was drained for up to 10 s."""
+    status, took = await _raw(served, request_bytes)
+    assert status.split(b" ")[1] in statuses, status
+    assert took < 1.0
+
+
+@pytest.mark.parametrize(
+    ("host", "reachable_on_other_address"),
+    [
+        pytest.param("127.0.0.1", False, id="loopback-only"),
+        pytest.param("0.0.0.0", True, id="all-interfaces"),  # the witness: the probe can connect
+    ],
+)
+async def test_server_listen_binds_only_the_address_given(
+    served: Served, host: str, reachable_on_other_address: bool
+) -> None:
+    """server.listen (--listen, KONGSPLIT_SERVER_LISTEN) 127.0.0.1:PORT: nothing off this host
+    reaches the endpoints. Probed on 127.0.0.2, another address of the loopback interface: a
+    socket bound to 127.0.0.1 alone refuses it, one bound to 0.0.0.0 accepts it."""
+    app = make_app(
+        served.rec,
+        served.kong,  # type: ignore[arg-type]
+        Probes(alive=lambda: True, ready=lambda: (True, "")),
+    )
+    runner, port = await start_server(app, host, 0)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.2", port)
+        except ConnectionRefusedError:
+            reached = False
+        else:
+            writer.close()
+            reached = True
+    finally:
+        await runner.cleanup()
+    assert reached is reachable_on_other_address
+
+
+async def test_verify_shows_node_urls_without_their_credentials() -> None:
+    """kong.nodes may carry user:password@ (a proxy's basic auth): /verify names the nodes in
+    `observed` and in `reason`, which Argo's analysis runs store; before, as configured."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    with socket.socket() as s:  # a node that is down: its error names it too
+        s.bind(("127.0.0.1", 0))
+        down = s.getsockname()[1]
+    async with KongSim() as sim:
+        sim.add_upstream(UPSTREAM)
+        sim.add_target(UPSTREAM, STABLE_T, weight=100)
+        sim.add_target(UPSTREAM, CANARY_T, weight=0)
+        up_node = sim.url.replace("http://", "http://admin:s3c@ret@")
+        down_node = f"http://admin:s3cret@127.0.0.1:{down}"
+        settings = load_settings(
+            env={}, flags={"kong": {"url": sim.url, "nodes": [up_node, down_node]}}
+        )
+        router = KongRouter.from_config(settings.kong, metrics=metrics, retry=_NO_RETRY)
+        rec = Reconciler(settings, kong=FakeRouter(), metrics=metrics)
+        rec.on_service("ADDED", objects.service("web-stable", "10.96.0.10", "v1", app="web"))
+        rec.on_service("ADDED", objects.service("web-canary", "10.96.0.11", "v1", app="web"))
+        rec.on_replicaset("ADDED", objects.replicaset("web", "v1", 4, 4))
+        rec.on_rollout("ADDED", objects.rollout("web", upstream=UPSTREAM))
+        key, _ = await rec.queue.get()
+        await rec.reconcile(key)
+        rec.queue.done(key)
+        app = make_app(rec, router, Probes(alive=lambda: True, ready=lambda: (True, "")))
+        runner, port = await start_server(app, "127.0.0.1", 0)
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/verify/shop/web") as resp,
+            ):
+                text = await resp.text()
+                body = await resp.json()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/state") as resp,
+            ):
+                state_text = await resp.text()
+        finally:
+            await runner.cleanup()
+            await router.close()
+            rec.queue.close()
+    assert "s3c" not in text and "ret@" not in text and "s3c" not in state_text
+    assert set(body["observed"]) == {
+        sim.url.replace("http://", "http://***@"),
+        f"http://***@127.0.0.1:{down}",
+    }
+    assert f"http://***@127.0.0.1:{down}: " in body["reason"]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kongsplit.desired import desired_state
 from kongsplit.rollouts import Rollout, RolloutKey
 from kongsplit.sim import objects
 from kongsplit.store import Store
@@ -54,3 +61,68 @@ def test_revisions_leave_no_empty_index_sets() -> None:
     assert len(store._hash_users) == 2  # the current hash and the stable one, nothing more
     store.delete_rollout(objects.rollout("web"))
     assert store._hash_users == {} and store._service_users == {}
+
+
+# Any JSON in any field of a named object (the watcher checks only the envelope: an object
+# with metadata.name): the store and the parsers behind it report, never raise.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_FIELDS = ("spec", "status", "apiVersion", "kind")
+
+
+def _garbage_object(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
+    obj = json.loads(json.dumps(base))
+    for name in draw(st.lists(st.sampled_from(_FIELDS), unique=True, max_size=3)):
+        obj[name] = draw(_JSON)
+    if draw(st.booleans()):
+        obj["metadata"]["annotations"] = draw(
+            st.dictionaries(
+                st.sampled_from(["kongsplit.io/upstream", "kongsplit.io/port", "x"]), _JSON
+            )
+        )
+    if draw(st.booleans()):
+        obj["metadata"]["labels"] = draw(_JSON)
+    # A replaced part deep inside spec, where the typed parsers go looking.
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and draw(st.booleans()):
+        for key in list(spec)[: draw(st.integers(0, 3))]:
+            spec[key] = draw(_JSON)
+    return obj
+
+
+@st.composite
+def garbage_objects(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    kind = draw(st.sampled_from(["rollout", "service", "replicaset"]))
+    base = {
+        "rollout": objects.rollout("web", upstream="web.shop.svc", pod_hash="v2", index=1),
+        "service": objects.service("web-stable", "10.0.0.1", "v1"),
+        "replicaset": objects.replicaset("web", "v2", 1, 1),
+    }[kind]
+    return kind, _garbage_object(draw, base)
+
+
+@settings(max_examples=400, deadline=None)
+@given(garbage_objects())
+def test_garbage_in_a_named_object_is_reported_never_raised(
+    item: tuple[str, dict[str, Any]],
+) -> None:
+    kind, obj = item
+    store = Store()
+    store.set_rollout(objects.rollout("web", upstream="web.shop.svc", pod_hash="v2", index=1))
+    {
+        "rollout": store.set_rollout,
+        "service": store.set_service,
+        "replicaset": store.set_replicaset,
+    }[kind](obj)
+    rollout = store.rollouts.get(KEY)
+    if isinstance(rollout, Rollout):
+        desired_state(
+            rollout,
+            services=store.services_in("shop"),
+            replicasets=store.replicasets_for(rollout),
+        )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -382,7 +384,9 @@ async def test_api_errors_back_off_then_recover(
     assert log.seen() == [("ADDED", "ns", "a")]
 
 
-async def test_connection_refused_then_recovers(kmock_watch_shim: None, metrics: Metrics) -> None:
+async def test_connection_refused_then_recovers(
+    kmock_watch_shim: None, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -407,6 +411,10 @@ async def test_connection_refused_then_recovers(kmock_watch_shim: None, metrics:
         await running.__aexit__()
         await api.close()
     assert log.seen() == [("ADDED", "ns", "a"), ("MODIFIED", "ns", "a")]
+    # In words, never a library's class name ("ClientConnectorError: ..." before).
+    refused = [r.getMessage() for r in caplog.records if "watch failed" in r.getMessage()]
+    assert refused and all(f"cannot connect to 127.0.0.1:{port} (" in m for m in refused)
+    assert not any("Error" in m for m in refused), refused
 
 
 async def test_callback_bug_stops_the_watcher_loudly(backend: Backend) -> None:
@@ -443,3 +451,172 @@ async def _watching(backend: Backend, streams: int = 1) -> None:
     """Until the watch streams are open (kmock has no history: earlier changes would be lost)."""
     await until(lambda: backend.watches() >= streams)
     await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- garbage
+# kmock only: the lines are written raw (kmock_shims shim 5), which KubeSim has no reason to do.
+
+
+def skipped(metrics: Metrics, reason: str, resource: str = "rollouts") -> float:
+    value = metrics.registry.get_sample_value(
+        "kongsplit_watch_events_skipped_total", {"resource": resource, "reason": reason}
+    )
+    return value or 0.0
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A Rollout with a free-form field nested ``depth`` levels deep (built without recursion)."""
+    inner: Any = "bottom"
+    for _ in range(depth):
+        inner = {"x": inner}
+    return rollout("ns", "deep", spec={"extra": inner})
+
+
+def _dumps_nested(obj: dict[str, Any], depth: int) -> bytes:
+    """JSON text of ``_nested(depth)`` written by hand: json.dumps itself recurses."""
+    text = json.dumps({**obj, "spec": {"extra": "@"}})
+    return text.replace('"@"', '{"x":' * depth + '"bottom"' + "}" * depth).encode()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        pytest.param(b"null\n", "invalid", id="null-event"),
+        pytest.param(b"[1, 2]\n", "invalid", id="event-is-a-list"),
+        pytest.param(b'"ADDED"\n', "invalid", id="event-is-a-string"),
+        pytest.param(b'{"type": "ADDED", "object": null}\n', "invalid", id="null-object"),
+        pytest.param(b'{"type": "ADDED", "object": [1]}\n', "invalid", id="object-is-a-list"),
+        pytest.param(b'{"type": 5, "object": {}}\n', "invalid", id="type-not-a-string"),
+        pytest.param(
+            b'{"type": "ADDED", "object": {"metadata": "x"}}\n', "invalid", id="metadata-string"
+        ),
+        pytest.param(
+            b'{"type": "MODIFIED", "object": {"metadata": {"name": 5}}}\n',
+            "invalid",
+            id="name-not-a-string",
+        ),
+        pytest.param(
+            b'{"type": "ADDED", "object": {"metadata": {"name": "a", "namespace": ["ns"]}}}\n',
+            "invalid",
+            id="namespace-not-a-string",
+        ),
+        pytest.param(
+            b'{"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": 7}}}\n',
+            "invalid",
+            id="resource-version-not-a-string",
+        ),
+        pytest.param(b'{"type": "DELETED", "object": {}}\n', "invalid", id="deleted-unnamed"),
+        pytest.param(b"{not json\n", "malformed", id="not-json"),
+        pytest.param(b"\xff\xfe\n", "malformed", id="not-utf8"),
+        pytest.param(b'{"type": "ADDED"' + b"\n", "malformed", id="cut-short"),
+    ],
+)
+async def test_a_garbage_watch_line_is_skipped_counted_and_relisted(
+    kube_mock: KubeMock, kube_api: ApiClient, metrics: Metrics, line: bytes, reason: str
+) -> None:
+    """Before: a null event or an object whose metadata was not a mapping raised out of the
+    watcher (the daemon exited); a line that was not JSON backed off and watched on from the
+    same place, never learning what the line said. Now: skipped, counted, relisted."""
+    await create(kube_mock, ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    watcher = Watcher(kube_api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics)
+    async with Running(watcher) as running:
+        await asyncio.wait_for(running.listed.wait(), 5)
+        await until(lambda: kube_mock.open_watches >= 1)
+        kube_mock.send_raw(line)
+        await until(lambda: skipped(metrics, reason) == 1 and _lists(kube_mock) == 2)
+        # Still watching: a change made now is delivered (a witness that it carried on).
+        await until(lambda: kube_mock.open_watches >= 1)
+        await asyncio.sleep(0.05)  # kmock has no history (_watching)
+        await patch(kube_mock, ROLLOUTS, "ns", "a", {"spec": {"after": True}})
+        await log.wait_for(lambda log: ("MODIFIED", "ns", "a") in log.seen())
+    assert restarts(metrics) == 1
+    assert sum(skipped(metrics, r) for r in ("oversized", "malformed", "invalid")) == 1
+
+
+def _lists(k: KubeMock) -> int:
+    return sum(1 for r in k if r.action == kmock.action.LIST)
+
+
+async def test_a_watch_that_keeps_sending_garbage_is_relisted_with_back_off(
+    kube_mock: KubeMock, kube_api: ApiClient, metrics: Metrics
+) -> None:
+    watcher = Watcher(
+        kube_api, ROLLOUT_RESOURCE, on_event=EventLog(), metrics=metrics, backoff_base=0.2
+    )
+    loop = asyncio.get_running_loop()
+    async with Running(watcher) as running:
+        await asyncio.wait_for(running.listed.wait(), 5)
+        started = loop.time()
+        for n in range(1, 4):
+            await until(lambda: kube_mock.open_watches >= 1)
+            kube_mock.send_raw(b"null\n")
+            await until(lambda n=n: skipped(metrics, "invalid") == n, within=10)  # type: ignore[misc]
+        await until(lambda: _lists(kube_mock) == 4 and kube_mock.open_watches >= 1)
+    # The relists after the 2nd and 3rd waited (jittered: at least half of 0.2 and of 0.4).
+    assert loop.time() - started >= 0.3
+
+
+async def test_an_oversized_watch_line_is_never_held_whole(
+    kube_mock: KubeMock, kube_api: ApiClient, metrics: Metrics
+) -> None:
+    """An 8 MiB line against a 64 KiB cap: the watcher stops reading at the cap (it used to
+    buffer the whole line, and copy it on every chunk), counts it and relists."""
+    await create(kube_mock, ROLLOUTS, rollout("ns", "a"))
+    log = EventLog()
+    cap = 64 * 1024
+    watcher = Watcher(kube_api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics, max_line=cap)
+    async with Running(watcher) as running:
+        await asyncio.wait_for(running.listed.wait(), 5)
+        await until(lambda: kube_mock.open_watches >= 1)
+        piece = b'{"type": "ADDED", "object": {"x": "' + b"y" * (64 * 1024)
+        tracemalloc.start()
+        try:
+            kube_mock.send_raw(piece for _ in range(128))  # 8 MiB, in 64 KiB writes
+            await until(lambda: skipped(metrics, "oversized") == 1, within=10)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        await until(lambda: _lists(kube_mock) == 2)
+        await until(lambda: kube_mock.open_watches >= 1)
+        await asyncio.sleep(0.05)  # kmock has no history (_watching)
+        await patch(kube_mock, ROLLOUTS, "ns", "a", {"spec": {"after": True}})
+        await log.wait_for(lambda log: ("MODIFIED", "ns", "a") in log.seen())
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes while skipping an 8 MiB line"
+
+
+async def test_json_nested_deeper_than_json_loads_goes_is_still_read(
+    kube_mock: KubeMock, kube_api: ApiClient, metrics: Metrics
+) -> None:
+    """A Rollout nested 1,500 levels deep (the API server stores up to 10,000): json.loads
+    gives up past about 1,000 and the watcher used to die of it (a RecursionError is no
+    ValueError); in a list it failed every relist. Both are decoded without recursion now."""
+    deep = _nested(1500)
+    line = b'{"type": "ADDED", "object": ' + _dumps_nested(deep, 1500) + b"}\n"
+    served = {"lists": 0}
+    listing = (
+        b'{"apiVersion": "argoproj.io/v1alpha1", "kind": "RolloutList", '
+        b'"metadata": {"resourceVersion": "1"}, "items": ['
+        + _dumps_nested({**deep, "metadata": {**deep["metadata"], "name": "listed"}}, 1500)
+        + b"]}"
+    )
+
+    def first_list(request: kmock.Request) -> Any:
+        served["lists"] += 1
+        return listing if served["lists"] == 1 else NotImplemented
+
+    kube_mock[kmock.action.LIST] << first_list
+    log = EventLog()
+    watcher = Watcher(kube_api, ROLLOUT_RESOURCE, on_event=log, metrics=metrics)
+    async with Running(watcher) as running:
+        await asyncio.wait_for(running.listed.wait(), 5)
+        await until(lambda: kube_mock.open_watches >= 1)
+        kube_mock.send_raw(line)
+        await log.wait_for(lambda log: ("ADDED", "ns", "deep") in log.seen())
+    assert log.seen() == [("ADDED", "ns", "listed"), ("ADDED", "ns", "deep")]
+    obj = log.events[1][1]
+    depth, node = 0, obj["spec"]["extra"]
+    while isinstance(node, dict):
+        node, depth = node["x"], depth + 1
+    assert (depth, node) == (1500, "bottom")
+    assert restarts(metrics) == 0

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kongsplit.config import KongConfig
+from kongsplit.config import KongConfig, redact_url
 from kongsplit.kong.client import KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.dbless import DblessApplier
 from kongsplit.kong.dbmode import DbModeApplier
@@ -202,10 +202,11 @@ class KongRouter:
             return Verification(False, dict(desired), {}, (refusal,), refused=True)
 
         async def read(node: str) -> tuple[str, list[TargetHealth] | str]:
+            shown = redact_url(node)  # /verify's answer names nodes: never their credentials
             try:
-                return node, await self.client.health(upstream, node_url=node, workspace=workspace)
+                return shown, await self.client.health(upstream, node_url=node, workspace=workspace)
             except KongError as e:
-                return node, str(e)
+                return shown, str(e)
 
         results = await asyncio.gather(*(read(n) for n in self.verify_nodes))
         observed: dict[str, dict[str, int | None] | str] = {}

@@ -39,7 +39,7 @@ from tenacity import (
 )
 
 from kongsplit.backoff import Backoff
-from kongsplit.config import KongConfig, TLSConfig, redact_url
+from kongsplit.config import TOKEN_FIX, KongConfig, TLSConfig, redact_url, token_from_text
 from kongsplit.kong import configtext
 from kongsplit.kong.errors import (
     KongAuthError,
@@ -153,9 +153,21 @@ class TokenSource:
             stamp = (st.st_mtime_ns, st.st_size)
             if stamp != self._stamp:
                 with open(self._file, encoding="utf-8") as f:
-                    self._from_file = f.read().strip() or None
+                    text = f.read()
+                # kongsplit.config.token_from_text: whitespace inside is an error naming the file
+                # and the fix (it used to reach aiohttp and crash the request, every time).
+                try:
+                    self._from_file = token_from_text(
+                        text, f"the Kong admin token file {self._file}"
+                    )
+                except ValueError as e:
+                    raise KongError(str(e)) from None
                 self._stamp = stamp
                 log.debug("read the Kong admin token file", extra={"path": self._file})
+        except UnicodeDecodeError:
+            raise KongError(
+                f"the Kong admin token file {self._file} is not text (UTF-8); {TOKEN_FIX}"
+            ) from None
         except OSError as e:
             reason = e.strerror or type(e).__name__
             raise KongError(

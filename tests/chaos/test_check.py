@@ -207,7 +207,7 @@ def test_a_failed_raise_is_not_a_write_order_violation() -> None:
     lower: no violation (the chaos run's one "violation" at 1,000 Rollouts was this). Lowering
     the stable 100 → 90 before the canary's raise is one."""
     desired = {"u": history((0.0, 50), (10.0, 0), (20.0, 10))}
-    abort = [Abort("u", C, 10.0, 20.0, 50)]
+    abort = [Abort("u", C, 10.0, 20.0, 50, cleared=20.0)]  # the retry clears it
     raised = commits((0.05, 50, 50), (10.02, 50, 0), (20.02, 90, 0))
     r = check(desired, raised, final={"u": {S: 90, C: 0}}, aborts=abort)
     assert r.write_order_violations == 0
@@ -215,3 +215,17 @@ def test_a_failed_raise_is_not_a_write_order_violation() -> None:
     r2 = check(desired, lowered, final={"u": {S: 90, C: 0}}, aborts=abort)
     assert r2.write_order_violations == 1
     assert r2.examples["write_order"][0]["state"] == {S: 90, C: 0}
+
+
+def test_while_the_abort_is_in_force_every_plan_may_take_the_canary_out_first() -> None:
+    """A new revision's objects change before Argo clears status.abort: the daemon still
+    writes urgently (canary 0 first), which is no violation until the abort is cleared."""
+    desired = {"u": history((0.0, 50), (10.0, 0), (12.0, 10), (14.0, 0))}
+    found = commits((0.05, 50, 50), (10.02, 50, 0), (10.03, 100, 0), (12.02, 100, 10))
+    found += commits((12.03, 90, 10), (14.02, 90, 0), (14.03, 100, 0))
+    in_force = [Abort("u", C, 10.0, 12.0, 50, cleared=15.0)]
+    r = check(desired, found, final={"u": {S: 100, C: 0}}, aborts=in_force)
+    assert r.write_order_violations == 0
+    cleared = [Abort("u", C, 10.0, 12.0, 50, cleared=13.0)]
+    r2 = check(desired, found, final={"u": {S: 100, C: 0}}, aborts=cleared)
+    assert r2.write_order_violations == 1

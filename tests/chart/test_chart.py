@@ -21,7 +21,13 @@ pytestmark = pytest.mark.tools
 
 CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 CI = dict(zip(CI_IDS, CI_VALUES, strict=True))
-BUILTIN_API_GROUPS = {"v1", "apps/v1", "policy/v1", "rbac.authorization.k8s.io/v1"}
+BUILTIN_API_GROUPS = {
+    "v1",
+    "apps/v1",
+    "policy/v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+}
 
 # The RBAC the chart README documents, exactly: (apiGroup, resource) -> verbs.
 WATCH_RULES = {
@@ -340,6 +346,18 @@ def test_token_only_from_a_secret(rendered: dict[str, list[dict[str, Any]]], val
         pytest.param({"watchNamespaces[0]": "Not_A_Namespace"}, {}, "watchNamespaces", id="bad-ns"),
         pytest.param({"service.port": "70000"}, {}, "port", id="port-out-of-range"),
         pytest.param({"unknownTopLevel": "1"}, {}, "unknownTopLevel", id="unknown-top-level-key"),
+        pytest.param(
+            {"networkPolicy.enabled": "yes"}, {}, "networkPolicy", id="network-policy-not-bool"
+        ),
+        pytest.param(
+            {},
+            {"networkPolicy.from": '[{"namespaceSelecter": {}}]'},
+            "namespaceSelecter",
+            id="network-policy-peer-typo",
+        ),
+        pytest.param(
+            {}, {"networkPolicy.from": "[{}]"}, "networkPolicy", id="network-policy-empty-peer"
+        ),
     ],
 )
 def test_schema_rejects_bad_values(
@@ -356,7 +374,15 @@ def test_schema_is_draft_2020_12_with_closed_blocks() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False
-    for block in ("kong", "config", "metrics", "analysisTemplate", "serviceAccount", "sidecar"):
+    for block in (
+        "kong",
+        "config",
+        "metrics",
+        "analysisTemplate",
+        "serviceAccount",
+        "sidecar",
+        "networkPolicy",
+    ):
         assert schema["properties"][block]["additionalProperties"] is False, block
 
 
@@ -384,6 +410,58 @@ def test_values_yaml_documents_every_key() -> None:
         if not is_parent:
             assert own or inherited, f"values.yaml:{i + 1} {line.strip()} has no '# --' comment"
         documented.append((indent, own or inherited))
+
+
+def test_network_policy_admits_only_its_peers_to_the_one_port(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """SECURITY.md "HTTP endpoints": only the listed peers reach kongsplit's port."""
+    docs = rendered["networkpolicy"]
+    policy = one(docs, "NetworkPolicy")
+    pod = one(docs, "Deployment")["spec"]["template"]
+    spec = policy["spec"]
+    # It selects exactly kongsplit's pods, and covers ingress only.
+    selector = spec["podSelector"]["matchLabels"]
+    assert selector == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert spec["policyTypes"] == ["Ingress"]
+    [rule] = spec["ingress"]
+    port_names = {p["name"] for p in container(docs)["ports"]}
+    assert rule["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
+    assert "http-metrics" in port_names
+    values = yaml.safe_load(CI["networkpolicy"].read_text(encoding="utf-8"))
+    assert rule["from"] == values["networkPolicy"]["from"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "count"),
+    [
+        pytest.param({}, 0, id="off-by-default"),
+        pytest.param({"networkPolicy.enabled": "true"}, 1, id="on"),
+        pytest.param(
+            {
+                "networkPolicy.enabled": "true",
+                "mode": "sidecar",
+                "serviceAccount.create": "false",
+                "serviceAccount.name": "kong",
+            },
+            0,
+            id="never-in-sidecar-mode",  # it would select nothing of ours, and must not touch Kong
+        ),
+    ],
+)
+def test_network_policy_is_rendered_only_when_asked(
+    helm_template: Any, sets: dict[str, str], count: int
+) -> None:
+    docs = load_docs(helm_template(sets=sets))
+    policies = by_kind(docs, "NetworkPolicy")
+    assert len(policies) == count
+    if count:
+        peers = policies[0]["spec"]["ingress"][0]["from"]
+        names = [
+            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers
+        ]
+        assert names == ["argo-rollouts", "monitoring"]
 
 
 def test_namespaced_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -74,8 +74,10 @@ SETTINGS = settings(
 def _mine(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
     try:
         return ("ok", lua_value(call(*args, **kwargs)))
-    except configtext.KongYAMLError:
-        return ("error",)
+    except configtext.KongYAMLError as e:
+        # The one deliberate difference: a mapping, sequence or NaN as a mapping key (lyaml keys
+        # a Lua table by it; no Python mapping can, and no Kong entity has one) is refused.
+        return ("refused-key",) if "as a mapping key" in str(e) else ("error",)
 
 
 def _loaded(text: str) -> tuple[Any, ...]:
@@ -132,6 +134,8 @@ def test_raw_plain_text_reads_as_lyaml_reads_it(lyaml: Lyaml, texts: list[str]) 
     for document, answer in zip(documents, lyaml.load(documents), strict=True):
         theirs = ("ok", answer.lua()) if answer.ok else ("error",)
         mine = _loaded(document)
+        if mine == ("refused-key",) and answer.ok:
+            continue  # the deliberate difference (see _mine), e.g. "- []: _"
         if mine != theirs:
             wrong.append(f"{document!r}: lyaml {theirs} ({answer.error}), kongsplit {mine}")
     assert not wrong, "\n".join(wrong[:20])

@@ -204,3 +204,47 @@ async def test_round_robin_is_not_warned_about(harness: Harness) -> None:
         what="round-robin counted",
     )
     assert not [e for e in await h.events() if e.get("reason") == "KongUpstreamAlgorithm"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("rig ht\n", id="space-inside"),
+        pytest.param("rig\nht\n", id="newline-inside"),
+        pytest.param("right\r\nright\n", id="two-lines"),
+    ],
+)
+async def test_a_token_file_with_whitespace_inside_is_one_clear_line_not_a_crash_loop(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+) -> None:
+    """Before: the token went into the Kong-Admin-Token header as read, aiohttp refused the
+    header with a ValueError no one caught, the start-up task died and the daemon exited 1 (a
+    crash loop in a pod). Now: one line naming the file and the fix, /readyz says it, and the
+    daemon picks the fixed file up by itself."""
+    h = harness
+    await h.seed()
+    token_file = tmp_path / "token"
+    token_file.write_text(content)
+    caplog.set_level(logging.WARNING, logger="kongsplit")
+    async with KongSim(token="right") as kong:
+        daemon = await h.start_unready(
+            h.settings(kong={"url": kong.url, "tokenFile": str(token_file)})
+        )
+        await eventually(lambda: daemon.port is not None, what="serving")
+        said = lambda: [r for r in caplog.records if "not usable yet" in r.getMessage()]  # noqa: E731
+        await eventually(lambda: bool(said()), what="the problem said")
+        [record] = said()
+        message = record.getMessage()
+        assert f"the Kong admin token file {token_file}: the token has" in message
+        assert "inside it" in message and "write the token alone, on one line" in message
+        assert "\n" not in message and record.exc_info is None  # one line, no traceback
+        assert "rig" not in caplog.text  # never the token
+        status, body = await _get(f"http://127.0.0.1:{daemon.port}/readyz")
+        assert status == 503 and str(token_file) in str(body["reason"])
+        assert all(not t.done() for t in daemon.tasks.values())
+        # Fixed (a trailing newline alone is fine): picked up without a restart.
+        token_file.write_text("right\n")
+        await eventually(
+            lambda: weights(kong) == {STABLE_T: 100, CANARY_T: 0}, within=10, what="recovered"
+        )
+        assert not any(r.exc_info for r in caplog.records)

@@ -35,6 +35,7 @@ from daemon_support import (
 )
 from kmock_shims import LEASES, url_of
 
+from kongsplit.config import load_settings
 from kongsplit.rollouts import Rollout, RolloutKey
 from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
@@ -230,6 +231,47 @@ async def test_410_gone_mid_watch_loses_no_update(harness: Harness) -> None:
         lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="update after 410"
     )
     assert metric(daemon, "kongsplit_watch_restarts_total") >= 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b"null\n", id="null-event"),
+        pytest.param(b'{"type": "MODIFIED", "object": {"metadata": [1]}}\n', id="wrong-types"),
+        pytest.param(
+            b'{"type": "ADDED", "object": ' + b"[" * 1500 + b"]" * 1500 + b"}\n", id="deep"
+        ),
+        pytest.param(b"<html>proxy error</html>\n", id="not-json"),
+    ],
+)
+async def test_garbage_from_kubernetes_is_skipped_never_an_exit(
+    harness: Harness, line: bytes
+) -> None:
+    """Before: a null event or an object of the wrong shape raised out of a watcher, a root
+    task, and the daemon exited 1 (and crash-looped on every restart that met it again)."""
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0})
+    watches = watch_requests(h.kube)
+    h.kube.send_raw(line)  # on the Rollout, ReplicaSet and Service watches alike
+    n = len(daemon.watchers)
+    await eventually(
+        lambda: (
+            metric(daemon, "kongsplit_watch_events_skipped_total") == n
+            and watch_requests(h.kube) >= watches + n
+            and h.kube.open_watches >= n
+        ),
+        what="every watcher skipped the line, relisted and watches again",
+    )
+    await asyncio.sleep(0.2)  # kmock drops changes made while a new watch subscribes (Harness)
+    # A change made after the line lands: the daemon carried on.
+    await start_canary(h)
+    await h.patch(REPLICASETS, "web-v2", {"status": {"availableReplicas": 1}})
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 90, CANARY_T: 10}, what="still working")
+    assert all(not t.done() for t in daemon.tasks.values())
+    assert metric(daemon, "kongsplit_watch_events_skipped_total") == len(daemon.watchers)
+    assert metric(daemon, "kongsplit_watch_restarts_total") == len(daemon.watchers)
 
 
 async def test_rollout_edited_while_kong_down_converges(
@@ -646,6 +688,64 @@ async def test_start_says_when_leader_election_is_off(
     start = next(m for m in caplog.messages if " starting: " in m)
     assert start.endswith(", leader election off (this process always writes to Kong)")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "where"),
+    [
+        pytest.param({}, {}, None, id="verifying"),
+        pytest.param(
+            {"KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY": "true"},
+            {},
+            "environment KONGSPLIT_KONG_TLS_INSECURE_SKIP_VERIFY",
+            id="off-by-environment",
+        ),
+        pytest.param(
+            {},
+            {"kong.tls": {"insecureSkipVerify": True}},
+            "flag for kong.tls.insecureSkipVerify",
+            id="off-by-setting",
+        ),
+    ],
+)
+async def test_tls_verification_off_is_warned_at_start_and_shown_in_a_metric(
+    harness: Harness,
+    caplog: pytest.LogCaptureFixture,
+    env: dict[str, str],
+    flags: dict[str, Any],
+    where: str | None,
+) -> None:
+    h = harness
+    caplog.set_level(logging.INFO, logger="kongsplit.app")
+    base = h.settings()
+    settings = load_settings(
+        env=env,
+        flags={
+            "kong": {"url": "https://admin:s3cret@kong.example:8444"},
+            "kubernetes": {"kubeconfig": base.kubernetes.kubeconfig},
+            "server": {"listen": "127.0.0.1:0"},
+            "leaderElection": {"enabled": False},
+            **flags,
+        },
+    )
+    daemon = await h.start_unready(settings)
+    await eventually(lambda: daemon.port is not None, what="serving")
+    # The start-up lines are logged before the daemon serves: all there by now.
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "TLS verification" in r.getMessage()
+    ]
+    assert any(" starting: " in m for m in caplog.messages)  # the witness: start was logged
+    if where is None:
+        assert warned == []
+        assert metric(daemon, "kongsplit_kong_tls_verify") == 1
+        return
+    assert len(warned) == 1
+    assert warned[0].startswith(f"TLS verification of the Kong Admin API is off ({where}): ")
+    assert "https://***@kong.example:8444" in warned[0] and "s3cret" not in caplog.text
+    assert "set kong.tls.caFile" in warned[0]
+    assert metric(daemon, "kongsplit_kong_tls_verify") == 0
 
 
 async def _warnings(h: Harness, reason: str) -> list[dict[str, Any]]:

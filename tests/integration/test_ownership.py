@@ -125,3 +125,38 @@ async def test_an_allowlist_for_another_namespace_is_no_consent(harness: Harness
     daemon = await h.start(h.settings(kong={"url": h.kong.url, "allowUpstreams": allow}))
     await _refused_with(h, daemon, "web", "kong.allowUpstreams naming it for namespace shop")
     assert weights(h.kong) == {}
+
+
+@pytest.mark.parametrize("workspace", ["..", "."])
+async def test_a_dot_segment_workspace_cannot_take_an_upstream(
+    harness: Harness, workspace: str
+) -> None:
+    """kongsplit.io/workspace ".." once passed the annotation check: the claim and the writes
+    went to /../upstreams/..., which the URL's dot-segment removal makes the default
+    workspace's /upstreams/..., while ownership compared Rollouts of "workspace .." only. Now
+    the value is refused as Kong's workspace rules (and URL paths) would refuse it."""
+    h = harness
+    await h.seed()
+    daemon = await h.start()
+    await eventually(lambda: weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}, what="owner")
+    await h.create(SERVICES, objects.service("grab-stable", "10.96.9.10", "v1", "aaa"))
+    await h.create(SERVICES, objects.service("grab-canary", "10.96.9.11", "v1", "aaa"))
+    await h.create(REPLICASETS, objects.replicaset("grab", "v1", 4, 4, "aaa"))
+    annotations = {"kongsplit.io/upstream": UPSTREAM, "kongsplit.io/workspace": workspace}
+    await h.create(ROLLOUTS, objects.rollout("grab", "aaa", annotations=annotations))
+    rec = daemon.reconciler
+    assert rec is not None
+    # Witness: the daemon judged the thief (invalid, counted), then Kong is checked.
+    await eventually(
+        lambda: any(
+            k.name == "grab" and s.condition in ("invalid", "managed", "refused")
+            for k, s in rec.states.items()
+        ),
+        what="the Rollout judged",
+    )
+    await rec.queue.join()
+    state = next(s for k, s in rec.states.items() if k.name == "grab")
+    assert state.condition == "invalid", state
+    assert "kongsplit.io/workspace" in (state.last_error or "")
+    assert metric(daemon, "kongsplit_reconcile_errors_total", reason="invalid_annotation") >= 1
+    assert weights(h.kong) == {STABLE_T: 100, CANARY_T: 0}

@@ -658,6 +658,22 @@ SCHEMA_ERRORS = [
         {"name": "Invalid name ('bad name'); must be a valid hostname"},
         id="name-invalid",
     ),
+    # check_hostname (kong/tools/ip.lua): an empty label is refused unless it is the last one,
+    # and Lua's "$" is the very end of the string (no trailing newline slips through).
+    pytest.param(
+        "POST",
+        "/upstreams",
+        {"name": "a..b"},
+        {"name": "Invalid name ('a..b'); must be a valid hostname"},
+        id="name-empty-label",
+    ),
+    pytest.param(
+        "POST",
+        "/upstreams",
+        {"name": "host.svc\n"},
+        {"name": "Invalid name ('host.svc\n'); must be a valid hostname"},
+        id="name-trailing-newline",
+    ),
     pytest.param("POST", "/upstreams", {}, {"name": "required field missing"}, id="name-missing"),
     pytest.param(
         "POST",

@@ -251,9 +251,11 @@ def parse_address(text: str) -> Address | None:
     if re.fullmatch(r"[\d.]+", host):
         host4 = _normalize_ipv4(host)
         return Address("ipv4", host4, port) if host4 else None
-    if not _HOSTNAME_RE.match(host):
+    if not _HOSTNAME_RE.fullmatch(host):  # Lua's "$" is the very end: no trailing newline
         return None
-    if any(label.endswith("-") for label in host.split(".")):
+    labels = host.split(".")
+    # check_hostname: no label ends in "-", no empty label but a last one ("name." is an FQDN).
+    if any(label.endswith("-") for label in labels) or "" in labels[:-1]:
         return None
     return Address("name", host, port)
 
