@@ -75,9 +75,10 @@ def _mine(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
     try:
         return ("ok", lua_value(call(*args, **kwargs)))
     except configtext.KongYAMLError as e:
-        # The one deliberate difference: a mapping, sequence or NaN as a mapping key (lyaml keys
-        # a Lua table by it; no Python mapping can, and no Kong entity has one) is refused.
-        return ("refused-key",) if "as a mapping key" in str(e) else ("error",)
+        # The one deliberate difference: a mapping or sequence as a mapping key (lyaml keys a
+        # Lua table by a table; no Python mapping can, and no Kong entity has one) is refused.
+        deliberate = "a mapping or sequence as a mapping key" in str(e)
+        return ("refused-key",) if deliberate else ("error",)
 
 
 def _loaded(text: str) -> tuple[Any, ...]:
