@@ -775,7 +775,7 @@ def _read_file(path: str) -> Raw:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path}: not valid YAML: {_one_line(e)}") from e
+        raise ConfigError(f"config file {path}: not valid YAML at {yaml_problem(e)}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -815,9 +815,16 @@ def _read_file(path: str) -> Raw:
     return raw
 
 
-def _one_line(error: Exception) -> str:
-    """A YAML error on one line: PyYAML's own message spans several."""
-    return " ".join(str(error).split())
+def yaml_problem(error: Exception) -> str:
+    """A YAML error in the user's words, on one line: where and what (PyYAML's own message
+    spans several lines and names its internal stream, "<unicode string>")."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if not problem:
+        return " ".join(str(error).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(error, "context", None)
+    return where + (f"{problem} ({context})" if context else str(problem))
 
 
 def _read_env(env: Mapping[str, str]) -> Raw:

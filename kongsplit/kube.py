@@ -25,6 +25,8 @@ import yaml
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from kongsplit.config import yaml_problem
+
 logger = logging.getLogger(__name__)
 
 # A request (not a watch) that takes longer than this has failed.
@@ -295,8 +297,7 @@ def _contexts(files: list[str]) -> tuple[list[str], str | None]:
         except OSError as e:
             raise KubeConfigError(f"kubeconfig {path}: cannot read it: {e.strerror or e}") from e
         except yaml.YAMLError as e:
-            problem = " ".join(str(e).split())
-            raise KubeConfigError(f"kubeconfig {path}: not valid YAML ({problem})") from e
+            raise KubeConfigError(f"kubeconfig {path}: not valid YAML at {yaml_problem(e)}") from e
         if data is None:
             continue
         if not isinstance(data, dict):

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from kongsplit.config import yaml_problem
+
 
 class ManifestError(ValueError):
     """Input that cannot be read as Kubernetes objects; the message names file and document."""
@@ -45,11 +47,8 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
             number += 1
             yield number, doc
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ManifestError(
-            f"{source}, document {number + 1}: not valid YAML or JSON{where}: {problem}"
+            f"{source}, document {number + 1}: not valid YAML or JSON at {yaml_problem(e)}"
         ) from None
     except RecursionError:
         raise ManifestError(f"{source}, document {number + 1}: nested too deeply") from None

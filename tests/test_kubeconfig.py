@@ -216,7 +216,7 @@ def test_context_in_a_pod_without_kubeconfig(home: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        pytest.param("clusters: [\n", "not valid YAML (", id="not-yaml"),
+        pytest.param("clusters: [\n", "not valid YAML at line 2, column 1: ", id="not-yaml"),
         pytest.param("- a\n", "expected a mapping, not a kubeconfig", id="a-list"),
     ],
 )
