@@ -33,6 +33,7 @@ from kongsplit.config import (
     redact_url,
 )
 from kongsplit.events import EventRecorder
+from kongsplit.heap import HeapKeeper
 from kongsplit.kong.apply import KongRouter
 from kongsplit.kong.errors import KongError, KongModeError
 from kongsplit.leader import LeaderElector
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
     try:
-        daemon = Daemon(settings)
+        # The process's own collector policy (kongsplit.heap); tests running a Daemon in-process
+        # leave theirs alone.
+        daemon = Daemon(settings, heap=HeapKeeper())
     except KongError as e:  # e.g. unreadable TLS files: a configuration problem, said plainly
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
@@ -113,8 +116,10 @@ class Daemon:
         *,
         registry: CollectorRegistry | None = None,
         kong: KongRouter | None = None,
+        heap: HeapKeeper | None = None,
     ) -> None:
         self.settings = settings
+        self.heap = heap
         self.metrics = Metrics(registry or CollectorRegistry())
         self.metrics.kong_tls_verify.set(0 if settings.kong.tls.insecure_skip_verify else 1)
         self.kong = kong or KongRouter.from_config(settings.kong, metrics=self.metrics)
@@ -271,6 +276,9 @@ class Daemon:
             roots["worker:aborts"] = functools.partial(rec.worker, urgent_only=True)
             if self.elector is not None:
                 roots["leader-election"] = self.elector.run
+            if self.heap is not None:
+                roots["heap"] = functools.partial(self.heap.run, s.reconcile.interval)
+                self.heap.settle()  # everything imported and built so far: out of GC walks
             for name, fn in roots.items():
                 self.tasks[name] = asyncio.create_task(fn(), name=name)
             self.started.set()
@@ -329,6 +337,7 @@ class Daemon:
         elector = self.elector
         if elector is None:
             await rec.initial_sync()
+            self._settle_heap()
             self._warn_if_unverifiable()
             await asyncio.Event().wait()  # nothing more to do; stays alive for the guard
             return
@@ -338,9 +347,15 @@ class Daemon:
             rec.leadership_gained()
             rec.synced.clear()
             await rec.initial_sync()
+            self._settle_heap()
             self._warn_if_unverifiable()
             await elector.following.wait()
             logger.info("lost leadership: no more writes to Kong")
+
+    def _settle_heap(self) -> None:
+        """After a full sync the caches hold every Rollout: freeze them (kongsplit.heap)."""
+        if self.heap is not None:
+            self.heap.settle()
 
     def _warn_if_unverifiable(self) -> None:
         refusal = self.kong.verify_refusal()

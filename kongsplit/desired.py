@@ -8,6 +8,7 @@ so what ``plan`` prints is what the daemon writes.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -328,7 +329,9 @@ def _target_for(
     else:
         host = f"{service_name}.{key.namespace}.svc.{cluster_domain}"
     try:
-        return normalize_target(f"{host}:{port}"), False
+        # Interned: the one copy of this target string that the desired state, the state's
+        # observed weights and Kong's cached targets all hold.
+        return sys.intern(normalize_target(f"{host}:{port}")), False
     except ValueError as e:
         return ObjectError(
             kind="Service",

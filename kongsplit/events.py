@@ -7,6 +7,11 @@ token bucket, so a storm of failures cannot flood the API server. Like client-go
 correlator (simplified), an Event equal to one posted within ``aggregate_window`` — same
 object, type, reason and message — bumps ``count`` and ``lastTimestamp`` on the existing
 Event with a PATCH instead of creating a new one.
+
+Bounded whatever the load: at most ``queue_size`` Events wait (each distinct; repeats only
+count), and a ``supersede`` Event (``KongWeightsApplied``: the weights Kong holds now) replaces
+the one of the same object and reason still waiting, so a burst of 20,000 changes leaves one
+Event per Rollout waiting, each with its newest weights, not a backlog of old ones.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ _CACHE_SIZE = 4096
 
 
 _Key = tuple[ObjectRef, str, str, str]  # ref, type, reason, message
+_Slot = tuple[ObjectRef, str, str]  # ref, type, reason
 
 
 @dataclass
@@ -82,6 +88,8 @@ class EventRecorder:
         self.host = host
         self._queue: asyncio.Queue[_Key] = asyncio.Queue(maxsize=queue_size)
         self._pending: dict[_Key, _Pending] = {}
+        # A supersede Event waiting, by object and reason → its key in the queue.
+        self._slots: dict[_Slot, _Key] = {}
         self._posted: OrderedDict[_Key, _Posted] = OrderedDict()
         self._burst = float(burst)
         self._rate = per_second
@@ -92,11 +100,20 @@ class EventRecorder:
         self.dropped = 0  # Events lost to a full queue
         self.failed = 0  # Events the API server would not take
 
-    def post(self, ref: ObjectRef, *, type: str, reason: str, message: str) -> None:
-        """Queue an Event on ``ref``; returns at once, drops it when the queue is full."""
+    def post(
+        self, ref: ObjectRef, *, type: str, reason: str, message: str, supersede: bool = False
+    ) -> None:
+        """Queue an Event on ``ref``; returns at once, drops it when the queue is full.
+        ``supersede``: it replaces the Event of the same object, type and reason still
+        waiting (what it says is out of date), instead of queueing behind it."""
         message = message[:_MESSAGE_LIMIT]
         key: _Key = (ref, type, reason, message)
         pending = self._pending.get(key)
+        if pending is None and supersede:
+            waiting = self._slots.get((ref, type, reason))
+            pending = self._pending.get(waiting) if waiting is not None else None
+            if pending is not None and pending.message != message:
+                pending.message, pending.count = message, 0
         if pending is not None:
             pending.count += 1
             return
@@ -113,6 +130,13 @@ class EventRecorder:
                 )
             return
         self._pending[key] = _Pending(ref, type, reason, message)
+        if supersede:
+            self._slots[(ref, type, reason)] = key
+
+    @property
+    def waiting(self) -> int:
+        """Events queued, not yet sent."""
+        return self._queue.qsize()
 
     async def run(self) -> None:
         """Post queued Events forever, rate-limited (cancel to stop)."""
@@ -121,9 +145,13 @@ class EventRecorder:
             pending = self._pending.pop(key, None)
             if pending is None:  # pragma: no cover - every queued key has an entry
                 continue
+            slot = (pending.ref, pending.type, pending.reason)
+            if self._slots.get(slot) == key:
+                del self._slots[slot]
             await self._take_token()
             try:
-                await self._send(key, pending)
+                # The message may have been superseded while it waited: send the newest.
+                await self._send((*slot, pending.message), pending)
             except kube.KubeError as e:
                 self.failed += 1
                 logger.warning(

@@ -309,12 +309,18 @@ class Reconciler:
                     if not self._first_pass:
                         self._first_pass_done.set()
 
+    def sweep(self) -> None:
+        """The drift sweep: re-read Kong for every Rollout, behind every change waiting
+        (``KeyQueue.put_sweep``: a sweep never delays a change, nor adds reads to a burst)."""
+        for key in list(self.store.rollouts):
+            self.queue.put_sweep(key)
+
     async def sweeper(self) -> None:
         """Every ``reconcile.interval``: re-read Kong for every managed Rollout, put back drift."""
         while True:
             await asyncio.sleep(self.settings.reconcile.interval)
             if self.is_leader():
-                self.resync_all()
+                self.sweep()
 
     async def kong_prober(self, period: float = 1.0) -> None:
         """Keep ``kongsplit_kong_up`` true on every replica, and resync when Kong comes back.
@@ -543,7 +549,7 @@ class Reconciler:
     def _claimants(self, plan: DesiredUpstream) -> set[RolloutKey]:
         """Every opted-in Rollout whose annotations name this upstream (in this workspace)."""
         found = set()
-        for other in self.store.upstream_users.get(plan.upstream, ()):
+        for other in self.store.upstream_users(plan.upstream):
             rollout = self.store.rollouts.get(other)
             if not isinstance(rollout, Rollout):
                 continue

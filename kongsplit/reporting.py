@@ -78,8 +78,20 @@ class Reporter:
         self._warned_shared: set[RolloutKey] = set()  # shared-router Warning Event posted
         self._warned_algorithm: dict[RolloutKey, str] = {}  # algorithm last warned about
 
-    def event(self, ref: ObjectRef | None, type_: str, reason: str, message: str) -> None:
-        if self.events is not None and ref is not None:
+    def event(
+        self,
+        ref: ObjectRef | None,
+        type_: str,
+        reason: str,
+        message: str,
+        *,
+        supersede: bool = False,
+    ) -> None:
+        if self.events is None or ref is None:
+            return
+        if supersede:
+            self.events(ref, type=type_, reason=reason, message=message, supersede=True)
+        else:
             self.events(ref, type=type_, reason=reason, message=message)
 
     # ---- a successful apply ----------------------------------------------------------------
@@ -172,6 +184,7 @@ class Reporter:
                     NORMAL,
                     REASON_APPLIED,
                     f"Kong upstream {plan.upstream}: {weights_text(plan)}",
+                    supersede=True,  # only the newest weights are worth telling
                 )
         if pending_since is not None and (result.changed or last_applied != wanted):
             self.metrics.apply_latency.observe(time.monotonic() - pending_since)

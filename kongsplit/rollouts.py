@@ -457,7 +457,7 @@ def _annotations(meta: Mapping[str, object]) -> Mapping[str, str]:
             continue  # not ours: never judged, never kept
         if not isinstance(value, str):
             raise _Invalid(f"metadata.annotations[{key}]", f"must be a string, got {_show(value)}")
-        ours[sys.intern(key)] = value
+        ours[sys.intern(key)] = sys.intern(value)  # upstream names, modes: shared copies
     return MappingProxyType(ours) if ours else _NO_ANNOTATIONS
 
 
@@ -1121,19 +1121,23 @@ def parse_service(obj: object) -> Service | ObjectError:
                 obj, f"spec.ports[{i}].name", f"must be a string, got {_show(pname)}"
             )
         ports.append(
-            ServicePort(name=pname if isinstance(pname, str) and pname else None, port=port)
+            ServicePort(
+                name=sys.intern(pname) if isinstance(pname, str) and pname else None, port=port
+            )
         )
     selector = spec.get("selector")
     selector_hash = None
     if isinstance(selector, dict) and isinstance(selector.get(POD_TEMPLATE_HASH_LABEL), str):
-        selector_hash = selector[POD_TEMPLATE_HASH_LABEL]
+        selector_hash = sys.intern(selector[POD_TEMPLATE_HASH_LABEL])
     cluster_ip = spec.get("clusterIP")
     stype = spec.get("type") if isinstance(spec.get("type"), str) else "ClusterIP"
     ns = meta.get("namespace")
+    # Interned: the names, hash and type are the same strings the Rollouts and ReplicaSets
+    # hold (one copy each, not one per object read).
     return Service(
-        namespace=ns if isinstance(ns, str) and ns else "default",
-        name=meta["name"],
-        type=str(stype),
+        namespace=sys.intern(ns) if isinstance(ns, str) and ns else "default",
+        name=sys.intern(meta["name"]),
+        type=sys.intern(str(stype)),
         cluster_ip=cluster_ip if isinstance(cluster_ip, str) else None,
         ports=tuple(ports),
         selector_hash=selector_hash,
@@ -1143,7 +1147,7 @@ def parse_service(obj: object) -> Service | ObjectError:
 # --------------------------------------------------------------------------- references
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     api_version: str
     kind: str

@@ -7,7 +7,9 @@ Service or ReplicaSet re-queues only the Rollouts that read it.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Collection, Hashable
+from typing import Any, TypeVar
 
 from kongsplit.annotations import ANN_UPSTREAM, is_opted_in
 from kongsplit.rollouts import (
@@ -23,6 +25,41 @@ from kongsplit.rollouts import (
 )
 from kongsplit.weights import resolve_services
 
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V", bound=Hashable)
+
+
+# A reverse index where nearly every entry has one member (a Service used by one Rollout, a hash
+# by one ReplicaSet): that member is stored as the value itself, a set only from the second on.
+# At 20,000 Rollouts the sets were a fifth of the daemon's own memory.
+def _index_add(index: dict[_K, Any], key: _K, member: _V) -> None:
+    held = index.get(key)
+    if held is None:
+        index[key] = member
+    elif isinstance(held, set):
+        held.add(member)
+    elif held != member:
+        index[key] = {held, member}
+
+
+def _index_discard(index: dict[_K, Any], key: _K, member: _V) -> None:
+    held = index.get(key)
+    if held is None:
+        return
+    if isinstance(held, set):
+        held.discard(member)
+        if len(held) == 1:
+            index[key] = next(iter(held))
+    elif held == member:
+        del index[key]
+
+
+def _members(index: dict[_K, Any], key: _K) -> Collection[Any]:
+    held = index.get(key)
+    if held is None:
+        return ()
+    return held if isinstance(held, set) else (held,)
+
 
 class Store:
     """Parsed Rollouts, Services and ReplicaSets, plus the reverse indexes that route changes."""
@@ -37,17 +74,19 @@ class Store:
         # what is wrong with it (an invalid port), not that it does not exist.
         self.services: dict[str, dict[str, Service | ObjectError]] = {}
         self.replicasets: dict[str, dict[str, ReplicaSet]] = {}
-        # (namespace, pod-template-hash) → its ReplicaSets by name, so a reconcile looks at the
-        # one or two ReplicaSets its Rollout names instead of scanning the namespace (at 1,000
-        # Rollouts in one namespace the scan was most of a burst's CPU).
-        self._rs_by_hash: dict[tuple[str, str], dict[str, ReplicaSet]] = {}
-        # (namespace, service or pod-template-hash) → Rollouts that care about it
-        self._service_users: dict[tuple[str, str], set[RolloutKey]] = {}
-        self._hash_users: dict[tuple[str, str], set[RolloutKey]] = {}
+        # (namespace, pod-template-hash) → its ReplicaSets by name (one: the ReplicaSet
+        # itself), so a reconcile looks at the one or two ReplicaSets its Rollout names instead
+        # of scanning the namespace (at 1,000 Rollouts in one namespace the scan was most of a
+        # burst's CPU).
+        self._rs_by_hash: dict[tuple[str, str], ReplicaSet | dict[str, ReplicaSet]] = {}
+        # (namespace, service or pod-template-hash) → Rollouts that care about it (one Rollout,
+        # or a set: _index_add)
+        self._service_users: dict[tuple[str, str], RolloutKey | set[RolloutKey]] = {}
+        self._hash_users: dict[tuple[str, str], RolloutKey | set[RolloutKey]] = {}
         self._indexed: dict[RolloutKey, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         # kongsplit.io/upstream value → the Rollouts naming it: every claimant of an upstream,
         # whether or not it has been reconciled yet (ownership must not depend on that order).
-        self.upstream_users: dict[str, set[RolloutKey]] = {}
+        self._upstream_users: dict[str, RolloutKey | set[RolloutKey]] = {}
         self._upstream_of: dict[RolloutKey, str] = {}
 
     # Rollouts -------------------------------------------------------------------------
@@ -55,19 +94,20 @@ class Store:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
         if meta is None or not isinstance(meta.get("name"), str):
             return None
-        key = RolloutKey(str(meta.get("namespace") or "default"), meta["name"])
+        key = self._key(meta)
         parsed = parse_rollout(obj)
         self.rollouts[key] = parsed
         if is_opted_in(meta.get("annotations")):
             self.opted_in.add(key)
         else:
             self.opted_in.discard(key)
+        uid = meta.get("uid")
         self.raw_refs[key] = ObjectRef(
             api_version="argoproj.io/v1alpha1",
             kind="Rollout",
             namespace=key.namespace,
             name=key.name,
-            uid=meta.get("uid") if isinstance(meta.get("uid"), str) else None,
+            uid=sys.intern(uid) if isinstance(uid, str) else None,  # its ReplicaSets' owner
         )
         self._reindex(key, parsed if isinstance(parsed, Rollout) else None)
         annotations = meta.get("annotations")
@@ -75,26 +115,33 @@ class Store:
         self._index_upstream(key, named.strip() if isinstance(named, str) else None)
         return key
 
+    def _key(self, meta: dict[str, Any]) -> RolloutKey:
+        """The Rollout's key; the key already held when there is one (a change of a known
+        Rollout keeps no second copy of its names)."""
+        key = RolloutKey(sys.intern(str(meta.get("namespace") or "default")), meta["name"])
+        held = self.raw_refs.get(key)
+        return RolloutKey(held.namespace, held.name) if held is not None else key
+
+    def upstream_users(self, upstream: str) -> Collection[RolloutKey]:
+        """The Rollouts whose annotations name ``upstream``."""
+        return _members(self._upstream_users, upstream)
+
     def _index_upstream(self, key: RolloutKey, upstream: str | None) -> None:
         old = self._upstream_of.get(key)
         if old == upstream:
             return
         if old is not None:
-            users = self.upstream_users.get(old)
-            if users is not None:
-                users.discard(key)
-                if not users:
-                    del self.upstream_users[old]
+            _index_discard(self._upstream_users, old, key)
             del self._upstream_of[key]
         if upstream:
-            self.upstream_users.setdefault(upstream, set()).add(key)
+            _index_add(self._upstream_users, upstream, key)
             self._upstream_of[key] = upstream
 
     def delete_rollout(self, obj: dict[str, Any]) -> RolloutKey | None:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
         if meta is None or not isinstance(meta.get("name"), str):
             return None
-        key = RolloutKey(str(meta.get("namespace") or "default"), meta["name"])
+        key = self._key(meta)
         self.rollouts.pop(key, None)
         self.raw_refs.pop(key, None)
         self.opted_in.discard(key)
@@ -115,16 +162,12 @@ class Store:
         if old == (services, hashes):
             return
         for index, stale in ((self._service_users, old[0]), (self._hash_users, old[1])):
-            for item in stale:
-                users = index.get((key.namespace, item))
-                if users is not None:
-                    users.discard(key)
-                    if not users:  # no empty sets left behind, revision after revision
-                        del index[(key.namespace, item)]
+            for item in stale:  # no empty entries left behind, revision after revision
+                _index_discard(index, (key.namespace, item), key)
         for name in services:
-            self._service_users.setdefault((key.namespace, name), set()).add(key)
+            _index_add(self._service_users, (key.namespace, name), key)
         for h in hashes:
-            self._hash_users.setdefault((key.namespace, h), set()).add(key)
+            _index_add(self._hash_users, (key.namespace, h), key)
         if services or hashes:
             self._indexed[key] = (services, hashes)
         else:
@@ -147,7 +190,7 @@ class Store:
                     del self.services[ns]
         else:
             self.services.setdefault(ns, {})[name] = parsed
-        return set(self._service_users.get((ns, name), ()))
+        return set(_members(self._service_users, (ns, name)))
 
     def set_replicaset(self, obj: dict[str, Any], deleted: bool = False) -> set[RolloutKey]:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -164,22 +207,34 @@ class Store:
         old = self.replicasets.get(ns, {}).pop(name, None)
         if old is not None:
             self._unindex_replicaset(ns, name, old)
-            users |= self._hash_users.get((ns, old.pod_template_hash or ""), set())
+            users.update(_members(self._hash_users, (ns, old.pod_template_hash or "")))
         if parsed is None:
-            return set(users)
+            return users
         self.replicasets.setdefault(ns, {})[name] = parsed
         assert parsed.pod_template_hash is not None
-        self._rs_by_hash.setdefault((ns, parsed.pod_template_hash), {})[name] = parsed
-        return users | self._hash_users.get((ns, parsed.pod_template_hash), set())
+        where = (ns, parsed.pod_template_hash)
+        group = self._rs_by_hash.get(where)
+        if group is None or (isinstance(group, ReplicaSet) and group.name == name):
+            self._rs_by_hash[where] = parsed
+        elif isinstance(group, ReplicaSet):
+            self._rs_by_hash[where] = {group.name: group, name: parsed}
+        else:
+            group[name] = parsed
+        users.update(_members(self._hash_users, where))
+        return users
 
     def _unindex_replicaset(self, ns: str, name: str, old: ReplicaSet) -> None:
         if old.pod_template_hash is None:
             return
-        group = self._rs_by_hash.get((ns, old.pod_template_hash))
-        if group is not None:
+        where = (ns, old.pod_template_hash)
+        group = self._rs_by_hash.get(where)
+        if isinstance(group, ReplicaSet):
+            if group.name == name:
+                del self._rs_by_hash[where]
+        elif group is not None:
             group.pop(name, None)
-            if not group:
-                del self._rs_by_hash[(ns, old.pod_template_hash)]
+            if len(group) == 1:
+                self._rs_by_hash[where] = next(iter(group.values()))
         bucket = self.replicasets.get(ns)
         if bucket is not None and not bucket:
             del self.replicasets[ns]
@@ -193,6 +248,11 @@ class Store:
         ns = rollout.key.namespace
         found: dict[str, ReplicaSet] = {}
         for h in (rollout.current_pod_hash, rollout.stable_rs):
-            if h is not None:
-                found.update(self._rs_by_hash.get((ns, h), {}))
+            if h is None:
+                continue
+            group = self._rs_by_hash.get((ns, h))
+            if isinstance(group, ReplicaSet):
+                found[group.name] = group
+            elif group is not None:
+                found.update(group)
         return list(found.values())

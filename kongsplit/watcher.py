@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ DELETED = "DELETED"
 OnEvent = Callable[[str, dict[str, Any]], None]
 
 _PAGE_SIZE = 500
+#: A relist gives the event loop a turn after this many deliveries.
+_YIELD_EVERY = 100
 _BACKOFF_BASE = 0.5
 #: The longest watch line read (one event: an object and its envelope). The API server refuses
 #: objects over about 3 MiB (etcd's default request limit is 1.5 MiB), so a longer line is not
@@ -99,7 +102,8 @@ def backoff_delay(failures: int, *, base: float = _BACKOFF_BASE, cap: float = 30
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj["metadata"]  # checked by _shape_problem
-    return meta.get("namespace") or "", meta["name"]
+    # The namespace interned: one copy of it, not one per object remembered.
+    return sys.intern(meta.get("namespace") or ""), meta["name"]
 
 
 def _rv(obj: dict[str, Any]) -> str:
@@ -271,11 +275,15 @@ class Watcher:
         except Exception as e:
             raise _CallbackFailed from e
 
-    async def _list_all(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+    async def _list_pages(
+        self, namespace: str | None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]] | None, str]]:
+        """The list, a page at a time (``limit``/``continue``): (its items, checked; the list's
+        resourceVersion). ``None`` for items after a ``410`` on a continue token: the list
+        starts over."""
         path = self.resource.path(namespace)
-        items: list[dict[str, Any]] = []
-        list_rv = ""
         token: str | None = None
+        list_rv = ""
         while True:
             try:
                 page = await kube.request(
@@ -291,7 +299,8 @@ class Watcher:
             except kube.KubeApiError as e:
                 if e.status == 410 and token:
                     # The continue token outlived the server's snapshot: start the list over.
-                    items, list_rv, token = [], "", None
+                    token, list_rv = None, ""
+                    yield None, ""
                     continue
                 raise
             meta = page.get("metadata")
@@ -301,8 +310,9 @@ class Watcher:
                 page_items = []
             if not isinstance(page_items, list):
                 raise kube.KubeApiError(200, "BadResponse", f"GET {path}: items is not a list")
-            if not list_rv:
+            if not token:
                 list_rv = _rv(page)
+            items = []
             for item in page_items:
                 problem = _shape_problem(item)
                 if problem is None:
@@ -315,24 +325,37 @@ class Watcher:
                     extra={"resource": self.resource.plural, "namespace": namespace or "*"},
                 )
                 self._count_skipped("invalid")
+            yield items, list_rv
             token = meta.get("continue")
             if not isinstance(token, str) or not token:
-                return items, list_rv
+                return
 
     async def _relist(self, namespace: str | None, known: dict[tuple[str, str], str]) -> str:
-        items, list_rv = await self._list_all(namespace)
+        """List, delivering what changed page by page (a list of 20,000 objects is never held
+        whole), then DELETED for what is gone. The loop gets a turn every ``_YIELD_EVERY``
+        deliveries, so ``/healthz`` and the workers are not starved by a large relist."""
         seen: set[tuple[str, str]] = set()
-        for item in items:
-            # Lists omit apiVersion/kind on items; fill them so consumers see whole objects.
-            item.setdefault("apiVersion", self.resource.api_version)
-            item.setdefault("kind", self.resource.kind)
-            key, rv = _key(item), _rv(item)
-            seen.add(key)
-            old = known.get(key)
-            if old is not None and rv and old == rv:
+        delivered = 0
+        list_rv = ""
+        async for items, page_rv in self._list_pages(namespace):
+            list_rv = page_rv
+            if items is None:
+                seen = set()  # the list started over
                 continue
-            known[key] = rv
-            self._deliver(ADDED if old is None else MODIFIED, item)
+            for item in items:
+                # Lists omit apiVersion/kind on items; fill them so consumers see whole objects.
+                item.setdefault("apiVersion", self.resource.api_version)
+                item.setdefault("kind", self.resource.kind)
+                key, rv = _key(item), _rv(item)
+                seen.add(key)
+                old = known.get(key)
+                if old is not None and rv and old == rv:
+                    continue
+                known[key] = rv
+                self._deliver(ADDED if old is None else MODIFIED, item)
+                delivered += 1
+                if delivered % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         for key in [k for k in known if k not in seen]:
             rv = known.pop(key)
             self._deliver(DELETED, self._tombstone(key, rv))

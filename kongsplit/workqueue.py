@@ -4,6 +4,13 @@ The newest state wins (a key queued twice is one entry), an abort jumps the line
 while a worker holds it is queued again once that worker is done, and back-off re-queues are
 timers that a newer change does not wait for. The queue can never hold more entries than there
 are Rollouts.
+
+Three lanes, served in order: aborts, then changes (and retries), then the drift sweep's
+checks (``put_sweep``). A sweep of 20,000 upstreams therefore never stands between a Rollout's
+change and Kong: the change is served by the next free worker, the sweep goes on behind it. A
+change of a key waiting only for a drift check leaves the sweep lane and is served as a change
+(from what is known of Kong; that key's check waits for the next sweep), and a check of a key
+already queued adds nothing, so a sweep that meets a burst of changes adds no reads to it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ class _Flags:
     refresh: bool = False  # re-read Kong instead of trusting the cache (drift sweep)
     urgent: bool = False
     changed: bool = False  # an object changed (not only a sweep or a retry)
+    sweep: bool = False  # only a drift check asked for it: waiting in the sweep lane
 
 
 class KeyQueue:
@@ -28,6 +36,8 @@ class KeyQueue:
     def __init__(self) -> None:
         self._urgent: deque[RolloutKey] = deque()
         self._normal: deque[RolloutKey] = deque()
+        self._sweep: deque[RolloutKey] = deque()
+        self._in_sweep: set[RolloutKey] = set()  # keys with an entry in ``_sweep`` (live or not)
         self._queued: dict[RolloutKey, _Flags] = {}
         self._active: set[RolloutKey] = set()
         self._again: dict[RolloutKey, _Flags] = {}  # re-queued while a worker held the key
@@ -47,7 +57,11 @@ class KeyQueue:
     ) -> None:
         """Queue ``key``. ``changed`` is False for sweeps and retries: nothing new to write."""
         if key in self._active:
-            flags = self._again.setdefault(key, _Flags())
+            flags = self._again.get(key)
+            if flags is None:
+                flags = self._again[key] = _Flags()
+            elif flags.sweep:
+                flags.sweep = flags.refresh = False  # a change, not a drift check (as below)
             flags.refresh |= refresh
             flags.urgent |= urgent
             flags.changed |= changed
@@ -57,10 +71,34 @@ class KeyQueue:
             self._queued[key] = _Flags(refresh, urgent)
             (self._urgent if urgent else self._normal).append(key)
         else:
-            queued.refresh |= refresh
+            if queued.sweep:
+                # It waited only for a drift check: now it is a change, served as one (its
+                # stale entry in the sweep lane is skipped when popped).
+                queued.sweep = False
+                queued.refresh = refresh
+                if not urgent:
+                    self._normal.append(key)
+            else:
+                queued.refresh |= refresh
             if urgent and not queued.urgent:
                 queued.urgent = True
                 self._urgent.append(key)  # the stale normal entry is skipped when popped
+        self._idle.clear()
+        self._wakeup.set()
+
+    def put_sweep(self, key: RolloutKey) -> None:
+        """A drift check (re-read Kong, put back what differs), behind every change. A key
+        already queued, or held by a worker, is left as it is: it runs anyway."""
+        if key in self._active:
+            if key not in self._again:
+                self._again[key] = _Flags(refresh=True, sweep=True)
+            return
+        if key in self._queued:
+            return
+        self._queued[key] = _Flags(refresh=True, sweep=True)
+        if key not in self._in_sweep:  # else its stale entry there serves again: no duplicate
+            self._in_sweep.add(key)
+            self._sweep.append(key)
         self._idle.clear()
         self._wakeup.set()
 
@@ -97,13 +135,20 @@ class KeyQueue:
     async def get(self, *, urgent_only: bool = False) -> tuple[RolloutKey, _Flags]:
         """The next key: urgent ones first. ``urgent_only`` waits for an urgent one (the abort
         worker, which no amount of slow ordinary work can keep busy)."""
+        lanes = (self._urgent,) if urgent_only else (self._urgent, self._normal, self._sweep)
         while True:
-            for lane in (self._urgent,) if urgent_only else (self._urgent, self._normal):
+            for lane in lanes:
                 while lane:
                     key = lane.popleft()
                     flags = self._queued.get(key)
-                    if flags is None or (lane is self._normal and flags.urgent):
-                        continue  # already taken from the urgent lane
+                    if lane is self._sweep:
+                        self._in_sweep.discard(key)
+                        if flags is not None and not flags.sweep:
+                            continue  # a change took it out of the sweep lane
+                    elif flags is None or flags.sweep or (lane is self._normal and flags.urgent):
+                        continue  # already taken from another lane
+                    if flags is None:
+                        continue
                     del self._queued[key]
                     self._active.add(key)
                     self._no_active.clear()
@@ -116,7 +161,9 @@ class KeyQueue:
         if not self._active:
             self._no_active.set()
         again = self._again.pop(key, None)
-        if again is not None:
+        if again is not None and again.sweep:
+            self.put_sweep(key)
+        elif again is not None:
             self.put(key, refresh=again.refresh, urgent=again.urgent)
         else:
             self._idle_if_empty()

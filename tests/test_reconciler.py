@@ -92,7 +92,9 @@ class World:
         )
         # As app.Daemon wires them: the per-Rollout gauges are read from the reconciler.
 
-    def _event(self, ref: ObjectRef, *, type: str, reason: str, message: str) -> None:
+    def _event(
+        self, ref: ObjectRef, *, type: str, reason: str, message: str, supersede: bool = False
+    ) -> None:
         self.events.append(Event(ref.name, type, reason, message))
 
     # --- what the watchers would deliver ----------------------------------------------------

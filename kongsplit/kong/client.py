@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from tenacity import (
     stop_after_attempt,
     stop_before_delay,
 )
+from yarl import URL
 
 from kongsplit.backoff import Backoff
 from kongsplit.config import TOKEN_FIX, KongConfig, TLSConfig, redact_url, token_from_text
@@ -78,6 +80,9 @@ PAGE_SIZE = 1000  # Kong's maximum page size
 #: (``kong.maxConfigMiB``). Beyond them the read fails with an error naming the URL.
 MAX_PAGES = 100
 MAX_BODY_BYTES = 8 << 20
+#: A URL made only of these characters is already encoded (kongsplit quotes every path segment
+#: it builds): it is handed to aiohttp as is, not parsed and re-encoded on every request.
+_ENCODED_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 
 #: Asked before each write attempt: how many seconds this writer may still write (``math.inf``
 #: for no limit; ``True`` counts as no limit, ``False`` and anything at or below
@@ -356,13 +361,13 @@ class KongAdmin:
         token = self._token.current()
         if token:
             headers[TOKEN_HEADER] = token
-        what = self._describe(method, path, where)
+        what = _Described(method, path, where)
         started = time.perf_counter()
         try:
             extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
             async with self._session_get().request(
                 method,
-                url,
+                URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else url,
                 params=params,
                 json=body,
                 headers=headers,
@@ -441,11 +446,17 @@ class KongAdmin:
         )
 
     async def _read_body(
-        self, resp: aiohttp.ClientResponse, what: str, url: str, path: str, where: _Where
+        self, resp: aiohttp.ClientResponse, what: object, url: str, path: str, where: _Where
     ) -> bytes:
         """The answer's body, at most ``MAX_BODY_BYTES`` (``max_config_bytes`` for ``/config``):
         a larger one (announced or sent; decompressed bytes count) fails the request."""
         limit = self.max_config_bytes if path == "/config" else MAX_BODY_BYTES
+        if (
+            resp.content_length is not None
+            and resp.content_length <= min(limit, 1 << 16)
+            and not resp.headers.get("Content-Encoding")
+        ):
+            return await resp.read()  # small and announced (every entity answer): one read
         if resp.content_length is None or resp.content_length <= limit:
             chunks: list[bytes] = []
             size = 0
@@ -858,6 +869,21 @@ class KongAdmin:
             may_write=may_write,
         )
         return status != 304
+
+
+class _Described:
+    """``METHOD /path (upstream u, target t)`` for messages, formatted only when one is."""
+
+    __slots__ = ("method", "path", "where")
+
+    def __init__(self, method: str, path: str, where: _Where) -> None:
+        self.method, self.path, self.where = method, path, where
+
+    def __str__(self) -> str:
+        return KongAdmin._describe(self.method, self.path, self.where)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def budget_of(answer: bool | float) -> float:

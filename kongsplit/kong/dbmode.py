@@ -9,14 +9,20 @@ sweep does — and ``read`` always read Kong (one GET per page of 1,000) and ref
 ``reset()`` empties it after a Kong reconnect; ``forget(...)`` drops an upstream no longer
 managed. Applies to the same upstream are serialised by a per-upstream lock so two plans never
 interleave.
+
+One read per upstream per pass: the reconciler asks ``claim`` (who owns the upstream) before
+``apply``; when ``claim`` had to read Kong for it (the targets, or the upstream's absence), the
+``apply`` that follows within ``FRESH_READ`` seconds plans from that read instead of reading
+again, even with ``refresh`` (a restart or a sweep reads each upstream once, not twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from kongsplit.kong.client import URGENT_RETRY, KongAdmin, MayWrite, RetryPolicy
 from kongsplit.kong.errors import KongConflict, KongError, KongNotFound
@@ -40,8 +46,11 @@ log = logging.getLogger(__name__)
 _Key = tuple[str, str]  # (workspace or "", upstream)
 
 #: How long the list of upstreams (their tags and algorithms) is trusted before it is read
-#: again: a page per 1,000 upstreams, never on the hot path.
+#: again: a page per 1,000 upstreams, never on the hot path. A name missing from the list is
+#: asked for by name (one request), never by listing every upstream again.
 UPSTREAM_LIST_TTL = 30.0
+#: How long a read made by ``claim`` stands for the read of the ``apply`` that follows it.
+FRESH_READ = 1.0
 
 
 class TargetCache:
@@ -76,39 +85,43 @@ class DbModeApplier:
     def __init__(self, client: KongAdmin) -> None:
         self.client = client
         self.cache = TargetCache()
-        self._locks: dict[_Key, asyncio.Lock] = {}
+        # One lock per upstream while an apply holds or awaits it (with their count): an
+        # upstream nobody is writing keeps none (20,000 idle locks were 6 MiB).
+        self._locks: dict[_Key, tuple[asyncio.Lock, int]] = {}
         # Every upstream (tags: consent and ownership; algorithm), from GET /upstreams pages.
         self._upstreams: dict[_Key, Upstream] = {}
         self._listed: dict[str, float] = {}  # workspace → when its upstreams were listed
         self._list_locks: dict[str, asyncio.Lock] = {}
+        # Upstreams ``claim`` just read from Kong (targets cached, or None: it does not exist),
+        # with the time: the next ``apply`` plans from that read (``FRESH_READ``).
+        self._fresh: dict[_Key, float] = {}
 
     def forget(self, upstream: str, workspace: str | None) -> None:
         """Drop what is kept for an upstream no longer managed (ids, its idle lock)."""
         self.cache.forget(workspace, upstream)
-        lock = self._locks.get((workspace or "", upstream))
-        if lock is not None and not lock.locked():
-            del self._locks[(workspace or "", upstream)]
+        self._fresh.pop((workspace or "", upstream), None)
 
     def reset(self) -> None:
         """Kong may have restarted or been restored: ids learnt before may be gone."""
         self.cache.clear()
         self._listed.clear()
+        self._fresh.clear()
 
     async def upstream(self, name: str, workspace: str | None) -> Upstream | None:
         """The upstream as Kong lists it, from a list of every upstream read at most every
-        ``UPSTREAM_LIST_TTL`` seconds (sooner for one not seen yet). Concurrent callers share
-        one listing; a failed listing leaves the last answer."""
+        ``UPSTREAM_LIST_TTL`` seconds (None for a name not in it: ``claim`` then asks Kong for
+        that one). Concurrent callers share one listing; a failed listing leaves the last
+        answer."""
         ws = workspace or ""
         key = (ws, name)
+        listed = self._listed.get(ws)
+        if listed is not None and time.monotonic() - listed <= UPSTREAM_LIST_TTL:
+            return self._upstreams.get(key)  # the hot path: no lock, no await
         lock = self._list_locks.setdefault(ws, asyncio.Lock())
         async with lock:
             listed = self._listed.get(ws)
             now = time.monotonic()
-            if (
-                listed is None
-                or now - listed > UPSTREAM_LIST_TTL
-                or (key not in self._upstreams and now - listed > 1.0)
-            ):
+            if listed is None or now - listed > UPSTREAM_LIST_TTL:
                 try:
                     upstreams = await self.client.list_upstreams(workspace=workspace)
                 except KongError:
@@ -122,16 +135,20 @@ class DbModeApplier:
 
     async def claim(self, name: str, workspace: str | None) -> UpstreamClaim:
         """Who Kong says owns the upstream, and whether it may be driven (cached reads)."""
+        key = (workspace or "", name)
         entry = await self.upstream(name, workspace)
         if entry is None:
             # Not listed (yet): ask for it directly before deciding it does not exist.
             entry = await self.client.get_upstream(name, workspace=workspace)
             if entry is None:
+                self.cache.forget(workspace, name)
+                self._fresh[key] = time.monotonic()
                 return UpstreamClaim(exists=False, owner=None, tags=())
-            self._upstreams[(workspace or "", name)] = entry
+            self._upstreams[key] = entry
         targets = self.cache.get(workspace, name)
         if targets is None:
             read = await self.read(name, workspace)
+            self._fresh[key] = time.monotonic()
             found = read or ()
         else:
             found = tuple(targets.values())
@@ -149,11 +166,20 @@ class DbModeApplier:
         self.cache.put(workspace, upstream, targets)
         return tuple(targets)
 
-    def _lock(self, key: _Key) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: _Key) -> AsyncIterator[None]:
+        """Applies to one upstream, one at a time; the lock exists only while in use."""
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     async def apply(
         self,
@@ -179,11 +205,21 @@ class DbModeApplier:
             upstream_created = False
             targets: dict[str, Target] | None = None
             passes = 3  # a stale cache costs one re-read; a racing writer one more
+            read_at = self._fresh.pop((ws or "", upstream), None)
+            fresh = read_at is not None and time.monotonic() - read_at <= FRESH_READ
             for n in range(passes):
                 targets = None if (refresh or n > 0) else self.cache.get(ws, upstream)
+                if n == 0 and fresh:
+                    # ``claim`` read Kong for this very pass: that read is this one.
+                    targets = self.cache.get(ws, upstream)
+                    read_kong = True
                 if targets is None:
                     read_kong = True
-                    read = await self.read(upstream, ws, retry=retry)
+                    read: tuple[Target, ...] | None
+                    if n == 0 and fresh:
+                        read = None  # claim found no such upstream, just now
+                    else:
+                        read = await self.read(upstream, ws, retry=retry)
                     if read is None:
                         if not create:
                             missing = Drift(DRIFT_MISSING, None, None, None, corrected=False)

@@ -15,7 +15,6 @@ or it would create duplicates (409) and never match what it reads back:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -65,7 +64,8 @@ def _hostname(text: str, original: str) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=16384)  # pure, and called for every target of every reconcile
+# No memo: 2.4 µs a call, and a cache of every target would either grow with the cluster or,
+# bounded, miss on every call once there are more targets than entries (bench/scale.py).
 def normalize_target(s: str) -> str:
     """The string Kong stores for target ``s`` ("host[:port]").
 

@@ -2,7 +2,8 @@
 
 It serves Rollouts (argoproj.io/v1alpha1), ReplicaSets (apps/v1), Services (v1), Events (v1
 and events.k8s.io/v1) and Leases (coordination.k8s.io/v1) over plain HTTP with no auth:
-list (cluster-wide and namespaced, equality label selectors), watch (resourceVersion,
+list (cluster-wide and namespaced, equality label selectors, ``limit``/``continue`` pages
+from one snapshot), watch (resourceVersion,
 bookmarks, timeoutSeconds, ``410 Expired`` for a version older than the retained history; open
 watches can be expired, ended or dropped on demand),
 get, create, replace (PUT, 409 on a stale resourceVersion), merge patch (strategic merge
@@ -121,7 +122,8 @@ class _Watch:
     resource: SimResource
     namespace: str | None
     selector: list[tuple[str, str, bool]]
-    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    # Watch lines, each encoded once per change for every watch that matches it.
+    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     stop: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -135,8 +137,18 @@ class _Change:
     obj: dict[str, Any]
 
 
+#: List snapshots kept for ``continue`` tokens; an older token answers 410 Expired, as the API
+#: server does once its snapshot is compacted.
+_SNAPSHOTS = 32
+
+
 class KubeSim:
-    """The fake API server; use as ``async with KubeSim() as sim:``."""
+    """The fake API server; use as ``async with KubeSim() as sim:``.
+
+    Stored objects are never changed in place (a write stores a new dict), so lists, watch
+    replays and the history share them instead of copying; only what leaves through the
+    Python API (``get``, ``list``, ``apply``…) is a copy the caller may change.
+    """
 
     def __init__(self, *, history_size: int = 1000, bookmark_interval: float = 1.0) -> None:
         self._objects: dict[SimResource, dict[tuple[str, str], dict[str, Any]]] = {
@@ -153,6 +165,7 @@ class KubeSim:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of every request
+        self._snapshots: dict[str, list[dict[str, Any]]] = {}  # continue token id -> items
 
     # --- lifecycle ---
 
@@ -235,8 +248,8 @@ class KubeSim:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "") if resource.namespaced else "", meta["name"])
         if key in self._objects[resource]:
-            return self._replace(resource, key, obj, check_rv=False)
-        return self._create(resource, key[0], obj)
+            return copy.deepcopy(self._replace(resource, key, obj, check_rv=False))
+        return copy.deepcopy(self._create(resource, key[0], obj))
 
     def patch(
         self,
@@ -249,7 +262,7 @@ class KubeSim:
         """JSON merge patch, ``status`` included; raises KeyError when the object is absent."""
         resource = self.resource(api_version, kind_or_plural)
         try:
-            return self._patch(resource, (namespace, name), patch, subresource=None)
+            return copy.deepcopy(self._patch(resource, (namespace, name), patch, subresource=None))
         except SimError as e:
             raise KeyError(e.message) from None
 
@@ -258,7 +271,7 @@ class KubeSim:
     ) -> dict[str, Any] | None:
         resource = self.resource(api_version, kind_or_plural)
         try:
-            return self._delete(resource, (namespace, name))
+            return copy.deepcopy(self._delete(resource, (namespace, name)))
         except SimError:
             return None
 
@@ -330,10 +343,12 @@ class KubeSim:
     def _emit(self, resource: SimResource, event_type: str, obj: dict[str, Any]) -> None:
         if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
             self._floor = max(self._floor, self._history[0].rv)
-        self._history.append(_Change(self._rv, resource, event_type, copy.deepcopy(obj)))
+        self._history.append(_Change(self._rv, resource, event_type, obj))
+        line: bytes | None = None
         for w in self._watches:
             if w.resource == resource and _matches(w.namespace, w.selector, obj):
-                w.queue.put_nowait((event_type, copy.deepcopy(obj)))
+                line = line or _line(event_type, obj)
+                w.queue.put_nowait(line)
 
     def _create(self, resource: SimResource, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
@@ -363,7 +378,7 @@ class KubeSim:
         )
         self._objects[resource][key] = obj
         self._emit(resource, "ADDED", obj)
-        return copy.deepcopy(obj)
+        return obj
 
     def _existing(self, resource: SimResource, key: tuple[str, str]) -> dict[str, Any]:
         found = self._objects[resource].get(key)
@@ -388,7 +403,7 @@ class KubeSim:
         meta["resourceVersion"] = self._bump()
         self._objects[resource][key] = new
         self._emit(resource, "MODIFIED", new)
-        return copy.deepcopy(new)
+        return new
 
     def _replace(
         self,
@@ -427,15 +442,18 @@ class KubeSim:
         if subresource == "status":
             patch = {"status": patch.get("status")} if "status" in patch else {}
         new = merge_patch(old, patch)
-        new.setdefault("metadata", {}).pop("resourceVersion", None)
+        # merge_patch shares the subtrees it did not touch with ``old``: metadata is changed
+        # below, so it gets a dict of its own (``old`` stays as the history recorded it).
+        new["metadata"] = dict(new.get("metadata") or {})
+        new["metadata"].pop("resourceVersion", None)
         return self._store(resource, key, old, new)
 
     def _delete(self, resource: SimResource, key: tuple[str, str]) -> dict[str, Any]:
         old = self._existing(resource, key)
         del self._objects[resource][key]
-        old["metadata"]["resourceVersion"] = self._bump()
-        self._emit(resource, "DELETED", old)
-        return copy.deepcopy(old)
+        gone = {**old, "metadata": {**old["metadata"], "resourceVersion": self._bump()}}
+        self._emit(resource, "DELETED", gone)
+        return gone
 
     # --- HTTP ---
 
@@ -487,7 +505,7 @@ class KubeSim:
             raise SimError(405, f"{method} is not allowed on a collection")
         key = (namespace, name)
         if method == "GET":
-            return web.json_response(copy.deepcopy(self._existing(resource, key)))
+            return web.json_response(self._existing(resource, key))
         if method == "PUT":
             body = await _json_body(request)
             return web.json_response(
@@ -559,17 +577,52 @@ class KubeSim:
     def _serve_list(
         self, request: web.Request, resource: SimResource, namespace: str | None
     ) -> dict[str, Any]:
-        selector = _parse_selector(request.query.get("labelSelector", ""))
-        items = [
-            copy.deepcopy(o)
-            for _, o in sorted(self._objects[resource].items())
-            if _matches(namespace, selector, o)
-        ]
+        """A list, in pages of ``limit`` when asked, each page cut from one snapshot taken by
+        the first request (as the API server serves ``continue`` from one etcd revision)."""
+        q = request.query
+        limit_text = q.get("limit", "")
+        token = q.get("continue", "")
+        if limit_text and not limit_text.isdigit():
+            raise SimError(400, f"invalid limit {limit_text!r}")
+        limit = int(limit_text) if limit_text else 0
+        if token:
+            snap_id, _, start_text = token.partition(":")
+            items = self._snapshots.get(snap_id)
+            if items is None or not start_text.isdigit():
+                raise SimError(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.",
+                    "Expired",
+                )
+            start, rv = int(start_text), snap_id.split("-", 1)[0]
+        else:
+            selector = _parse_selector(q.get("labelSelector", ""))
+            items = [
+                o
+                for _, o in sorted(self._objects[resource].items())
+                if _matches(namespace, selector, o)
+            ]
+            start, rv, snap_id = 0, str(self._rv), ""
+        meta: dict[str, Any] = {"resourceVersion": rv}
+        if limit and start + limit < len(items):
+            if not snap_id:
+                snap_id = f"{rv}-{uuid.uuid4().hex[:8]}"
+                self._snapshots[snap_id] = items
+                while len(self._snapshots) > _SNAPSHOTS:
+                    del self._snapshots[next(iter(self._snapshots))]
+            meta["continue"] = f"{snap_id}:{start + limit}"
+            meta["remainingItemCount"] = len(items) - start - limit
+            page = items[start : start + limit]
+        else:
+            page = items[start:] if start else items
+            if snap_id:
+                self._snapshots.pop(snap_id, None)  # the last page: the snapshot is done
         return {
             "apiVersion": resource.api_version,
             "kind": f"{resource.kind}List",
-            "metadata": {"resourceVersion": str(self._rv)},
-            "items": items,
+            "metadata": meta,
+            "items": page,
         }
 
     async def _serve_watch(
@@ -591,10 +644,10 @@ class KubeSim:
                 return response
         watch = _Watch(resource, namespace, selector)
         # Register and take the replay in one synchronous step: no change can fall in between.
-        backlog: list[tuple[str, dict[str, Any]]]
+        backlog: list[bytes]
         if rv_param in ("", "0"):
             backlog = [
-                ("ADDED", copy.deepcopy(o))
+                _line("ADDED", o)
                 for _, o in sorted(self._objects[resource].items())
                 if _matches(namespace, selector, o)
             ]
@@ -604,7 +657,7 @@ class KubeSim:
         else:
             since = int(rv_param)
             backlog = [
-                (c.type, copy.deepcopy(c.obj))
+                _line(c.type, c.obj)
                 for c in self._history
                 if c.rv > since and c.resource == resource and _matches(namespace, selector, c.obj)
             ]
@@ -612,33 +665,40 @@ class KubeSim:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         try:
-            for event_type, obj in backlog:
-                await _write(response, {"type": event_type, "object": obj})
+            for start in range(0, len(backlog), 256):
+                await response.write(b"".join(backlog[start : start + 256]))
             while not watch.stop.done():
                 wait = self._bookmark_interval
                 if deadline is not None:
                     wait = min(wait, deadline - loop.time())
                     if wait <= 0:
                         break
-                getter = asyncio.ensure_future(watch.queue.get())
-                waiting: set[asyncio.Future[Any]] = {getter, watch.stop}
-                done, _ = await asyncio.wait(
-                    waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    event_type, obj = getter.result()
-                    await _write(response, {"type": event_type, "object": obj})
-                    continue
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                if not done and bookmarks:
-                    bookmark = {
-                        "apiVersion": resource.api_version,
-                        "kind": resource.kind,
-                        "metadata": {"resourceVersion": str(self._rv)},
-                    }
-                    await _write(response, {"type": "BOOKMARK", "object": bookmark})
+                if watch.queue.empty():
+                    getter = asyncio.ensure_future(watch.queue.get())
+                    waiting: set[asyncio.Future[Any]] = {getter, watch.stop}
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if getter not in done:
+                        getter.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await getter
+                        if not done and bookmarks:
+                            bookmark = {
+                                "apiVersion": resource.api_version,
+                                "kind": resource.kind,
+                                "metadata": {"resourceVersion": str(self._rv)},
+                            }
+                            await _write(response, {"type": "BOOKMARK", "object": bookmark})
+                        continue
+                    lines = [getter.result()]
+                else:
+                    lines = []
+                # Everything queued meanwhile goes in one write (a burst of changes is not a
+                # burst of tiny writes), at most 256 lines at a time.
+                while len(lines) < 256 and not watch.queue.empty():
+                    lines.append(watch.queue.get_nowait())
+                await response.write(b"".join(lines))
             if watch.stop.done() and watch.stop.result() == _DROP:
                 if request.transport is not None:
                     request.transport.abort()
@@ -661,6 +721,11 @@ def _gone() -> dict[str, Any]:
 
 async def _write(response: web.StreamResponse, event: dict[str, Any]) -> None:
     await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
+
+def _line(event_type: str, obj: dict[str, Any]) -> bytes:
+    """One watch line: the event, encoded once however many watches get it."""
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

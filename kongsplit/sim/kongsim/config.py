@@ -874,7 +874,7 @@ def load_config(store: Store, loaded: Loaded, profile: VersionProfile) -> None:
             {k: e.get(k) for k in TARGET_FIELDS if k != "updated_at" or profile.has_updated_at}
         )
     # Everything is built: now the swap, which cannot fail half-way.
-    store.wipe()
+    store.wipe()  # also drops the sorted id index: rebuilt on the next listing
     for e in upstreams:
         ws.upstreams[e["id"]] = e
         ws.upstream_ids_by_name[e["name"]] = e["id"]

@@ -982,12 +982,18 @@ def _decode_offset(token: str) -> str:
 
 
 def _db_page(
-    items: list[Entity], query: dict[str, str], *, next_base: str, extra: str = ""
+    items: list[Entity],
+    query: dict[str, str],
+    *,
+    next_base: str,
+    extra: str = "",
+    after: str | None = None,
 ) -> dict[str, Any]:
-    """Page rows ordered by id with an opaque offset token (what Postgres paging does)."""
+    """Page rows ordered by id with an opaque offset token (what Postgres paging does).
+    ``after`` given: ``items`` already start after the offset (cut from an index)."""
     size = _db_size(query)
     offset = query.get("offset")
-    if offset is not None:
+    if offset is not None and after is None:
         after = _decode_offset(offset)
         items = [e for e in items if e["id"] > after]
     page = items[:size]
@@ -1032,13 +1038,18 @@ def _tag_match(entity: Entity, tags: list[str], cond: str) -> bool:
 
 
 async def _list_upstreams(ctx: _Ctx) -> web.Response:
-    items = ctx.store.list_upstreams(ctx.ws)
-    extra = ""
     tag_filter = _parse_tags(ctx.query)
-    if tag_filter is not None:
-        tags, cond = tag_filter
-        items = [u for u in items if _tag_match(u, tags, cond)]
-        extra = f"&tags={quote(ctx.query['tags'], safe='')}"
+    if tag_filter is None:
+        # The common case (kongsplit's listing): one page from the id index, not a scan.
+        size = _db_size(ctx.query)
+        offset = ctx.query.get("offset")
+        after = _decode_offset(offset) if offset is not None else None
+        page = ctx.store.upstream_page(ctx.ws, after, size + 1)
+        return _json(200, _db_page(page, ctx.query, next_base=f"{ctx.prefix}/upstreams", after=""))
+    items = ctx.store.list_upstreams(ctx.ws)
+    tags, cond = tag_filter
+    items = [u for u in items if _tag_match(u, tags, cond)]
+    extra = f"&tags={quote(ctx.query['tags'], safe='')}"
     _db_size(ctx.query)
     return _json(200, _db_page(items, ctx.query, next_base=f"{ctx.prefix}/upstreams", extra=extra))
 
