@@ -80,11 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NS",
         help="only this namespace (repeatable, or comma-separated; default: all namespaces)",
     )
+    cluster.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace (the default when reading a cluster)",
+    )
     parser.set_defaults(plan_parser=parser)
 
 
 @dataclass
-class _Input:
+class PlanInput:
     rollouts: list[tuple[Located, Rollout]]
     services: dict[str, dict[str, Service]]  # namespace → name → Service
     replicasets: dict[str, list[ReplicaSet]]  # namespace → ReplicaSets
@@ -144,8 +150,8 @@ def first_difference(a: object, b: object, path: str = "") -> str | None:
     return f"{path or 'the object'}: {_show(a)} vs {_show(b)}"
 
 
-def _collect(objects: list[Located]) -> _Input:
-    data = _Input([], defaultdict(dict), defaultdict(list), False, [])
+def collect_objects(objects: list[Located]) -> PlanInput:
+    data = PlanInput([], defaultdict(dict), defaultdict(list), False, [])
     first_seen: dict[tuple[str, str, str, str], Located] = {}
     for located in objects:
         api, kind = kind_of(located.obj)
@@ -184,8 +190,8 @@ def _collect(objects: list[Located]) -> _Input:
     return data
 
 
-def _plan_all(
-    data: _Input, *, cluster_domain: str, workspace: str | None, complete: bool = False
+def plan_all(
+    data: PlanInput, *, cluster_domain: str, workspace: str | None, complete: bool = False
 ) -> list[tuple[Located, Desired]]:
     """Every Rollout's Desired. ``complete``: the input holds every Service and ReplicaSet of
     its namespaces (read from a cluster), so a missing one is missing, not merely not given."""
@@ -327,7 +333,7 @@ async def read_cluster(
                         "check the kubeconfig (--kubeconfig, --context) and that the cluster is up"
                     ) from None
                 except kube.KubeApiError as e:
-                    raise ClusterUnreadable(_refusal(e, server, plural, group, ns)) from None
+                    raise ClusterUnreadable(refusal(e, server, plural, group, ns)) from None
                 items = body.get("items")
                 for item in items if isinstance(items, list) else []:
                     if isinstance(item, dict):
@@ -339,7 +345,7 @@ async def read_cluster(
     return objects
 
 
-def _refusal(
+def refusal(
     error: KubeApiError, server: str, plural: str, group: str, namespace: str | None
 ) -> str:
     resource = f"{plural}.{group}" if group else plural
@@ -396,11 +402,21 @@ def _namespaces(values: Sequence[str] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     namespaces = _namespaces(args.namespaces)
-    live = args.kubeconfig is not None or args.context is not None or bool(namespaces)
+    live = (
+        args.kubeconfig is not None
+        or args.context is not None
+        or bool(namespaces)
+        or args.all_namespaces
+    )
+    if args.all_namespaces and namespaces:
+        print(
+            "kongsplit plan: give -n NAMESPACE or -A (--all-namespaces), not both", file=sys.stderr
+        )
+        return 2
     if live and args.files:
         print(
-            "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace to read "
-            "a cluster, not both",
+            "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace/-A to "
+            "read a cluster, not both",
             file=sys.stderr,
         )
         return 2
@@ -420,12 +436,12 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, ClusterUnreadable) as e:
         print(f"kongsplit plan: {e}", file=sys.stderr)
         return 2
-    data = _collect(objects)
+    data = collect_objects(objects)
     if data.conflicts:
         for conflict in data.conflicts:
             print(f"kongsplit plan: {conflict}", file=sys.stderr)
         return 2  # nothing is planned from input that contradicts itself
-    results = _plan_all(
+    results = plan_all(
         data, cluster_domain=args.cluster_domain, workspace=args.workspace, complete=live
     )
     if args.json:

@@ -18,6 +18,7 @@ IO_MODULES = {
     "app",
     "demo",
     "events",
+    "get",
     "inspect",
     "kube",
     "leader",
@@ -29,6 +30,7 @@ IO_MODULES = {
 PURE = [
     "kongsplit",
     "kongsplit.annotations",
+    "kongsplit.argoview",
     "kongsplit.backoff",
     "kongsplit.desired",
     "kongsplit.kong.configtext",

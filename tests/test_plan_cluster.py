@@ -378,7 +378,7 @@ async def test_files_and_a_cluster_together_are_refused(tmp_path: Path) -> None:
     code, out, err = await plan("examples/checkout.yaml", "-n", "shop")
     assert (code, out) == (2, "")
     assert err == (
-        "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace to read a "
+        "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace/-A to read a "
         "cluster, not both\n"
     )
 

@@ -77,6 +77,22 @@ def test_plan_commands_in_readme_parse() -> None:
         assert args.command == "plan"
 
 
+def test_operator_commands_in_readme_parse() -> None:
+    """Every ``kongsplit get``/``completion`` line of the README (also as ``kubectl kongsplit``)
+    is accepted by the real parser."""
+    commands = [
+        shlex.split(line.split("kongsplit ", 1)[1], comments=True)
+        for line in README.splitlines()
+        if re.match(r"^(kubectl |source <\()?kongsplit (get|completion) ", line)
+    ]
+    assert {c[0] for c in commands} == {"get", "completion"}
+    assert any("--watch" in c for c in commands) and any("-A" in c for c in commands)
+    for argv in commands:
+        argv = [a.rstrip(")") for a in argv]
+        args = build_parser(argv[0]).parse_args(argv)  # exits (fails the test) on a bad flag
+        assert args.command == argv[0]
+
+
 def _free_pair() -> int:
     """A port p such that p and p+1 are both free (sim-kong puts node i on p+i)."""
     for _ in range(50):
