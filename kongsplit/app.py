@@ -39,7 +39,7 @@ from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.nodes import NodeDiscovery
-from kongsplit.reconciler import KONG_WAIT, Reconciler
+from kongsplit.reconciler import Reconciler, wait_for_kong_mode
 from kongsplit.server import Probes, make_app, start_server
 from kongsplit.version import package_version
 from kongsplit.watcher import ENDPOINTSLICES, REPLICASETS, ROLLOUTS, SERVICES, Watcher
@@ -307,16 +307,8 @@ class Daemon:
         """At start, on every replica and whatever Kubernetes says: is ``kong.url`` a Kong this
         process may write to? A data plane or Konnect stops the process at once with the fix
         (a follower, or a daemon waiting for its watches, would otherwise never find out)."""
-        failures = 0
-        while True:
-            try:
-                await self.kong.ensure_mode()
-                break
-            except KongModeError:
-                raise
-            except KongError:
-                failures += 1  # reported by the prober and the initial sync; just try again
-                await asyncio.sleep(KONG_WAIT.delay(failures))
+        # Failures are reported by the prober and the initial sync; here they are just retried.
+        await wait_for_kong_mode(self.kong)
         await asyncio.Event().wait()  # done; stays alive for the guard
 
     async def _leadership(self) -> None:
