@@ -646,6 +646,11 @@ class Reconciler:
         if delay is not None and delay * 2 <= 2 * self.settings.kong.timeout_seconds:
             self._late_checks[key] = delay * 2
             self.queue.put_later(key, delay * 2, refresh=True, urgent=True)
+        if result.unsettled:
+            # A write that got no answer (and was retried) may still land on Kong's side, over
+            # what this pass wrote: look again after 1 s, 2 s, 4 s … as after a cancelled write.
+            self._late_checks[key] = LATE_WRITE_CHECK
+            self.queue.put_later(key, LATE_WRITE_CHECK, refresh=True, urgent=urgent)
         state.algorithm = result.algorithm or state.algorithm
         state.pending_since = None
         state.unsure = False
