@@ -158,7 +158,7 @@ class World:
     def drift(self, kind: str, name: str = "web") -> float:
         return self.sample(
             "kongsplit_drift_corrections_total",
-            namespace=NS,
+            rollout_namespace=NS,
             rollout=name,
             upstream=UPSTREAM,
             kind=kind,
@@ -261,7 +261,7 @@ async def test_a_step_of_argo_lands_in_kong(
     last = w.kong.applies[-1]
     assert last.owner_tags == WEB_TAGS and not last.refresh
     assert all(set(WEB_TAGS) <= set(t.tags) for t in w.kong.targets(UPSTREAM))
-    labels = {"namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
+    labels = {"rollout_namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
     assert w.sample("kongsplit_desired_weight", **labels) == want[CANARY_T]
     assert w.sample("kongsplit_observed_weight", **labels) == want[CANARY_T]
     applied = w.events_of(REASON_APPLIED)
@@ -569,7 +569,7 @@ async def test_letting_go_of_a_rollout(on_delete: str, how: str, after: dict[str
     assert KEY not in w.rec.states
     assert w.kong.forgotten == [("", UPSTREAM)]
     assert w.sample("kongsplit_managed_rollouts") == 0
-    labels = {"namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
+    labels = {"rollout_namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
     assert w.sample("kongsplit_desired_weight", **labels) == 0  # the series is gone
     # No longer ours: a weight changed afterwards is never put back.
     w.kong.set_weight(UPSTREAM, CANARY_T, 7)

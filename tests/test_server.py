@@ -146,7 +146,7 @@ async def test_metrics_is_the_reconcilers_registry_in_prometheus_text(served: Se
     assert resp.headers["Content-Type"] == CONTENT_TYPE_LATEST
     assert 'kongsplit_rollouts{state="managed"} 1.0' in text
     assert (
-        'kongsplit_desired_weight{namespace="shop",role="stable",rollout="web",'
+        'kongsplit_desired_weight{role="stable",rollout="web",rollout_namespace="shop",'
         'upstream="web.shop.svc"} 100.0'
     ) in text
 

@@ -150,7 +150,7 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
                     (
                         sample(
                             "kongsplit_drift_corrections_total",
-                            namespace=ns,
+                            rollout_namespace=ns,
                             rollout="checkout",
                             upstream="checkout.shop.svc",
                             kind="weight",
@@ -174,7 +174,7 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
                     sample("kongsplit_kong_up") == 0
                     and sample(
                         "kongsplit_desired_weight",
-                        namespace=ns,
+                        rollout_namespace=ns,
                         rollout="checkout",
                         upstream="checkout.shop.svc",
                         role="canary",

@@ -482,8 +482,9 @@ def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["port"] == "http-metrics" and endpoint["path"] == "/metrics"
     assert endpoint["interval"] == "15s"
-    # kongsplit's own `namespace` label (the Rollout's) must win over the target's.
-    assert endpoint["honorLabels"] is True
+    # No label of kongsplit's clashes with the target's (the Rollout's is rollout_namespace):
+    # the target's labels stay as Prometheus discovered them.
+    assert endpoint["honorLabels"] is False
 
     rule = one(docs, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
