@@ -1,9 +1,9 @@
 """kongsplit's Prometheus metrics, bound to a registry the caller injects (one per test).
 
 Names are part of the external contract (README "Metrics", generated from the definitions here
-by ``python -m kongsplit.metrics``), and the alert rules read them;
-label values come from fixed sets (roles, drift kinds, error reasons) so cardinality is bounded by
-the number of managed Rollouts.
+by ``python -m kongsplit.metrics``); the alert rules and the Grafana dashboard
+(deploy/grafana/kongsplit.json) read them. Label values come from fixed sets (roles, drift kinds,
+error reasons) so cardinality is bounded by the number of managed Rollouts.
 
 Label names never clash with the labels Prometheus gives a target (``job``, ``instance``, and
 ``namespace``, ``pod``, ``service``, ``container``, ``endpoint`` from Kubernetes discovery): the
@@ -228,6 +228,13 @@ class Metrics:
         self.watch_restarts.labels(resource=resource)
         for reason in SKIP_REASONS:
             self.watch_events_skipped.labels(resource=resource, reason=reason)
+
+    def applying(self, namespace: str, rollout: str, upstream: str) -> None:
+        """Export a Rollout's drift series at 0 for every kind from its first apply on (the
+        reporter calls this once per Rollout and upstream), so ``increase()`` in an alert or
+        dashboard sees its first correction; forget_rollout drops them again."""
+        for kind in DRIFT_KINDS:
+            self.drift_corrections.labels(namespace, rollout, upstream, kind)
 
     # -- definitions: each records what README "Metrics" says of it
 

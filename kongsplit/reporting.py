@@ -123,7 +123,9 @@ class Reporter:
             self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
             self.event(ref, WARNING, REASON_DRIFT, msg)
         # Drift is Kong differing from what we last put there (not from a new desired state).
-        if last_applied is not None:
+        if last_applied is None:  # the first apply of this Rollout to this upstream
+            self.metrics.applying(key.namespace, key.name, plan.upstream)
+        else:
             counted = drift_counts(result.drift, last_applied)
             if config_kind is not None and counted:
                 counted = {config_kind: 1}

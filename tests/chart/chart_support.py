@@ -22,6 +22,8 @@ CHART = ROOT / "charts" / "kongsplit"
 TOOLS_BIN = ROOT / ".tools" / "bin"
 RULES_FILE = ROOT / "deploy" / "prometheus" / "kongsplit-alerts.yaml"
 RULES_TEST_FILE = ROOT / "deploy" / "prometheus" / "kongsplit-alerts.test.yaml"
+DASHBOARD_FILE = ROOT / "deploy" / "grafana" / "kongsplit.json"
+CHART_DASHBOARD_FILE = CHART / "dashboards" / "kongsplit.json"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 
@@ -96,15 +98,24 @@ async def poll(
 
 @contextlib.asynccontextmanager
 async def prometheus_server(
-    prometheus: str, tmp_path: Path, metrics_url: str, *, rule_files: Sequence[Path] = ()
+    prometheus: str,
+    tmp_path: Path,
+    metrics_url: str,
+    *,
+    rule_files: Sequence[Path] = (),
+    target_labels: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
     """A real Prometheus scraping ``metrics_url`` every second as job ``kongsplit``, loading
-    ``rule_files``: yields its base URL and a session, once the target has been scraped."""
+    ``rule_files``: yields its base URL and a session, once the target has been scraped.
+    ``target_labels`` are added to the target as Kubernetes discovery would (``namespace``...)."""
     target = metrics_url.removeprefix("http://").removesuffix("/metrics")
+    static: dict[str, Any] = {"targets": [target]}
+    if target_labels:
+        static["labels"] = target_labels
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(f) for f in rule_files],
-        "scrape_configs": [{"job_name": "kongsplit", "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [{"job_name": "kongsplit", "static_configs": [static]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
