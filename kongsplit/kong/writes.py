@@ -130,6 +130,9 @@ class ApplyResult:
     # DB-less: the node's configuration had been replaced behind kongsplit when this apply read
     # it (DRIFT_FOREIGN_CONFIG or DRIFT_RESTART): what it put back is counted as that.
     config_kind: str | None = None
+    # DB mode: a write to this upstream (in this apply or a failed one before) got no answer, so
+    # it may still land later, over newer weights (``KongAdmin.take_unsettled``).
+    unsettled: bool = False
 
     @property
     def changed(self) -> bool:
