@@ -24,6 +24,7 @@ from chart_support import (
     CHART_DASHBOARD_FILE,
     CI_VALUES,
     DASHBOARD_FILE,
+    RULES_FILE,
     by_kind,
     load_docs,
     one,
@@ -234,6 +235,15 @@ def test_dashboard_shows_every_kongsplit_metric() -> None:
         used |= {n.removesuffix("_bucket") for n in metric_names(expr)}
     missing = {n for n in documented if n not in used}
     assert not missing, f"metrics on no panel: {sorted(missing)}"
+
+
+def test_alerts_the_dashboard_names_exist() -> None:
+    """Panel descriptions point at the alert that watches the same series: real alert names."""
+    named = set(re.findall(r"\bKongsplit[A-Z]\w+", DASHBOARD_FILE.read_text(encoding="utf-8")))
+    rules = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert named, "no alert named in the dashboard"
+    assert named <= alerts, f"no such alert: {sorted(named - alerts)}"
 
 
 def test_chart_copy_is_the_dashboard() -> None:
