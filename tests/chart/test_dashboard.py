@@ -1,9 +1,11 @@
-"""The Grafana dashboard deploy/grafana/kongsplit.json: its shape, every PromQL expression parsed
-by the real promtool, every metric it reads found in a real daemon's scrape, every query answered
-with series by a real Prometheus that scraped that daemon, and the chart's ConfigMap carrying it.
+"""The Grafana dashboard deploy/grafana/kongsplit.json: its shape, decoded by Grafana's own types
+(grafana-foundation-sdk), every PromQL expression parsed by the real promtool, every metric it
+reads found in a real daemon's scrape (in-process and `kongsplit run`), every query answered with
+series carrying its legend's labels by a real Prometheus that scraped that daemon, and the chart's
+ConfigMap carrying it (rendered from the chart directory and from the packaged chart).
 
 The chart keeps an identical copy in charts/kongsplit/dashboards/ (``.Files.Get`` reads only
-inside the chart); the test below fails when the two differ.
+inside the chart); test_chart_copy_is_the_dashboard fails when the two differ.
 """
 
 from __future__ import annotations
