@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import socket
@@ -143,3 +144,28 @@ def test_run_it_flag_table_is_the_schema() -> None:
         if key.default_is_value:
             assert default.startswith(f"`{key.default}`"), key.name
     assert "kongsplit run --help" in README and "docs/configuration.md" in README
+
+
+def test_compatibility_matrix_names_what_the_tests_use() -> None:
+    """The README's compatibility table cites the versions and files the tests really use."""
+    section = README.split("## Compatibility", 1)[1].split("\n## ", 1)[0]
+    for path in re.findall(r"`((?:tests|kongsplit)/[\w/.-]+)`", section):
+        assert (ROOT / path).exists(), path
+    # Argo: the commit the vectors were read at.
+    note = (ROOT / "tests" / "data" / "argo" / "NOTE.md").read_text(encoding="utf-8")
+    commit = re.search(r"commit\s+([0-9a-f]{40})", note)
+    assert commit and commit.group(1)[:12] in section
+    assert "master of 2026-08-17" in note.replace("\n", " ") and "master of 2026-08-17" in section
+    # Kong: the version the simulator answers as by default.
+    from kongsplit.sim.kongsim import KongSim
+
+    default = inspect.signature(KongSim).parameters["version"].default
+    assert section.count(f"({default})") >= 3
+    # Kubernetes: the chart's floor and the newest schemas the chart test validates against.
+    test_chart = (ROOT / "tests" / "chart" / "test_chart.py").read_text(encoding="utf-8")
+    minors = re.search(r"range\((\d+), (\d+)\)", test_chart)
+    assert minors
+    first, stop = map(int, minors.groups())
+    assert f"| 1.{first} – 1.{stop - 1} |" in section
+    chart = (ROOT / "charts" / "kongsplit" / "Chart.yaml").read_text(encoding="utf-8")
+    assert f'kubeVersion: ">=1.{first}.0-0"' in chart

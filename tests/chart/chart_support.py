@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,29 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(docs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def find_python(minor: str) -> str:
+    """An interpreter of Python ``minor`` (e.g. "3.11") with pip: the one running the tests when it
+    is that version (CI's), else ``python3.11`` on PATH, else the newest pyenv build of it. Skip
+    locally, fail in CI, when there is none."""
+    if "%d.%d" % sys.version_info[:2] == minor:
+        return sys.executable
+    candidates: list[str] = []
+    on_path = shutil.which(f"python{minor}")
+    if on_path:
+        candidates.append(on_path)
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    builds = sorted(
+        root.glob(f"versions/{minor}.*/bin/python{minor}"),
+        key=lambda p: [int(n) for n in p.parts[-3].split(".") if n.isdigit()],
+    )
+    candidates += [str(p) for p in reversed(builds)]
+    for candidate in candidates:
+        proc = run([candidate, "-c", "import sys, pip; print('%d.%d' % sys.version_info[:2])"])
+        if proc.returncode == 0 and proc.stdout.strip() == minor:
+            return candidate
+    message = f"no Python {minor} (python{minor} on PATH or a pyenv build): the image's version"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
