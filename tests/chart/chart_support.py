@@ -61,7 +61,7 @@ def find_python(minor: str) -> str:
     """An interpreter of Python ``minor`` (e.g. "3.11") with pip: the one running the tests when it
     is that version (CI's), else ``python3.11`` on PATH, else the newest pyenv build of it. Skip
     locally, fail in CI, when there is none."""
-    if "%d.%d" % sys.version_info[:2] == minor:
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
         return sys.executable
     candidates: list[str] = []
     on_path = shutil.which(f"python{minor}")
