@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -150,3 +151,29 @@ async def prometheus_server(
             proc.kill()
             _, stderr = await proc.communicate()
         (tmp_path / "prometheus.log").write_bytes(stderr or b"")  # kept for a failing run
+
+
+def find_python(minor: str) -> str:
+    """An interpreter of Python ``minor`` (e.g. "3.11") with pip: the one running the tests when it
+    is that version (CI's), else ``python3.11`` on PATH, else the newest pyenv build of it. Skip
+    locally, fail in CI, when there is none."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
+        return sys.executable
+    candidates: list[str] = []
+    on_path = shutil.which(f"python{minor}")
+    if on_path:
+        candidates.append(on_path)
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    builds = sorted(
+        root.glob(f"versions/{minor}.*/bin/python{minor}"),
+        key=lambda p: [int(n) for n in p.parts[-3].split(".") if n.isdigit()],
+    )
+    candidates += [str(p) for p in reversed(builds)]
+    for candidate in candidates:
+        proc = run([candidate, "-c", "import sys, pip; print('%d.%d' % sys.version_info[:2])"])
+        if proc.returncode == 0 and proc.stdout.strip() == minor:
+            return candidate
+    message = f"no Python {minor} (python{minor} on PATH or a pyenv build): the image's version"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)

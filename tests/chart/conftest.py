@@ -85,9 +85,12 @@ def helm_template(helm: str) -> Renderer:
         release: str = "kongsplit",
         namespace: str = "kongsplit-system",
         show_only: str | None = None,
+        kube_version: str | None = None,
         expect_ok: bool = True,
     ) -> str:
         cmd = [helm, "template", release, str(CHART), "--namespace", namespace]
+        if kube_version:
+            cmd += ["--kube-version", kube_version]
         for f in values_files:
             cmd += ["-f", str(f)]
         for key, value in (sets or {}).items():
