@@ -177,12 +177,12 @@ def test_a_new_documented_block_is_picked_up(generator: str) -> None:
     block = textwrap.indent(
         textwrap.dedent(
             """\
-            grafanaDashboard:
-              # -- Create a ConfigMap with the Grafana dashboard.
+            exampleExporter:
+              # -- Create an example exporter.
               enabled: false
-              # -- Labels the Grafana sidecar selects.
+              # -- Labels the example exporter carries.
               labels:
-                grafana_dashboard: "1"
+                team: "1"
             """
         ),
         "  ",
@@ -197,9 +197,9 @@ def test_a_new_documented_block_is_picked_up(generator: str) -> None:
                 c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))
             )
             rows[name] = (description, value)
-    enabled = rows["`metrics.grafanaDashboard.enabled`"]
-    assert enabled == ("Create a ConfigMap with the Grafana dashboard.", "`false`")
-    assert rows["`metrics.grafanaDashboard.labels`"][0] == "Labels the Grafana sidecar selects."
+    enabled = rows["`metrics.exampleExporter.enabled`"]
+    assert enabled == ("Create an example exporter.", "`false`")
+    assert rows["`metrics.exampleExporter.labels`"][0] == "Labels the example exporter carries."
     assert readme.replace(monitoring, "") == README.replace(
         README.split("### Monitoring", 1)[1].split("\n### ", 1)[0], ""
     )
