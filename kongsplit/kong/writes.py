@@ -130,9 +130,17 @@ class ApplyResult:
     # DB-less: the node's configuration had been replaced behind kongsplit when this apply read
     # it (DRIFT_FOREIGN_CONFIG or DRIFT_RESTART): what it put back is counted as that.
     config_kind: str | None = None
+    # A dry run (``kongsplit run --dry-run``, ``kongsplit diff``): Kong was read and the writes
+    # planned, nothing was sent. ``writes`` stays empty and ``targets`` is what Kong holds;
+    # ``planned`` is what an apply would have written, in its order, and ``upstream_planned``
+    # says it would have created the upstream first.
+    dry_run: bool = False
+    planned: tuple[Write, ...] = ()
+    upstream_planned: bool = False
 
     @property
     def changed(self) -> bool:
+        """Kong was changed (never by a dry run)."""
         return bool(self.writes) or self.upstream_created
 
     def weights(self) -> dict[str, int]:
@@ -206,7 +214,9 @@ def plan_writes(
             (raises if d.weight > have.weight else lowers).append(write)
 
     rollout = rollout_tag_of(owner_tags)
-    for t in by_target.values():
+    # By target string, not in the order Kong listed them: the same state plans the same way
+    # every time (``kongsplit diff`` prints the plan).
+    for t in sorted(by_target.values(), key=lambda t: t.target):
         if t.target in wanted:
             continue
         if is_ours(t, owner_tags) and (rollout is not None or not t.rollout_tag):
@@ -249,3 +259,45 @@ def apply_write(targets: dict[str, Target], write: Write, result: Target | None)
 def foreign_targets(targets: Iterable[Target], owner_tags: Sequence[str]) -> tuple[Target, ...]:
     """Targets not owned by this Rollout that carry weight."""
     return tuple(t for t in targets if t.weight > 0 and not is_ours(t, owner_tags))
+
+
+# --------------------------------------------------------------------------- changes in words
+
+
+def upstream_label(upstream: str, workspace: str | None = None) -> str:
+    """``upstream web.shop.svc`` (``… [workspace team-a]`` outside the default workspace)."""
+    return f"upstream {upstream}" + (
+        f" [workspace {workspace}]" if workspace and workspace != "default" else ""
+    )
+
+
+def change_line(upstream: str, write: Write, *, workspace: str | None = None) -> str:
+    """One write as ``kongsplit diff`` prints it and ``run --dry-run`` logs it, decK-style:
+    ``~ upstream checkout.shop.svc: target 10.0.0.2:80 weight 10 → 25``."""
+    where = f"{upstream_label(upstream, workspace)}: target {write.target}"
+    old, new = write.old_weight, write.weight
+    if write.kind == WriteKind.CREATE:
+        return f"+ {where} weight {new} (create)"
+    if write.kind == WriteKind.DELETE:
+        return f"- {where} weight {old} (delete: no longer wanted)"
+    weight = f"weight {old} → {new}" if old != new else f"weight {new}"
+    if write.kind == WriteKind.ADOPT:
+        tag = rollout_tag_of(write.tags or ()) or MANAGED_TAG
+        return f"~ {where} {weight} (adopt: tag {tag})"
+    if write.kind == WriteKind.ZERO_FOREIGN:
+        return f"~ {where} {weight} (not kongsplit's: kong.exclusiveUpstreams)"
+    return f"~ {where} {weight}"
+
+
+def upstream_create_line(upstream: str, *, workspace: str | None = None) -> str:
+    return f"+ {upstream_label(upstream, workspace)} (create)"
+
+
+def change_lines(result: ApplyResult) -> list[str]:
+    """Every change of an apply (planned by a dry run, or made), one line each, in order."""
+    lines = []
+    if result.upstream_planned or result.upstream_created:
+        lines.append(upstream_create_line(result.upstream, workspace=result.workspace))
+    for w in result.planned if result.dry_run else result.writes:
+        lines.append(change_line(result.upstream, w, workspace=result.workspace))
+    return lines
