@@ -39,7 +39,7 @@ from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.nodes import NodeDiscovery
-from kongsplit.reconciler import Reconciler
+from kongsplit.reconciler import Reconciler, wait_for_kong_mode
 from kongsplit.server import Probes, make_app, start_server
 from kongsplit.version import package_version
 from kongsplit.watcher import ENDPOINTSLICES, REPLICASETS, ROLLOUTS, SERVICES, Watcher
@@ -261,6 +261,7 @@ class Daemon:
                 "sweeper": rec.sweeper,
                 "kong-prober": rec.kong_prober,
                 "leadership": self._leadership,
+                "kong-mode": self._check_kong_mode,
                 **self.kong.root_tasks(on_config_change=rec.config_replaced, active=is_leader),
             }
             for w in self.watchers:
@@ -301,6 +302,14 @@ class Daemon:
                 exc_info=exc,
             )
         return 1
+
+    async def _check_kong_mode(self) -> None:
+        """At start, on every replica and whatever Kubernetes says: is ``kong.url`` a Kong this
+        process may write to? A data plane or Konnect stops the process at once with the fix
+        (a follower, or a daemon waiting for its watches, would otherwise never find out)."""
+        # Failures are reported by the prober and the initial sync; here they are just retried.
+        await wait_for_kong_mode(self.kong)
+        await asyncio.Event().wait()  # done; stays alive for the guard
 
     async def _leadership(self) -> None:
         """Initial sync, then a full resync each time this replica becomes the leader."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kongsplit.config import KongConfig, redact_url
@@ -163,7 +163,7 @@ class KongRouter:
                 exclusive=excl,
                 may_write=may_write,
             )
-        return await self.dbmode.apply(
+        result = await self.dbmode.apply(
             upstream,
             desired,
             owner_tags=owner_tags,
@@ -175,6 +175,9 @@ class KongRouter:
             may_write=may_write,
             urgent=urgent,
         )
+        if self.client.take_unsettled(upstream):
+            result = replace(result, unsettled=True)
+        return result
 
     async def claim(self, upstream: str, *, workspace: str | None = None) -> UpstreamClaim:
         """What Kong says of ``upstream`` before it is driven: exists, owner, consent tags.

@@ -248,6 +248,9 @@ class KongAdmin:
         self.max_config_bytes = max_config_bytes
         self._answered = False  # Kong has answered at least once (so the URL's scheme is right)
         self._request_counters: dict[tuple[str, str], Any] = {}
+        # Upstreams a write was sent to and never answered (timeout, connection lost): Kong may
+        # still carry it out later, after newer writes (see ``take_unsettled``).
+        self._unsettled: set[str] = set()
 
     @classmethod
     def from_config(
@@ -292,6 +295,15 @@ class KongAdmin:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    def take_unsettled(self, upstream: str) -> bool:
+        """Was a write to ``upstream`` sent and never answered since the last call? Kong may
+        still carry such a request out (a slow node, a lost answer), even after the retry and
+        newer writes landed: the caller looks at the upstream again a little later."""
+        if upstream in self._unsettled:
+            self._unsettled.discard(upstream)
+            return True
+        return False
 
     def _session_get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -390,6 +402,8 @@ class KongAdmin:
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._observe(method, "0", started)
+            if method != "GET" and where.upstream:
+                self._unsettled.add(where.upstream)
             raise KongUnavailable(
                 f"{what}: "
                 + transport_failure(

@@ -137,6 +137,9 @@ class ApplyResult:
     dry_run: bool = False
     planned: tuple[Write, ...] = ()
     upstream_planned: bool = False
+    # DB mode: a write to this upstream (in this apply or a failed one before) got no answer, so
+    # it may still land later, over newer weights (``KongAdmin.take_unsettled``).
+    unsettled: bool = False
 
     @property
     def changed(self) -> bool:

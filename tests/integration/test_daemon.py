@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -592,6 +593,33 @@ async def test_a_hold_keeps_kong_at_the_held_weights_when_kong_is_wiped(harness:
     )
     await h.patch(ROLLOUTS, "web", {"status": {"observedGeneration": "2"}})
     await eventually(lambda: weights(h.kong) == {STABLE_T: 75, CANARY_T: 25}, what="hold released")
+
+
+@pytest.mark.parametrize("leader_election", [False, True], ids=["single", "leader-election"])
+async def test_a_data_plane_is_refused_even_while_kubernetes_is_unreachable(
+    harness: Harness, tmp_path: Path, leader_election: bool
+) -> None:
+    """kong.url checked at start on every replica, whatever Kubernetes does: a follower, or a
+    daemon still waiting for its first list, used to run on without ever saying its Kong is a
+    data plane."""
+    h = harness
+    nowhere = tmp_path / "nowhere.kubeconfig"
+    nowhere.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "contexts: [{name: c, context: {cluster: c}}]\nusers: []\n"
+    )
+    election = {"enabled": leader_election, "leaseNamespace": "kongsplit", "identity": "x"}
+    async with KongSim(mode="data_plane") as dp:
+        daemon = await h.start_unready(
+            h.settings(
+                kong={"url": dp.url},
+                kubernetes={"kubeconfig": str(nowhere)},
+                leaderElection=election,
+            )
+        )
+        assert await asyncio.wait_for(h.wait(daemon), 10) == 1
+        assert any(r.path == "/" for r in dp.requests)  # witness: it asked Kong who it is
 
 
 async def test_a_data_plane_is_refused_and_the_daemon_exits(harness: Harness) -> None:
