@@ -2,16 +2,20 @@
 
 The Rollouts, with their Services and ReplicaSets, come from the cluster (the kubeconfig as
 ``run`` and ``plan`` find it; ``-n``/``-A``, else the namespaces ``kubernetes.namespaces``
-names) or from files (``-f``, read as ``plan`` reads them). Kong is the live Admin API,
-configured as ``run`` is (``--kong-url``, ``--token-file``, ``--config``, ``KONGSPLIT_*``).
+names, as ``run`` watches them) or from files (``-f``, read as ``plan`` reads them). Kong is the
+live Admin API, configured as ``run`` and ``inspect`` take it (``--kong-url``, ``--token-file``,
+the TLS flags, ``--config``, ``KONGSPLIT_*``). A DB-less ``kong.url`` is compared together with
+every other node ``kong.nodes`` (``--node``) lists: each DB-less node holds its own
+configuration, edited by its own sidecar. In DB mode and on a hybrid control plane every node
+reads one database, so ``kong.url`` alone is compared.
 
 Nothing here decides anything: the objects go into the daemon's own ``Reconciler``, which
 reconciles each Rollout once as a freshly started daemon's first sync does — the desired-state
 engine (``desired.desired_state``), ownership and consent read from Kong (``_ownership``), holds
 — against a dry-run ``KongRouter``. Its ``apply`` reads Kong as a sweep does and plans with
-``kong.writes.plan_writes`` (a DB-less node: the same edit of the node's ``/config``, read with
-``kong.configtext``) and sends nothing; its client refuses any write besides. The words are the
-ones ``run --dry-run`` logs (``kong.writes.change_line``)::
+``kong.writes.plan_writes`` (a DB-less node: the same edit of the node's ``/config``,
+``kong.declarative.edit_config``) and sends nothing; its client refuses any write besides. The
+words are the ones ``run --dry-run`` logs (``kong.writes.changes_of``)::
 
     ~ upstream checkout.shop.svc: target 10.0.0.2:80 weight 10 → 25
     + upstream web.shop.svc (create)
@@ -20,11 +24,14 @@ ones ``run --dry-run`` logs (``kong.writes.change_line``)::
     ! Rollout aaa/grab refused: …            kongsplit writes nothing for it
     = Rollout shop/web held: …               kongsplit keeps Kong as it is
 
-then a summary line (``3 changes in 2 upstreams; 1 Rollout refused``). ``-o json`` gives the
-same for scripts.
+then decK's summary line and one line of Rollouts::
 
-Exit codes, decK's: 0 in sync, 1 changes, 2 error (unreadable input, a cluster or Kong that
-cannot be read; one line each on stderr, naming the fix).
+    Summary: Created: 3 Updated: 1 Deleted: 1
+    Rollouts: 2 with changes, 1 refused, 1 held
+
+``-o json`` gives the same for scripts. Exit codes, decK's: 0 in sync, 1 changes, 2 error
+(unreadable input, a cluster or Kong that cannot be read; one line each on stderr, naming the
+fix).
 """
 
 from __future__ import annotations
@@ -35,25 +42,34 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from kongsplit.annotations import TargetMapping, parse_annotations
-from kongsplit.config import ConfigError, Settings, flag_help, load_settings
+from kongsplit.config import (
+    ConfigError,
+    KongConfig,
+    Settings,
+    flag_help,
+    load_settings,
+    redact_url,
+)
 from kongsplit.kong.apply import KongRouter
 from kongsplit.kong.client import MayWrite, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.records import KongMode, NodeInfo, Target, UpstreamClaim
 from kongsplit.kong.targets import DesiredTarget, owner_label
 from kongsplit.kong.writes import (
+    CREATED,
+    DELETED,
     DRIFT_FOREIGN,
+    UPDATED,
     WEIGHT_ZERO_UNSAFE,
     ApplyResult,
-    WriteKind,
-    change_line,
-    upstream_create_line,
+    Change,
+    changes_of,
     upstream_label,
 )
 from kongsplit.manifests import Located, ManifestError, kind_of, read_objects
@@ -91,20 +107,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         choices=("text", "json"),
         default="text",
-        help="text (one line a change, then a summary; the default) or json",
+        help="text (one line a change, then decK's summary line; the default) or json",
     )
-    kong = parser.add_argument_group("Kong, as kongsplit run takes it")
+    kong = parser.add_argument_group("Kong, as kongsplit run and inspect take it")
     kong.add_argument(
         "--config", metavar="FILE", help="kongsplit config file (else $KONGSPLIT_CONFIG)"
     )
     kong.add_argument("--kong-url", metavar="URL", help=flag_help("kong", "url"))
     kong.add_argument("--token-file", metavar="FILE", help=flag_help("kong", "tokenFile"))
+    kong.add_argument("--workspace", metavar="NAME", help="default Kong Enterprise workspace")
+    kong.add_argument(
+        "--node",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="Admin API of another DB-less Kong node to compare (repeatable; sets kong.nodes; "
+        "each DB-less node holds its own configuration; not used in DB mode, where every node "
+        "reads one database)",
+    )
+    kong.add_argument("--ca-file", metavar="FILE", help="CA bundle for an HTTPS Admin API")
+    kong.add_argument("--cert-file", metavar="FILE", help="client certificate (mTLS)")
+    kong.add_argument("--key-file", metavar="FILE", help="client key (mTLS)")
+    kong.add_argument(
+        "--insecure-skip-verify",
+        action="store_true",
+        default=None,
+        help="do not verify the Admin API's certificate",
+    )
     add_cluster_arguments(
         parser.add_argument_group(
             "the cluster (the default input)",
             "The kubeconfig is --kubeconfig, else kubernetes.kubeconfig, $KUBECONFIG, "
             "~/.kube/config (in a pod: its service account); the namespaces -n, else "
-            "kubernetes.namespaces, else all.",
+            "kubernetes.namespaces (what `kongsplit run` watches), else all.",
         )
     )
 
@@ -112,35 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- the result
 
 
-@dataclass(frozen=True)
-class Change:
-    """One write ``kongsplit run`` would make (or the upstream it would create)."""
-
-    rollout: RolloutKey
-    action: str  # "create_upstream" or a WriteKind: create, update, adopt, zero_foreign, delete
-    upstream: str
-    workspace: str | None
-    target: str | None
-    old_weight: int | None
-    new_weight: int | None
-    line: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "rollout": str(self.rollout),
-            "action": self.action,
-            "upstream": self.upstream,
-            "workspace": self.workspace,
-            "target": self.target,
-            "old_weight": self.old_weight,
-            "new_weight": self.new_weight,
-            "line": self.line,
-        }
-
-
 @dataclass
 class RolloutDiff:
-    """What kongsplit would do for one annotated Rollout."""
+    """What kongsplit would do for one annotated Rollout on one Kong node."""
 
     key: RolloutKey
     upstream: str | None
@@ -174,39 +183,13 @@ class RolloutDiff:
 
 
 @dataclass
-class Report:
-    kong_url: str
-    kong_mode: KongMode
+class NodeDiff:
+    """One Kong node compared: its URL (credentials redacted), its mode, every Rollout."""
+
+    url: str
+    mode: KongMode | None  # None: the node could not be read (``errors`` says why)
     rollouts: list[RolloutDiff] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-    @property
-    def changes(self) -> list[Change]:
-        return [c for r in self.rollouts for c in r.changes]
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.rollouts if r.status == status)
-
-    def summary(self) -> str:
-        changes = self.changes
-        upstreams = {(c.workspace or "", c.upstream) for c in changes}
-        parts = [
-            f"{_n(len(changes), 'change')} in {_n(len(upstreams), 'upstream')}"
-            if changes
-            else "no changes"
-            if self.rollouts
-            else "no changes: no Rollout annotated with kongsplit.io/upstream"
-        ]
-        in_sync = self.count("in_sync")
-        if in_sync and not changes:
-            parts[0] += f" ({_n(in_sync, 'Rollout')} in sync)"
-        for status in ("refused", "invalid", "held", "failed"):
-            if self.count(status):
-                parts.append(f"{_n(self.count(status), 'Rollout')} {status}")
-        warnings = sum(len(r.warnings) for r in self.rollouts)
-        if warnings:
-            parts.append(_n(warnings, "warning"))
-        return "; ".join(parts)
 
     def lines(self) -> list[str]:
         out: list[str] = []
@@ -217,14 +200,86 @@ class Report:
                 out.append(r.line)
         return out
 
+
+#: How a Rollout compared on several nodes is counted: the first of these it has on any node.
+_PRECEDENCE = ("failed", "changes", "refused", "invalid", "held", "in_sync")
+_STATUS_WORDS = {"changes": "with changes", "in_sync": "in sync"}
+
+
+@dataclass
+class Report:
+    nodes: list[NodeDiff] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[tuple[NodeDiff, RolloutDiff, Change]]:
+        return [(n, r, c) for n in self.nodes for r in n.rollouts for c in r.changes]
+
+    @property
+    def errors(self) -> list[str]:
+        several = len(self.nodes) > 1
+        return [f"node {n.url}: {e}" if several else e for n in self.nodes for e in n.errors]
+
+    def counts(self) -> dict[str, int]:
+        """decK's three counts over every node."""
+        found = {CREATED: 0, UPDATED: 0, DELETED: 0}
+        for _, _, c in self.changes:
+            found[c.count] += 1
+        return found
+
+    def summary(self) -> str:
+        """decK's line: ``Summary: Created: 1 Updated: 2 Deleted: 0``."""
+        n = self.counts()
+        return f"Summary: Created: {n[CREATED]} Updated: {n[UPDATED]} Deleted: {n[DELETED]}"
+
+    def statuses(self) -> dict[RolloutKey, str]:
+        """Each Rollout's status, over every node compared (``_PRECEDENCE``)."""
+        seen: dict[RolloutKey, set[str]] = {}
+        for n in self.nodes:
+            for r in n.rollouts:
+                seen.setdefault(r.key, set()).add(r.status)
+        return {k: next(s for s in _PRECEDENCE if s in found) for k, found in seen.items()}
+
+    def rollouts_line(self) -> str:
+        """``Rollouts: 1 with changes, 2 in sync, 1 refused; 1 warning``."""
+        statuses = list(self.statuses().values())
+        if not statuses:
+            return "Rollouts: none annotated with kongsplit.io/upstream"
+        parts = [
+            f"{statuses.count(s)} {_STATUS_WORDS.get(s, s)}"
+            for s in _PRECEDENCE
+            if statuses.count(s)
+        ]
+        warnings = sum(len(r.warnings) for n in self.nodes for r in n.rollouts)
+        tail = f"; {_n(warnings, 'warning')}" if warnings else ""
+        return "Rollouts: " + ", ".join(parts) + tail
+
+    def lines(self) -> list[str]:
+        if len(self.nodes) == 1:
+            return self.nodes[0].lines()
+        out: list[str] = []
+        for n in self.nodes:
+            if n.mode is None:
+                continue  # said on stderr
+            out.append(f"node {n.url} ({n.mode}):")
+            out += n.lines() or ["(nothing to write)"]
+        return out
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "kong": {"url": self.kong_url, "mode": str(self.kong_mode)},
             "in_sync": not self.changes,
-            "summary": self.summary(),
-            "changes": [c.as_json() for c in self.changes],
-            "rollouts": [r.as_json() for r in self.rollouts],
-            "errors": list(self.errors),
+            "summary": self.counts(),
+            "changes": [
+                {"node": n.url, "rollout": str(r.key), **c.fields()} for n, r, c in self.changes
+            ],
+            "nodes": [
+                {
+                    "url": n.url,
+                    "mode": None if n.mode is None else str(n.mode),
+                    "rollouts": [r.as_json() for r in n.rollouts],
+                }
+                for n in self.nodes
+            ],
+            "errors": self.errors,
         }
 
 
@@ -317,25 +372,13 @@ class _Recording:
         self.router.reset()
 
 
-def _changes(key: RolloutKey, result: ApplyResult) -> list[Change]:
-    up, ws = result.upstream, result.workspace
-    found = []
-    if result.upstream_planned:
-        line = upstream_create_line(up, workspace=ws)
-        found.append(Change(key, "create_upstream", up, ws, None, None, None, line))
-    for w in result.planned:
-        new = None if w.kind == WriteKind.DELETE else w.weight
-        line = change_line(up, w, workspace=ws)
-        found.append(Change(key, str(w.kind), up, ws, w.target, w.old_weight, new, line))
-    return found
-
-
 def _warnings(result: ApplyResult) -> list[str]:
     """What the daemon would warn about in this upstream (it writes nothing for it)."""
     label = upstream_label(result.upstream, result.workspace)
     by_target = {t.target: t for t in result.targets}
     out = []
-    for d in result.drift:
+    # By target: Kong lists targets by id, in no order worth showing.
+    for d in sorted(result.drift, key=lambda d: d.target or ""):
         if d.kind != DRIFT_FOREIGN or d.corrected or d.target is None:
             continue
         held = by_target.get(d.target)
@@ -358,7 +401,7 @@ def _warnings(result: ApplyResult) -> list[str]:
     return out
 
 
-async def compute(settings: Settings, router: KongRouter, objects: Sequence[Located]) -> Report:
+async def compute(settings: Settings, router: KongRouter, objects: Sequence[Located]) -> NodeDiff:
     """Every annotated Rollout of ``objects`` reconciled once by the daemon's ``Reconciler``
     against ``router`` (a dry run), as a fresh daemon's first sync would."""
     if not router.dry_run:
@@ -375,7 +418,7 @@ async def compute(settings: Settings, router: KongRouter, objects: Sequence[Loca
     for located in objects:
         if kind_of(located.obj)[1] == "Rollout":
             rec.on_rollout("ADDED", located.obj)
-    report = Report(router.display_url, mode)
+    node = NodeDiff(router.display_url, mode)
     try:
         for key in sorted(rec.store.rollouts, key=lambda k: (k.namespace, k.name)):
             kong.begin()
@@ -383,12 +426,12 @@ async def compute(settings: Settings, router: KongRouter, objects: Sequence[Loca
             found = _outcome(rec, kong, key)
             if found is None:
                 continue  # not annotated: none of kongsplit's business
-            report.rollouts.append(found)
+            node.rollouts.append(found)
             if found.status == "failed":
-                report.errors.append(f"Rollout {key}: {found.reason}")
+                node.errors.append(f"Rollout {key}: {found.reason}")
     finally:
         rec.queue.close()
-    return report
+    return node
 
 
 def _outcome(rec: Reconciler, kong: _Recording, key: RolloutKey) -> RolloutDiff | None:
@@ -419,7 +462,7 @@ def _outcome(rec: Reconciler, kong: _Recording, key: RolloutKey) -> RolloutDiff 
                 f"upstream {result.upstream} does not exist in Kong and kong.createUpstreams is off"
             )
         else:
-            found.changes = _changes(key, result)
+            found.changes = changes_of(result)
             found.warnings = _warnings(result)
             found.status = "changes" if found.changes else "in_sync"
     elif state.hold is not None:
@@ -434,7 +477,9 @@ def _error(message: str) -> None:
     print(f"kongsplit diff: {message}", file=sys.stderr)
 
 
-async def _diff(settings: Settings, *, files: Sequence[str], namespaces: Sequence[str]) -> Report:
+async def _read_objects(
+    settings: Settings, *, files: Sequence[str], namespaces: Sequence[str]
+) -> list[Located]:
     try:
         if files:
             objects = read_objects(files)
@@ -448,16 +493,47 @@ async def _diff(settings: Settings, *, files: Sequence[str], namespaces: Sequenc
     conflicts = conflicts_in(objects)
     if conflicts:
         raise DiffError(*conflicts)  # nothing is compared from input that contradicts itself
+    return objects
+
+
+def _router(kong: KongConfig) -> KongRouter:
     try:
-        router = KongRouter.from_config(settings.kong, retry=_DIFF_RETRY, dry_run=True)
+        return KongRouter.from_config(kong, retry=_DIFF_RETRY, dry_run=True)
     except KongError as e:  # unreadable TLS files: said plainly
         raise DiffError(str(e)) from None
+
+
+async def _node(settings: Settings, router: KongRouter, objects: Sequence[Located]) -> NodeDiff:
     try:
         return await compute(settings, router, objects)
     except KongError as e:  # Kong unreachable, the token refused, a data plane
         raise DiffError(str(e)) from None
     finally:
         await router.close()
+
+
+async def _diff(settings: Settings, *, files: Sequence[str], namespaces: Sequence[str]) -> Report:
+    router = _router(settings.kong)  # the TLS files are read before anything is asked
+    try:
+        objects = await _read_objects(settings, files=files, namespaces=namespaces)
+    except BaseException:
+        await router.close()
+        raise
+    first = await _node(settings, router, objects)
+    report = Report([first])
+    if first.mode == KongMode.DBLESS:
+        # Each DB-less node holds its own configuration (its own sidecar writes it): compare
+        # every node kong.nodes lists, each as its sidecar would plan it. One that cannot be
+        # read is an error of its own; the others are still shown.
+        for url in dict.fromkeys(settings.kong.nodes):
+            if url == settings.kong.url:
+                continue
+            node = replace(settings, kong=replace(settings.kong, url=url))
+            try:
+                report.nodes.append(await _node(node, _router(node.kong), objects))
+            except DiffError as e:
+                report.nodes.append(NodeDiff(redact_url(url), None, errors=list(e.lines)))
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -481,7 +557,18 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config,
             flags={
-                "kong": {"url": args.kong_url, "tokenFile": args.token_file},
+                "kong": {
+                    "url": args.kong_url,
+                    "tokenFile": args.token_file,
+                    "workspace": args.workspace,
+                    "nodes": args.node,
+                },
+                "kong.tls": {
+                    "caFile": args.ca_file,
+                    "certFile": args.cert_file,
+                    "keyFile": args.key_file,
+                    "insecureSkipVerify": args.insecure_skip_verify,
+                },
                 "kubernetes": {"kubeconfig": args.kubeconfig, "context": args.context},
             },
         )
@@ -510,6 +597,7 @@ def run(args: argparse.Namespace) -> int:
         if lines:
             print()
         print(report.summary())
+        print(report.rollouts_line())
     for error in report.errors:
         _error(error)
     if report.errors:

@@ -169,6 +169,7 @@ CHECKOUT_10_TO_25 = [
     f"~ upstream {U}: target {CANARY} weight 10 → 25",
     f"~ upstream {U}: target {STABLE} weight 90 → 75",
 ]
+IN_SYNC = "Summary: Created: 0 Updated: 0 Deleted: 0\nRollouts: 1 in sync\n"
 WEB_CREATED = [
     f"+ upstream {WEB} (create)",
     f"+ upstream {WEB}: target {WEB_STABLE} weight 100 (create)",
@@ -197,7 +198,8 @@ async def test_changes_in_db_mode_as_a_process(world: World) -> None:
         "the split is not exact; kong.exclusiveUpstreams would zero it",
         *WEB_CREATED,
         "",
-        "5 changes in 2 upstreams; 1 Rollout refused; 1 warning",
+        "Summary: Created: 3 Updated: 2 Deleted: 0",
+        "Rollouts: 2 with changes, 1 refused; 1 warning",
     ]
     assert writes(world.kong) == []
     assert {t["target"]: t["weight"] for t in world.kong.targets(U)} == {
@@ -215,29 +217,35 @@ async def test_json_for_scripts(world: World, capsys: pytest.CaptureFixture[str]
     )
     assert (code, err) == (1, "")
     report = json.loads(out)
-    assert report["kong"] == {"url": world.kong.url, "mode": "db"}
     assert report["in_sync"] is False and report["errors"] == []
-    assert report["summary"] == "2 changes in 1 upstream"
+    assert report["summary"] == {"created": 0, "updated": 2, "deleted": 0}
     assert report["changes"][0] == {
+        "node": world.kong.url,
         "rollout": "shop/checkout",
-        "action": "update",
         "upstream": U,
         "workspace": None,
+        "action": "update",
         "target": CANARY,
         "old_weight": 10,
         "new_weight": 25,
-        "line": CHECKOUT_10_TO_25[0],
+        "change": CHECKOUT_10_TO_25[0],
     }
-    assert report["rollouts"] == [
+    assert report["nodes"] == [
         {
-            "namespace": "shop",
-            "name": "checkout",
-            "upstream": U,
-            "workspace": None,
-            "status": "changes",
-            "reason": None,
-            "changes": CHECKOUT_10_TO_25,
-            "warnings": [],
+            "url": world.kong.url,
+            "mode": "db",
+            "rollouts": [
+                {
+                    "namespace": "shop",
+                    "name": "checkout",
+                    "upstream": U,
+                    "workspace": None,
+                    "status": "changes",
+                    "reason": None,
+                    "changes": CHECKOUT_10_TO_25,
+                    "warnings": [],
+                }
+            ],
         }
     ]
 
@@ -278,12 +286,88 @@ async def test_dbless_and_hybrid_control_plane(
             *CHECKOUT_10_TO_25,
             *WEB_CREATED,
             "",
-            "5 changes in 2 upstreams",
+            "Summary: Created: 3 Updated: 2 Deleted: 0",
+            "Rollouts: 2 with changes",
         ]
         assert writes(world.kong) == []
         if mode == "off":
             assert world.kong.config_hash() == loaded
             assert any(r.path == "/config" for r in world.kong.requests)  # it read the config
+
+
+def dbless_config(stable: int, canary: int) -> dict[str, Any]:
+    """A DB-less node's configuration as its owner loaded it, with kongsplit's targets."""
+    return {
+        "_format_version": "3.0",
+        "upstreams": [{"name": U, "tags": OWNER}],
+        "targets": [
+            {"upstream": U, "target": STABLE, "weight": stable, "tags": OWNER},
+            {"upstream": U, "target": CANARY, "weight": canary, "tags": OWNER},
+        ],
+    }
+
+
+async def test_every_dbless_node_is_compared(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DB-less: each node holds its own configuration (its own sidecar writes it), so each
+    node kong.nodes lists is compared; one that cannot be read is an error of its own (exit 2)
+    and the others are still shown."""
+    world.apply(checkout_objects())
+    down = f"http://127.0.0.1:{closed_port()}"
+    async with KongSim(mode="off") as behind, KongSim(mode="off") as current:
+        behind.external_config_push(dbless_config(90, 10))
+        current.external_config_push(dbless_config(75, 25))
+        argv = ["--kubeconfig", str(world.kubeconfig), "--kong-url", behind.url]
+        nodes = ["--node", behind.url, "--node", current.url]
+        code, out, err = await diff(capsys, *argv, *nodes)
+        assert (code, err) == (1, "")
+        assert out.splitlines() == [
+            f"node {behind.url} (dbless):",
+            *CHECKOUT_10_TO_25,
+            f"node {current.url} (dbless):",
+            "(nothing to write)",
+            "",
+            "Summary: Created: 0 Updated: 2 Deleted: 0",
+            "Rollouts: 1 with changes",
+        ]
+        code, out, err = await diff(capsys, *argv, "-o", "json", *nodes)
+        report = json.loads(out)
+        assert code == 1 and [n["url"] for n in report["nodes"]] == [behind.url, current.url]
+        assert {c["node"] for c in report["changes"]} == {behind.url}
+        # The same through the config file, one node down.
+        config = tmp_config(world.kubeconfig.parent, {"kong": {"nodes": [current.url, down]}})
+        code, out, err = await diff(capsys, *argv, "--config", str(config))
+        assert code == 2
+        assert out.splitlines()[:4] == [
+            f"node {behind.url} (dbless):",
+            *CHECKOUT_10_TO_25,
+            f"node {current.url} (dbless):",
+        ]
+        assert err.startswith(f"kongsplit diff: node {down}: GET /: connection refused")
+        assert err.count("\n") == 1
+        for sim in (behind, current):
+            assert writes(sim) == []
+
+
+async def test_db_mode_compares_kong_url_alone(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DB mode: every node reads one database; kong.nodes (here: one that is down, as a hybrid
+    data plane's Status API would be for writes) is not asked at all."""
+    world.apply(checkout_objects())
+    kong_holds_checkout_at(world.kong, 75, 25)
+    down = f"http://127.0.0.1:{closed_port()}"
+    code, out, err = await diff(
+        capsys,
+        "--kubeconfig",
+        str(world.kubeconfig),
+        "--kong-url",
+        world.kong.url,
+        "--node",
+        down,
+    )
+    assert (code, out, err) == (0, IN_SYNC, "")
 
 
 async def test_every_kind_of_write(world: World, capsys: pytest.CaptureFixture[str]) -> None:
@@ -308,11 +392,12 @@ async def test_every_kind_of_write(world: World, capsys: pytest.CaptureFixture[s
     assert (code, err) == (1, "")
     assert out.splitlines() == [
         f"~ upstream {U}: target {STABLE} weight 75 (adopt: tag kongsplit-rollout:shop.checkout)",
-        f"~ upstream {U}: target 10.9.0.1:80 weight 5 → 0 (not kongsplit's: "
+        f"- upstream {U}: target 10.9.0.1:80 weight 5 → 0 (zero: not kongsplit's, "
         "kong.exclusiveUpstreams)",
         f"- upstream {U}: target 10.96.0.99:80 weight 20 (delete: no longer wanted)",
         "",
-        "3 changes in 1 upstream",
+        "Summary: Created: 0 Updated: 1 Deleted: 2",
+        "Rollouts: 1 with changes",
     ]
     assert writes(world.kong) == []
 
@@ -332,7 +417,7 @@ async def test_in_sync(world: World, capsys: pytest.CaptureFixture[str]) -> None
     code, out, err = await diff(
         capsys, "--kubeconfig", str(world.kubeconfig), "--kong-url", world.kong.url
     )
-    assert (code, out, err) == (0, "no changes (1 Rollout in sync)\n", "")
+    assert (code, out, err) == (0, IN_SYNC, "")
     code, out, _ = await diff(
         capsys, "--kubeconfig", str(world.kubeconfig), "--kong-url", world.kong.url, "-o", "json"
     )
@@ -367,7 +452,8 @@ async def test_refusals_and_holds_are_said_and_change_nothing(
         "consent of whoever owns Kong's configuration (the tag managed-by-kongsplit on the "
         "upstream, or kong.allowUpstreams naming it for namespace shop)",
         "",
-        "no changes; 1 Rollout refused; 1 Rollout invalid; 1 Rollout held",
+        "Summary: Created: 0 Updated: 0 Deleted: 0",
+        "Rollouts: 1 refused, 1 invalid, 1 held",
     ]
     assert writes(world.kong) == []
 
@@ -391,7 +477,8 @@ async def test_create_upstreams_off_is_a_refusal(
         f"! Rollout shop/web refused: upstream {WEB} does not exist in Kong and "
         "kong.createUpstreams is off",
         "",
-        "no changes; 1 Rollout refused",
+        "Summary: Created: 0 Updated: 0 Deleted: 0",
+        "Rollouts: 1 refused",
     ]
 
 
@@ -404,16 +491,19 @@ async def test_namespaces_and_files(
     kong_holds_checkout_at(world.kong, 75, 25)
     argv = ["--kubeconfig", str(world.kubeconfig), "--kong-url", world.kong.url]
     code, out, _ = await diff(capsys, *argv, "-n", "shop")
-    assert (code, out) == (0, "no changes (1 Rollout in sync)\n")
+    assert (code, out) == (0, IN_SYNC)
     code, out, _ = await diff(capsys, *argv, "-A")
-    assert code == 1 and out.splitlines()[-1] == "3 changes in 1 upstream"
+    assert code == 1 and out.splitlines()[-2:] == [
+        "Summary: Created: 3 Updated: 0 Deleted: 0",
+        "Rollouts: 1 with changes, 1 in sync",
+    ]
     assert world.kube.requests  # read live
     # The same objects from a file (as `kubectl get rollout,svc,rs -o yaml` prints them).
     listed = {"apiVersion": "v1", "kind": "List", "items": checkout_objects()}
     path = tmp_path / "shop.yaml"
     path.write_text(yaml.safe_dump(listed))
     code, out, err = await diff(capsys, "-f", str(path), "--kong-url", world.kong.url)
-    assert (code, out, err) == (0, "no changes (1 Rollout in sync)\n", "")
+    assert (code, out, err) == (0, IN_SYNC, "")
     # From stdin, at step 0: Argo keeps the canary at 0 while its ReplicaSet has 2 pods, not 1.
     listed["items"] = checkout_objects(index=0)
     code, out, err = await diff(
@@ -424,7 +514,8 @@ async def test_namespaces_and_files(
         f"~ upstream {U}: target {STABLE} weight 75 → 100",
         f"~ upstream {U}: target {CANARY} weight 25 → 0",
         "",
-        "2 changes in 1 upstream",
+        "Summary: Created: 0 Updated: 2 Deleted: 0",
+        "Rollouts: 1 with changes",
     ]
     assert writes(world.kong) == []
 
@@ -434,7 +525,11 @@ async def test_no_annotated_rollouts(world: World, capsys: pytest.CaptureFixture
     code, out, _ = await diff(
         capsys, "--kubeconfig", str(world.kubeconfig), "--kong-url", world.kong.url
     )
-    assert (code, out) == (0, "no changes: no Rollout annotated with kongsplit.io/upstream\n")
+    assert (code, out) == (
+        0,
+        "Summary: Created: 0 Updated: 0 Deleted: 0\n"
+        "Rollouts: none annotated with kongsplit.io/upstream\n",
+    )
 
 
 # --------------------------------------------------------------------------- exit 2: errors
@@ -470,6 +565,11 @@ async def test_kong_unreachable_is_one_line_as_a_process(world: World) -> None:
             ["-f", "{bad}"], "{bad}, document 1: not valid YAML or JSON at line 2", id="bad-yaml"
         ),
         pytest.param(["--kubeconfig", "nowhere"], "nowhere", id="no-kubeconfig"),
+        pytest.param(
+            ["--kong-url", "https://kong:8444", "--ca-file", "missing-ca.pem"],
+            "missing-ca.pem",
+            id="tls-file-missing",
+        ),
         pytest.param(
             ["--kong-url", "kong:8001"],
             "flag --kong-url: expected an http:// or https:// URL, got 'kong:8001'",

@@ -217,9 +217,7 @@ def plan_writes(
             (raises if d.weight > have.weight else lowers).append(write)
 
     rollout = rollout_tag_of(owner_tags)
-    # By target string, not in the order Kong listed them: the same state plans the same way
-    # every time (``kongsplit diff`` prints the plan).
-    for t in sorted(by_target.values(), key=lambda t: t.target):
+    for t in by_target.values():
         if t.target in wanted:
             continue
         if is_ours(t, owner_tags) and (rollout is not None or not t.rollout_tag):
@@ -266,6 +264,47 @@ def foreign_targets(targets: Iterable[Target], owner_tags: Sequence[str]) -> tup
 
 # --------------------------------------------------------------------------- changes in words
 
+#: decK's three counts (``Summary: Created: 1 Updated: 2 Deleted: 0``), by what a line does:
+#: ``+`` creates (an upstream, a target), ``~`` updates a weight (an adoption too), ``-`` takes a
+#: target out of traffic (one of this Rollout's deleted, or one not kongsplit's zeroed).
+CREATED, UPDATED, DELETED = "created", "updated", "deleted"
+_SIGN = {CREATED: "+", UPDATED: "~", DELETED: "-"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write as an operator reads it: what ``kongsplit diff`` prints and ``kongsplit run
+    --dry-run`` logs, both from the planner's ``Write`` (never re-derived)."""
+
+    upstream: str
+    workspace: str | None
+    action: str  # "create_upstream", or a WriteKind (create, update, adopt, zero_foreign, delete)
+    target: str | None  # None for the upstream itself
+    old_weight: int | None  # None for a create
+    new_weight: int | None  # None for a delete
+    line: str  # decK-style, see ``change_line``
+
+    @property
+    def count(self) -> str:
+        """Which of decK's counts it adds to: CREATED, UPDATED or DELETED."""
+        if self.action in ("create_upstream", WriteKind.CREATE):
+            return CREATED
+        if self.action in (WriteKind.DELETE, WriteKind.ZERO_FOREIGN):
+            return DELETED
+        return UPDATED
+
+    def fields(self) -> dict[str, object]:
+        """The change as JSON (``diff -o json``) and log fields (``run --dry-run``)."""
+        return {
+            "upstream": self.upstream,
+            "workspace": self.workspace,
+            "action": self.action,
+            "target": self.target,
+            "old_weight": self.old_weight,
+            "new_weight": self.new_weight,
+            "change": self.line,
+        }
+
 
 def upstream_label(upstream: str, workspace: str | None = None) -> str:
     """``upstream web.shop.svc`` (``… [workspace team-a]`` outside the default workspace)."""
@@ -275,32 +314,56 @@ def upstream_label(upstream: str, workspace: str | None = None) -> str:
 
 
 def change_line(upstream: str, write: Write, *, workspace: str | None = None) -> str:
-    """One write as ``kongsplit diff`` prints it and ``run --dry-run`` logs it, decK-style:
-    ``~ upstream checkout.shop.svc: target 10.0.0.2:80 weight 10 → 25``."""
+    """One write, decK-style: ``~ upstream checkout.shop.svc: target 10.0.0.2:80 weight 10 →
+    25``; ``+`` a create, ``-`` a target taken out of traffic (deleted, or zeroed when it is
+    not kongsplit's and ``kong.exclusiveUpstreams`` is on)."""
     where = f"{upstream_label(upstream, workspace)}: target {write.target}"
     old, new = write.old_weight, write.weight
     if write.kind == WriteKind.CREATE:
-        return f"+ {where} weight {new} (create)"
+        return f"{_SIGN[CREATED]} {where} weight {new} (create)"
     if write.kind == WriteKind.DELETE:
-        return f"- {where} weight {old} (delete: no longer wanted)"
+        return f"{_SIGN[DELETED]} {where} weight {old} (delete: no longer wanted)"
     weight = f"weight {old} → {new}" if old != new else f"weight {new}"
+    if write.kind == WriteKind.ZERO_FOREIGN:
+        return f"{_SIGN[DELETED]} {where} {weight} (zero: not kongsplit's, kong.exclusiveUpstreams)"
     if write.kind == WriteKind.ADOPT:
         tag = rollout_tag_of(write.tags or ()) or MANAGED_TAG
-        return f"~ {where} {weight} (adopt: tag {tag})"
-    if write.kind == WriteKind.ZERO_FOREIGN:
-        return f"~ {where} {weight} (not kongsplit's: kong.exclusiveUpstreams)"
-    return f"~ {where} {weight}"
+        return f"{_SIGN[UPDATED]} {where} {weight} (adopt: tag {tag})"
+    return f"{_SIGN[UPDATED]} {where} {weight}"
 
 
 def upstream_create_line(upstream: str, *, workspace: str | None = None) -> str:
-    return f"+ {upstream_label(upstream, workspace)} (create)"
+    return f"{_SIGN[CREATED]} {upstream_label(upstream, workspace)} (create)"
+
+
+def changes_of(result: ApplyResult) -> list[Change]:
+    """Every change of an apply — planned by a dry run, or made — one each, in write order.
+
+    Except: the deletes and zeroings ``plan_writes`` found in Kong's list come in the order Kong
+    listed them (by id, random), so each run of them is put in target order here — they are
+    one phase's independent writes, and the same state reads the same way every time.
+    """
+    up, ws = result.upstream, result.workspace
+    found = []
+    if result.upstream_planned or result.upstream_created:
+        line = upstream_create_line(up, workspace=ws)
+        found.append(Change(up, ws, "create_upstream", None, None, None, line))
+    writes = list(result.planned if result.dry_run else result.writes)
+    removals = (WriteKind.DELETE, WriteKind.ZERO_FOREIGN)
+    start = 0
+    while start < len(writes):
+        end = start
+        while end < len(writes) and writes[end].kind in removals:
+            end += 1
+        writes[start:end] = sorted(writes[start:end], key=lambda w: w.target)
+        start = end + 1
+    for w in writes:
+        new = None if w.kind == WriteKind.DELETE else w.weight
+        line = change_line(up, w, workspace=ws)
+        found.append(Change(up, ws, str(w.kind), w.target, w.old_weight, new, line))
+    return found
 
 
 def change_lines(result: ApplyResult) -> list[str]:
-    """Every change of an apply (planned by a dry run, or made), one line each, in order."""
-    lines = []
-    if result.upstream_planned or result.upstream_created:
-        lines.append(upstream_create_line(result.upstream, workspace=result.workspace))
-    for w in result.planned if result.dry_run else result.writes:
-        lines.append(change_line(result.upstream, w, workspace=result.workspace))
-    return lines
+    """``changes_of``, the lines only."""
+    return [c.line for c in changes_of(result)]
