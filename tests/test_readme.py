@@ -135,6 +135,43 @@ def test_inspect_output_matches_readme() -> None:
     assert sim.returncode == 0  # SIGTERM ends the simulator cleanly
 
 
+def test_diff_output_matches_readme() -> None:
+    port = _free_pair()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "kongsplit", "sim-kong", "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and sim.poll() is None, "sim-kong did not start"
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        result = _run("diff", "-f", "examples/checkout.yaml", "--kong-url", url)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert (result.returncode, result.stderr) == (1, "")  # changes: decK's exit code 1
+    assert result.stdout.strip() == _block_after("kongsplit diff -f examples/checkout.yaml").strip()
+
+
+def test_diff_commands_in_readme_parse() -> None:
+    commands = [
+        shlex.split(found, comments=True)
+        for found in re.findall(r"`?kongsplit (diff [^`\n]*)", README)
+    ]
+    assert any("-f" in c for c in commands) and any("-n" in c for c in commands)
+    parser = build_parser("diff")
+    for argv in commands:
+        assert parser.parse_args(argv).command == "diff"
+
+
 def test_run_it_flag_table_is_the_schema() -> None:
     """The README's table of `kongsplit run` flags says what kongsplit.config says."""
     rows = re.findall(
