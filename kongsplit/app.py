@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # No argparse choices: the schema checks the value, so a bad one is the same single line as
     # from the environment or the file (argparse would print its usage first).
     parser.add_argument("--log-format", metavar="json|text", help=flag_help("log", "format"))
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read Kubernetes and Kong as always, log every write it would make (one JSON line "
+        "each, with rollout and upstream: `kongsplit diff`'s words) and send none; it takes no "
+        "leader Lease and posts no Event either, so it can run beside the real daemon",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
     try:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, dry_run=args.dry_run)
     except KongError as e:  # e.g. unreadable TLS files: a configuration problem, said plainly
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
@@ -113,11 +120,18 @@ class Daemon:
         *,
         registry: CollectorRegistry | None = None,
         kong: KongRouter | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.settings = settings
+        # ``run --dry-run``: the Kong client refuses every write (``KongRouter(dry_run=True)``
+        # plans and logs instead); no Lease is taken and no Event posted, so nothing is written
+        # anywhere and a real daemon running beside it is not disturbed.
+        self.dry_run = dry_run
         self.metrics = Metrics(registry or CollectorRegistry())
         self.metrics.kong_tls_verify.set(0 if settings.kong.tls.insecure_skip_verify else 1)
-        self.kong = kong or KongRouter.from_config(settings.kong, metrics=self.metrics)
+        self.kong = kong or KongRouter.from_config(
+            settings.kong, metrics=self.metrics, dry_run=dry_run
+        )
         self.stop_event = asyncio.Event()
         self.port: int | None = None  # the bound HTTP port, once serving
         self.started = asyncio.Event()
@@ -153,15 +167,20 @@ class Daemon:
             await self.kong.close()
             return 1
         lease = f"{le.lease_namespace}/{le.lease_name}"
+        elect = le.enabled and not self.dry_run
         logger.info(
             "kongsplit %s starting: Kong %s, Kubernetes from %s, namespaces %s, %s",
             package_version(),
             redact_url(s.kong.url),
             source.describe(),
             ",".join(s.kubernetes.namespaces) or "all",
-            f"leader election on Lease {lease} as {le.identity}"
+            "DRY RUN: every write is logged ('dry run: would write …'), none is sent; no "
+            "leader Lease, no Events"
+            if self.dry_run
+            else f"leader election on Lease {lease} as {le.identity}"
             if le.enabled
             else "leader election off (this process always writes to Kong)",
+            extra={"dry_run": True} if self.dry_run else None,
         )
         if s.kong.tls.insecure_skip_verify:
             where = s.origins.get("kong.tls.insecureSkipVerify", "kong.tls.insecureSkipVerify")
@@ -174,7 +193,7 @@ class Daemon:
                 where,
                 redact_url(s.kong.url),
             )
-        if le.enabled and not s.is_set("leaderElection.leaseNamespace"):
+        if elect and not s.is_set("leaderElection.leaseNamespace"):
             if not os.environ.get("POD_NAMESPACE"):
                 logger.warning(
                     "leader election Lease %s: not running in a pod ($POD_NAMESPACE is unset) and "
@@ -188,7 +207,7 @@ class Daemon:
                     extra={"lease": lease},
                 )
         events = EventRecorder(api, component="kongsplit", host=s.leader_election.identity)
-        if s.leader_election.enabled:
+        if elect:
             self.elector = LeaderElector(
                 api,
                 name=s.leader_election.lease_name,
@@ -202,7 +221,8 @@ class Daemon:
             def is_leader() -> bool:
                 return elector.is_leader
         else:
-            self.metrics.leader.set(1)
+            # A dry run plans as a leader would, and may write nothing (kongsplit_leader 0).
+            self.metrics.leader.set(0 if self.dry_run else 1)
 
             def is_leader() -> bool:
                 return True
@@ -211,7 +231,7 @@ class Daemon:
             s,
             kong=self.kong,
             metrics=self.metrics,
-            events=events.post,
+            events=None if self.dry_run else events.post,
             is_leader=is_leader,
             write_budget=self.elector.write_budget if self.elector is not None else None,
         )
@@ -257,7 +277,7 @@ class Daemon:
                 "serving /healthz /readyz /metrics /state /verify on %s:%d", host, self.port
             )
             roots: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
-                "events": events.run,
+                **({} if self.dry_run else {"events": events.run}),
                 "sweeper": rec.sweeper,
                 "kong-prober": rec.kong_prober,
                 "leadership": self._leadership,
@@ -352,7 +372,8 @@ class Daemon:
         problem = f"; Kong: {rec.kong_problem}" if rec.kong_problem else ""
         if leading and not rec.synced.is_set():
             return False, f"waiting for the first successful sync with Kong{problem}"
-        return True, ("leading" if leading else "following (caches warm)") + problem
+        role = "dry run" if self.dry_run else "leading" if leading else "following (caches warm)"
+        return True, role + problem
 
     async def _shutdown(self, runner: Any, api: Any) -> None:
         # The workers and the DB-less flusher their writes wait on stop last, after a drain.

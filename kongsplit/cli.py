@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them, so a command's options sit next to its code.
-Exit codes: 0 success, 1 internal error, 2 bad input or usage.
+Exit codes: 0 success, 1 internal error, 2 bad input or usage (``diff``: 0 in sync, 1 changes,
+2 error, decK's convention).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from kongsplit.version import package_version
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kongsplit.app", "run the daemon: watch Rollouts, keep Kong's target weights in step"),
     "plan": ("kongsplit.plan", "offline: show what kongsplit would hold in Kong for Rollout files"),
+    "diff": (
+        "kongsplit.diff",
+        "what `kongsplit run` would write to Kong right now, one line a change",
+    ),
     "inspect": ("kongsplit.inspect", "read a live Kong Admin API the way kongsplit sees it"),
     "get": (
         "kongsplit.get",

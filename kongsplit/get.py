@@ -53,7 +53,7 @@ from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError, KongNotFound
 from kongsplit.kong.records import KongMode, Target, TargetHealth
 from kongsplit.kong.targets import owner_label
-from kongsplit.plan import refusal, unreachable_reason
+from kongsplit.plan import BOTH_NAMESPACE_FLAGS, refusal, unreachable_reason
 from kongsplit.rollouts import (
     ObjectError,
     ReplicaSet,
@@ -1194,7 +1194,7 @@ def run(args: argparse.Namespace) -> int:
     elif len(namespaces) > 1:
         problem = "give one namespace with -n, or -A for every namespace"
     elif args.all_namespaces and namespaces:
-        problem = "give -n NAMESPACE or -A (--all-namespaces), not both"
+        problem = BOTH_NAMESPACE_FLAGS
     elif args.all_namespaces and single:
         problem = "a Rollout is named within one namespace: give -n NAMESPACE instead of -A"
     if problem is not None:

@@ -160,7 +160,9 @@ def _error(message: str) -> None:
 def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> int:
     namespaces = namespaces_of(args)
     if args.all_namespaces and namespaces:
-        _error("give -n NAMESPACE or -A (--all-namespaces), not both")
+        from kongsplit.plan import BOTH_NAMESPACE_FLAGS
+
+        _error(BOTH_NAMESPACE_FLAGS)
         return 2
     try:
         settings = kong_settings(args)

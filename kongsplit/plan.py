@@ -64,15 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cluster DNS domain for dns-mode targets (default cluster.local)",
     )
     parser.add_argument("--workspace", default=None, help="default Kong workspace")
-    cluster = parser.add_argument_group(
-        "reading a cluster instead of files",
-        "Any of these reads Rollouts, Services and ReplicaSets live from the cluster; the "
-        "kubeconfig is --kubeconfig, else $KUBECONFIG, else ~/.kube/config (in a pod: its "
-        "service account).",
+    add_cluster_arguments(
+        parser.add_argument_group(
+            "reading a cluster instead of files",
+            "Any of these reads Rollouts, Services and ReplicaSets live from the cluster; the "
+            "kubeconfig is --kubeconfig, else $KUBECONFIG, else ~/.kube/config (in a pod: its "
+            "service account).",
+        )
     )
-    cluster.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
-    cluster.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
-    cluster.add_argument(
+    parser.set_defaults(plan_parser=parser)
+
+
+def add_cluster_arguments(group: argparse._ArgumentGroup) -> None:
+    """--kubeconfig, --context, -n and -A, as kubectl has them (``plan`` and ``diff``)."""
+    group.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    group.add_argument(
         "-n",
         "--namespace",
         dest="namespaces",
@@ -80,13 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NS",
         help="only this namespace (repeatable, or comma-separated; default: all namespaces)",
     )
-    cluster.add_argument(
+    group.add_argument(
         "-A",
         "--all-namespaces",
         action="store_true",
-        help="every namespace (the default when reading a cluster)",
+        help="every namespace (the default without -n; not with -n)",
     )
-    parser.set_defaults(plan_parser=parser)
 
 
 @dataclass
@@ -188,6 +194,11 @@ def collect_objects(objects: list[Located]) -> PlanInput:
         if isinstance(parsed, ObjectError):
             data.errors.append(f"{located.source}: {parsed}")
     return data
+
+
+def conflicts_in(objects: list[Located]) -> list[str]:
+    """The objects given twice with different content, one sentence each."""
+    return collect_objects(objects).conflicts
 
 
 def plan_all(
@@ -396,27 +407,29 @@ def unreachable_reason(error: BaseException) -> str:
     return "the connection failed"
 
 
-def _namespaces(values: Sequence[str] | None) -> list[str]:
+BOTH_NAMESPACE_FLAGS = "give -n NAMESPACE or -A (every namespace), not both"
+
+
+def namespaces_of(values: Sequence[str] | None) -> list[str]:
+    """The namespaces -n gave (repeated or comma-separated)."""
     return [ns.strip() for value in values or [] for ns in value.split(",") if ns.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
-    namespaces = _namespaces(args.namespaces)
+    namespaces = namespaces_of(args.namespaces)
+    if namespaces and args.all_namespaces:
+        print(f"kongsplit plan: {BOTH_NAMESPACE_FLAGS}", file=sys.stderr)
+        return 2
     live = (
         args.kubeconfig is not None
         or args.context is not None
         or bool(namespaces)
         or args.all_namespaces
     )
-    if args.all_namespaces and namespaces:
-        print(
-            "kongsplit plan: give -n NAMESPACE or -A (--all-namespaces), not both", file=sys.stderr
-        )
-        return 2
     if live and args.files:
         print(
-            "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace/-A to "
-            "read a cluster, not both",
+            "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace to read "
+            "a cluster, not both",
             file=sys.stderr,
         )
         return 2

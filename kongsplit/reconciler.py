@@ -790,13 +790,15 @@ class Reconciler:
             for t in targets
         ]
         try:
-            await self.kong.apply(
+            result = await self.kong.apply(
                 state.upstream,
                 final,
                 owner_tags=owner_tags_for(key.namespace, key.name),
                 workspace=state.workspace,
                 may_write=self.is_leader,
             )
+            if result.dry_run:
+                self.report.dry_run(key, result)
         except KongError as e:
             logger.warning(
                 "could not move %s back to stable on delete: %s",

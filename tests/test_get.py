@@ -499,7 +499,10 @@ async def test_hybrid_control_plane_needs_its_data_planes(tmp_path: Path) -> Non
             ["get", "rollout", "checkout", "-A"], 2, "a Rollout is named within one namespace",
             id="name-and-A",
         ),
-        pytest.param(["get", "rollouts", "-A", "-n", "x"], 2, "not both", id="A-and-n"),
+        pytest.param(
+            ["get", "rollouts", "-A", "-n", "x"], 2,
+            "kongsplit get: give -n NAMESPACE or -A (every namespace), not both", id="A-and-n",
+        ),
         pytest.param(["get", "rollouts", "-n", "a,b"], 2, "give one namespace", id="two-ns"),
         pytest.param(["get", "pods"], 2, "invalid choice: 'pods'", id="other-kind"),
         pytest.param(

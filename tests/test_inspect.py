@@ -351,4 +351,4 @@ async def test_kubeconfig_conventions_and_roles(tmp_path: Path) -> None:
         )
         code, out, err = await inspect_("-A", "-n", "shop")
     assert (code, out) == (2, "")
-    assert err == "kongsplit inspect: give -n NAMESPACE or -A (--all-namespaces), not both\n"
+    assert err == "kongsplit inspect: give -n NAMESPACE or -A (every namespace), not both\n"

@@ -17,6 +17,7 @@ PACKAGE = ROOT / "kongsplit"
 IO_MODULES = {
     "app",
     "demo",
+    "diff",
     "events",
     "get",
     "inspect",

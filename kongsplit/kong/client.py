@@ -228,8 +228,12 @@ class KongAdmin:
         metrics: Metrics | None = None,
         connection_limit: int = 100,
         max_config_bytes: int = 64 << 20,
+        read_only: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
+        # A dry run's client: every request other than a GET is refused here, before it is
+        # sent, whatever asked for it (the last guard of ``run --dry-run`` and ``diff``).
+        self.read_only = read_only
         self.workspace = workspace or None
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -250,7 +254,12 @@ class KongAdmin:
 
     @classmethod
     def from_config(
-        cls, kong: KongConfig, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None
+        cls,
+        kong: KongConfig,
+        *,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        read_only: bool = False,
     ) -> KongAdmin:
         return cls(
             kong.url,
@@ -262,6 +271,7 @@ class KongAdmin:
             retry=retry,
             metrics=metrics,
             max_config_bytes=kong.max_config_mib << 20,
+            read_only=read_only,
         )
 
     def __repr__(self) -> str:
@@ -354,6 +364,12 @@ class KongAdmin:
         may_write: MayWrite | None,
     ) -> tuple[int, Any]:
         timeout: aiohttp.ClientTimeout | None = None
+        if method != "GET" and self.read_only:
+            raise KongError(
+                f"internal: {self._describe(method, path, where)} not sent: this client is "
+                "read-only (a dry run writes nothing to Kong)",
+                **where.about(method, path),
+            )
         if method != "GET" and may_write is not None:
             budget = budget_of(may_write())
             if budget <= FENCE_MARGIN:
