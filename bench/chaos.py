@@ -298,7 +298,7 @@ class Daemons:
                 with contextlib.suppress(ValueError):
                     rec = json.loads(line)
                     if rec.get("level") in ("error", "critical"):
-                        key = str(rec.get("message", ""))[:60]
+                        key = str(rec.get("msg", ""))[:60]
                         out[key] = out.get(key, 0) + 1
         return out
 

@@ -40,7 +40,7 @@ from kongsplit.leader import LeaderElector
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.nodes import NodeDiscovery
-from kongsplit.reconciler import KONG_WAIT, Reconciler
+from kongsplit.reconciler import Reconciler, wait_for_kong_mode
 from kongsplit.server import Probes, make_app, start_server
 from kongsplit.version import package_version
 from kongsplit.watcher import ENDPOINTSLICES, REPLICASETS, ROLLOUTS, SERVICES, Watcher
@@ -69,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # No argparse choices: the schema checks the value, so a bad one is the same single line as
     # from the environment or the file (argparse would print its usage first).
     parser.add_argument("--log-format", metavar="json|text", help=flag_help("log", "format"))
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read Kubernetes and Kong as always, log every write it would make (one JSON line "
+        "each, with rollout and upstream: `kongsplit diff`'s words) and send none; it takes no "
+        "leader Lease and posts no Event either, so it can run beside the real daemon",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The process's own collector policy (kongsplit.heap); tests running a Daemon in-process
         # leave theirs alone.
-        daemon = Daemon(settings, heap=HeapKeeper())
+        daemon = Daemon(settings, dry_run=args.dry_run, heap=HeapKeeper())
     except KongError as e:  # e.g. unreadable TLS files: a configuration problem, said plainly
         print(f"kongsplit run: {e}", file=sys.stderr)
         return 2
@@ -116,13 +123,20 @@ class Daemon:
         *,
         registry: CollectorRegistry | None = None,
         kong: KongRouter | None = None,
+        dry_run: bool = False,
         heap: HeapKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.heap = heap
+        # ``run --dry-run``: the Kong client refuses every write (``KongRouter(dry_run=True)``
+        # plans and logs instead); no Lease is taken and no Event posted, so nothing is written
+        # anywhere and a real daemon running beside it is not disturbed.
+        self.dry_run = dry_run
         self.metrics = Metrics(registry or CollectorRegistry())
         self.metrics.kong_tls_verify.set(0 if settings.kong.tls.insecure_skip_verify else 1)
-        self.kong = kong or KongRouter.from_config(settings.kong, metrics=self.metrics)
+        self.kong = kong or KongRouter.from_config(
+            settings.kong, metrics=self.metrics, dry_run=dry_run
+        )
         self.stop_event = asyncio.Event()
         self.port: int | None = None  # the bound HTTP port, once serving
         self.started = asyncio.Event()
@@ -158,15 +172,20 @@ class Daemon:
             await self.kong.close()
             return 1
         lease = f"{le.lease_namespace}/{le.lease_name}"
+        elect = le.enabled and not self.dry_run
         logger.info(
             "kongsplit %s starting: Kong %s, Kubernetes from %s, namespaces %s, %s",
             package_version(),
             redact_url(s.kong.url),
             source.describe(),
             ",".join(s.kubernetes.namespaces) or "all",
-            f"leader election on Lease {lease} as {le.identity}"
+            "DRY RUN: every write is logged ('dry run: would write …'), none is sent; no "
+            "leader Lease, no Events"
+            if self.dry_run
+            else f"leader election on Lease {lease} as {le.identity}"
             if le.enabled
             else "leader election off (this process always writes to Kong)",
+            extra={"dry_run": True} if self.dry_run else None,
         )
         if s.kong.tls.insecure_skip_verify:
             where = s.origins.get("kong.tls.insecureSkipVerify", "kong.tls.insecureSkipVerify")
@@ -179,7 +198,7 @@ class Daemon:
                 where,
                 redact_url(s.kong.url),
             )
-        if le.enabled and not s.is_set("leaderElection.leaseNamespace"):
+        if elect and not s.is_set("leaderElection.leaseNamespace"):
             if not os.environ.get("POD_NAMESPACE"):
                 logger.warning(
                     "leader election Lease %s: not running in a pod ($POD_NAMESPACE is unset) and "
@@ -193,7 +212,7 @@ class Daemon:
                     extra={"lease": lease},
                 )
         events = EventRecorder(api, component="kongsplit", host=s.leader_election.identity)
-        if s.leader_election.enabled:
+        if elect:
             self.elector = LeaderElector(
                 api,
                 name=s.leader_election.lease_name,
@@ -207,7 +226,8 @@ class Daemon:
             def is_leader() -> bool:
                 return elector.is_leader
         else:
-            self.metrics.leader.set(1)
+            # A dry run plans as a leader would, and may write nothing (kongsplit_leader 0).
+            self.metrics.leader.set(0 if self.dry_run else 1)
 
             def is_leader() -> bool:
                 return True
@@ -216,7 +236,7 @@ class Daemon:
             s,
             kong=self.kong,
             metrics=self.metrics,
-            events=events.post,
+            events=None if self.dry_run else events.post,
             is_leader=is_leader,
             write_budget=self.elector.write_budget if self.elector is not None else None,
         )
@@ -262,7 +282,7 @@ class Daemon:
                 "serving /healthz /readyz /metrics /state /verify on %s:%d", host, self.port
             )
             roots: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
-                "events": events.run,
+                **({} if self.dry_run else {"events": events.run}),
                 "sweeper": rec.sweeper,
                 "kong-prober": rec.kong_prober,
                 "leadership": self._leadership,
@@ -315,16 +335,8 @@ class Daemon:
         """At start, on every replica and whatever Kubernetes says: is ``kong.url`` a Kong this
         process may write to? A data plane or Konnect stops the process at once with the fix
         (a follower, or a daemon waiting for its watches, would otherwise never find out)."""
-        failures = 0
-        while True:
-            try:
-                await self.kong.ensure_mode()
-                break
-            except KongModeError:
-                raise
-            except KongError:
-                failures += 1  # reported by the prober and the initial sync; just try again
-                await asyncio.sleep(KONG_WAIT.delay(failures))
+        # Failures are reported by the prober and the initial sync; here they are just retried.
+        await wait_for_kong_mode(self.kong)
         await asyncio.Event().wait()  # done; stays alive for the guard
 
     async def _leadership(self) -> None:
@@ -375,7 +387,8 @@ class Daemon:
         problem = f"; Kong: {rec.kong_problem}" if rec.kong_problem else ""
         if leading and not rec.synced.is_set():
             return False, f"waiting for the first successful sync with Kong{problem}"
-        return True, ("leading" if leading else "following (caches warm)") + problem
+        role = "dry run" if self.dry_run else "leading" if leading else "following (caches warm)"
+        return True, role + problem
 
     async def _shutdown(self, runner: Any, api: Any) -> None:
         # The workers and the DB-less flusher their writes wait on stop last, after a drain.

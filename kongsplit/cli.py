@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them, so a command's options sit next to its code.
-Exit codes: 0 success, 1 internal error, 2 bad input or usage.
+Exit codes: 0 success, 1 internal error, 2 bad input or usage (``diff``: 0 in sync, 1 changes,
+2 error, decK's convention).
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ from kongsplit.version import package_version
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kongsplit.app", "run the daemon: watch Rollouts, keep Kong's target weights in step"),
     "plan": ("kongsplit.plan", "offline: show what kongsplit would hold in Kong for Rollout files"),
+    "diff": (
+        "kongsplit.diff",
+        "what `kongsplit run` would write to Kong right now, one line a change",
+    ),
     "inspect": ("kongsplit.inspect", "read a live Kong Admin API the way kongsplit sees it"),
+    "get": (
+        "kongsplit.get",
+        "a Rollout as Argo's plugin shows it, with kongsplit's split and what Kong serves",
+    ),
     "demo": ("kongsplit.demo", "the real daemon against built-in Kubernetes and Kong simulators"),
     "sim-kong": ("kongsplit.sim.kongsim.cli", "run the Kong Admin API simulator on its own"),
+    "completion": ("kongsplit.completion", "print a bash, zsh or fish completion script"),
     "version": ("kongsplit.version", "print version, Python and dependency versions"),
 }
 
@@ -39,10 +49,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}; see '{self.prog} --help'\n")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, *, prog: str = "kongsplit") -> argparse.ArgumentParser:
     """The full parser; with ``only``, just that subcommand's module is imported (fast start)."""
     parser = _Parser(
-        prog="kongsplit",
+        prog=prog,
         description="Split traffic between stable and canary behind Kong, as Argo Rollouts says.",
     )
     # The first line of `kongsplit version`.
@@ -57,10 +67,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "kongsplit") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["__complete"]:  # what the completion scripts ask (kongsplit.completion)
+        from kongsplit.completion import complete_main
+
+        return complete_main(argv[1:])
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(chosen if chosen in COMMANDS else None)
+    parser = build_parser(chosen if chosen in COMMANDS else None, prog=prog)
     args = parser.parse_args(argv)
     try:
         code: int = _module(args.command).run(args)
@@ -73,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return code
+
+
+def kubectl_main() -> int:
+    """``kubectl-kongsplit``: the same command as a kubectl plugin (``kubectl kongsplit ...``)."""
+    return main(prog="kubectl kongsplit")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,12 @@
 """``kongsplit inspect``: read a live Kong Admin API the way kongsplit sees it.
 
-Per upstream: every target with its weight, its share of the upstream's total weight, its owner
+Per upstream: every target with its weight, its share of the upstream's total weight, its role
+in its Rollout (``stable``, ``canary``, ``experiment``; ``-`` when no Rollout is read), its owner
 (from tags: ``kongsplit:<namespace>/<name>``, ``kongsplit``, ``foreign``) and, per Kong node,
 the health and ``nodeWeight`` its balancer reports (``/upstreams/{u}/health``). When desired
-weights are known (a ``DesiredProvider``), each target also shows the desired weight and a
-drift marker.
+weights are known (a ``DesiredProvider``, or the Rollouts read from Kubernetes with
+``--kubeconfig``, ``--context``, ``-n`` or ``-A``), each target also shows the desired weight
+and a drift marker.
 
 ``--json`` prints one object with this stable shape (keys are never removed; new keys may be
 added)::
@@ -18,11 +20,13 @@ added)::
         "targets": [
           {"target", "id", "weight": int, "share": float | null (percent, 1 decimal),
            "owner", "tags": [..], "desired_weight": int | null, "drift": bool | null,
+           "role": "stable" | "canary" | "experiment" | null,
            "nodes": [{"node": url, "health": str | null, "node_weight": int | null,
                       "error": str | null}]}]}]}
 
-``in_sync``/``desired_weight``/``drift`` are null when no desired weights are known for the
-upstream. Exit codes: 0 shown, 1 Kong unreachable/refusing/unknown upstream, 2 bad arguments.
+``in_sync``/``desired_weight``/``drift``/``role`` are null when no desired weights are known
+for the upstream. Exit codes: 0 shown, 1 Kong or Kubernetes unreachable/refusing/unknown
+upstream, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -32,26 +36,42 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kongsplit.config import ConfigError, load_settings, redact_url
+from kongsplit.config import ConfigError, Settings, load_settings, redact_url
 from kongsplit.kong.client import KongAdmin, RetryPolicy
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.records import Target, TargetHealth, Upstream
-from kongsplit.kong.targets import MANAGED_TAG, owner_label
+from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget, owner_label
 from kongsplit.kong.writes import WEIGHT_ZERO_UNSAFE
 
 #: upstream name → {target string: desired weight}, or None when nothing is known for it.
 DesiredProvider = Callable[[str], Mapping[str, int] | None]
+#: upstream name → {target string: role (stable, canary, experiment)}, or None.
+RoleProvider = Callable[[str], Mapping[str, str] | None]
 
 # inspect is interactive: fail fast rather than retrying for half a minute.
 _INSPECT_RETRY = RetryPolicy(attempts=2, initial_backoff=0.2, max_backoff=1.0, max_elapsed=5.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kong-url", help="Kong Admin API URL (default: config / env / :8001)")
+    add_kong_arguments(parser)
     parser.add_argument("--upstream", help="show only this upstream")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    cluster = parser.add_argument_group(
+        "comparing with the Rollouts",
+        "Any of these reads the annotated Rollouts (and their Services and ReplicaSets) from "
+        "Kubernetes and marks each target whose weight differs from what its Rollout wants. The "
+        "kubeconfig is --kubeconfig, else $KUBECONFIG (several files merged), else "
+        "~/.kube/config; Rollouts of every namespace are read unless -n names some.",
+    )
+    add_kube_arguments(cluster, default_all=True)
+
+
+def add_kong_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The Kong settings every operator command takes, as ``inspect`` always has."""
+    parser.add_argument("--kong-url", help="Kong Admin API URL (default: config / env / :8001)")
     parser.add_argument("--token-file", help="file holding the Kong-Admin-Token")
     parser.add_argument("--workspace", help="Kong Enterprise workspace")
     parser.add_argument(
@@ -59,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="URL",
-        help="Kong node Admin/Status API to read /health from (repeatable; default the Kong URL)",
+        help="Kong node Admin/Status API to read /health from (repeatable; default the Kong URL; "
+        "a hybrid control plane needs its data planes here, or kong.nodes)",
     )
     parser.add_argument("--config", help="kongsplit config file (kong.* keys are used)")
     parser.add_argument("--ca-file", help="CA bundle for an HTTPS Admin API")
@@ -71,11 +92,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="do not verify the Admin API's certificate",
     )
+
+
+def add_kube_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default_all: bool
+) -> None:
+    """kubectl's conventions: --kubeconfig, --context, -n/--namespace, -A/--all-namespaces."""
     parser.add_argument(
         "--kubeconfig",
-        help="read annotated Rollouts (and their Services, ReplicaSets) from this cluster and "
-        "mark each target whose weight differs from what the Rollout wants",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)",
     )
+    parser.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context (default: its current-context)"
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help=(
+            "only this namespace (repeatable, or comma-separated; default: all namespaces)"
+            if default_all
+            else "the namespace (default: the context's namespace, else default)"
+        ),
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace" + (" (the default; reads the cluster)" if default_all else ""),
+    )
+
+
+def kong_settings(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config``/``$KONGSPLIT_CONFIG``, ``KONGSPLIT_*`` and the Kong flags."""
+    return load_settings(
+        args.config,
+        flags={
+            "kong": {
+                "url": args.kong_url,
+                "tokenFile": args.token_file,
+                "workspace": args.workspace,
+                "nodes": args.node,
+            },
+            "kong.tls": {
+                "caFile": args.ca_file,
+                "certFile": args.cert_file,
+                "keyFile": args.key_file,
+                "insecureSkipVerify": args.insecure_skip_verify,
+            },
+        },
+    )
+
+
+def namespaces_of(args: argparse.Namespace) -> list[str]:
+    """``-n a -n b,c`` → [a, b, c]."""
+    values: Sequence[str] = args.namespaces or ()
+    return [ns.strip() for value in values for ns in value.split(",") if ns.strip()]
 
 
 def _error(message: str) -> None:
@@ -83,24 +158,14 @@ def _error(message: str) -> None:
 
 
 def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> int:
+    namespaces = namespaces_of(args)
+    if args.all_namespaces and namespaces:
+        from kongsplit.plan import BOTH_NAMESPACE_FLAGS
+
+        _error(BOTH_NAMESPACE_FLAGS)
+        return 2
     try:
-        settings = load_settings(
-            args.config,
-            flags={
-                "kong": {
-                    "url": args.kong_url,
-                    "tokenFile": args.token_file,
-                    "workspace": args.workspace,
-                    "nodes": args.node,
-                },
-                "kong.tls": {
-                    "caFile": args.ca_file,
-                    "certFile": args.cert_file,
-                    "keyFile": args.key_file,
-                    "insecureSkipVerify": args.insecure_skip_verify,
-                },
-            },
-        )
+        settings = kong_settings(args)
     except ConfigError as e:
         _error(str(e))
         return 2
@@ -110,6 +175,7 @@ def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> 
     except KongError as e:
         _error(str(e))
         return 1
+    read_kube = bool(args.kubeconfig or args.context or namespaces or args.all_namespaces)
     try:
         report = asyncio.run(
             _collect(
@@ -117,14 +183,14 @@ def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> 
                 upstream=args.upstream,
                 nodes=kong.verify_nodes,
                 desired=desired,
-                kubeconfig=args.kubeconfig,
+                cluster=_Cluster(args.kubeconfig, args.context, namespaces) if read_kube else None,
                 cluster_domain=settings.kubernetes.cluster_domain,
             )
         )
     except Exception as e:  # one line on stderr, never a traceback
-        from kongsplit.kube import KubeError
+        from kongsplit.plan import ClusterUnreadable
 
-        if not isinstance(e, KongError | KubeError):
+        if not isinstance(e, KongError | ClusterUnreadable):
             raise
         _error(str(e))
         return 1
@@ -132,7 +198,27 @@ def run(args: argparse.Namespace, *, desired: DesiredProvider | None = None) -> 
         print(json.dumps(report, indent=2, sort_keys=False))
     else:
         print(render_table(report), end="")
+        if desired is None and not read_kube and _managed(report):
+            print(ROLES_HINT)
     return 0
+
+
+#: Said under the table when kongsplit's targets are shown without their Rollouts.
+ROLES_HINT = (
+    "\nROLE, DESIRED and DRIFT come from the Rollouts: add -A (or -n NAMESPACE, --context, "
+    "--kubeconfig) to read them from Kubernetes"
+)
+
+
+def _managed(report: Mapping[str, Any]) -> bool:
+    return any(u["owners"] for u in report["upstreams"])
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    kubeconfig: str | None
+    context: str | None
+    namespaces: list[str]
 
 
 async def _collect(
@@ -141,81 +227,64 @@ async def _collect(
     upstream: str | None,
     nodes: Sequence[str],
     desired: DesiredProvider | None,
-    kubeconfig: str | None,
+    cluster: _Cluster | None,
     cluster_domain: str,
 ) -> dict[str, Any]:
+    roles: RoleProvider | None = None
     async with admin:
-        if desired is None and kubeconfig:
+        if desired is None and cluster is not None:
             wanted = await desired_from_kubernetes(
-                kubeconfig, workspace=admin.workspace, cluster_domain=cluster_domain
+                cluster.kubeconfig,
+                context=cluster.context,
+                namespaces=cluster.namespaces,
+                workspace=admin.workspace,
+                cluster_domain=cluster_domain,
             )
-            desired = wanted.get
-        return await collect_report(admin, upstream=upstream, nodes=nodes, desired=desired)
+
+            def weights(name: str) -> dict[str, int] | None:
+                found = wanted.get(name)
+                return None if found is None else {t: d.weight for t, d in found.items()}
+
+            def role_of(name: str) -> dict[str, str] | None:
+                found = wanted.get(name)
+                return None if found is None else {t: d.role for t, d in found.items()}
+
+            desired, roles = weights, role_of
+        return await collect_report(
+            admin, upstream=upstream, nodes=nodes, desired=desired, roles=roles
+        )
 
 
 async def desired_from_kubernetes(
-    kubeconfig: str | None, *, workspace: str | None, cluster_domain: str = "cluster.local"
-) -> dict[str, dict[str, int]]:
-    """upstream → {target: weight} for every annotated Rollout in ``workspace``, read once.
+    kubeconfig: str | None,
+    *,
+    context: str | None = None,
+    namespaces: Sequence[str] = (),
+    workspace: str | None,
+    cluster_domain: str = "cluster.local",
+) -> dict[str, dict[str, DesiredTarget]]:
+    """upstream → {target: its DesiredTarget} for every annotated Rollout in ``workspace``, read
+    once from ``namespaces`` (all when empty) with ``plan``'s reader (its one-line errors).
 
     Uses the same engine as the daemon and ``kongsplit plan`` (``desired.desired_state``).
     Rollouts that are invalid, skipped or in another workspace are left out (no drift marker).
     """
-    # Imported here: kubernetes-asyncio is heavy and only needed with --kubeconfig.
-    from kongsplit import kube
-    from kongsplit.desired import desired_state
-    from kongsplit.rollouts import (
-        ObjectError,
-        ReplicaSet,
-        Rollout,
-        Service,
-        parse_replicaset,
-        parse_rollout,
-        parse_service,
-    )
+    from kongsplit import plan
 
-    api = await kube.make_api_client(kubeconfig)
-    try:
-        lists = [
-            await kube.request(api, "GET", kube.api_path(group, version, plural))
-            for group, version, plural in (
-                ("argoproj.io", "v1alpha1", "rollouts"),
-                ("", "v1", "services"),
-                ("apps", "v1", "replicasets"),
-            )
-        ]
-    finally:
-        await api.close()
-    rollouts, services, replicasets = (lst.get("items") or [] for lst in lists)
-    services_by_ns: dict[str, dict[str, Service | ObjectError]] = {}
-    for item in services:
-        svc = parse_service(item)
-        if isinstance(svc, Service):
-            services_by_ns.setdefault(svc.namespace, {})[svc.name] = svc
-        elif svc.name is not None:  # unreadable (an invalid port): reported as such, not missing
-            services_by_ns.setdefault(svc.namespace or "default", {})[svc.name] = svc
-    rs_by_ns: dict[str, list[ReplicaSet]] = {}
-    for item in replicasets:
-        rs = parse_replicaset(item)
-        if isinstance(rs, ReplicaSet):
-            rs_by_ns.setdefault(rs.namespace, []).append(rs)
-    out: dict[str, dict[str, int]] = {}
-    for item in rollouts:
-        rollout = parse_rollout(item)
-        if not isinstance(rollout, Rollout):
-            continue  # an ObjectError: invalid Rollouts have no desired weights to compare
-        ns = rollout.key.namespace
-        result = desired_state(
-            rollout,
-            services=services_by_ns.get(ns, {}),
-            replicasets=rs_by_ns.get(ns, []),
-            default_workspace=workspace,
-            cluster_domain=cluster_domain,
-        )
-        plan = result.plan
-        if plan is None or (plan.workspace or "default") != (workspace or "default"):
+    objects = await plan.read_cluster(kubeconfig, context=context, namespaces=namespaces)
+    data = plan.collect_objects(objects)
+    out: dict[str, dict[str, DesiredTarget]] = {}
+    for _, result in plan.plan_all(
+        data, cluster_domain=cluster_domain, workspace=workspace, complete=True
+    ):
+        desired_plan = result.plan
+        if desired_plan is None:
             continue
-        out.setdefault(plan.upstream, {}).update(plan.weights())
+        if (desired_plan.workspace or "default") != (workspace or "default"):
+            continue
+        out.setdefault(desired_plan.upstream, {}).update(
+            {t.target: t for t in desired_plan.targets}
+        )
     return out
 
 
@@ -225,6 +294,7 @@ async def collect_report(
     upstream: str | None = None,
     nodes: Sequence[str] = (),
     desired: DesiredProvider | None = None,
+    roles: RoleProvider | None = None,
 ) -> dict[str, Any]:
     """The inspect report (the ``--json`` shape) read from ``admin``."""
     await admin.detect_mode()  # refuses a data plane with a clear message
@@ -241,7 +311,7 @@ async def collect_report(
     else:
         upstreams = sorted(await admin.list_upstreams(), key=lambda u: u.name)
     entries = await asyncio.gather(
-        *(_upstream_entry(admin, u, node_urls, desired) for u in upstreams)
+        *(_upstream_entry(admin, u, node_urls, desired, roles) for u in upstreams)
     )
     return {
         "kong": {
@@ -267,12 +337,17 @@ async def _node_health(
 
 
 async def _upstream_entry(
-    admin: KongAdmin, upstream: Upstream, nodes: Sequence[str], desired: DesiredProvider | None
+    admin: KongAdmin,
+    upstream: Upstream,
+    nodes: Sequence[str],
+    desired: DesiredProvider | None,
+    roles: RoleProvider | None = None,
 ) -> dict[str, Any]:
     targets: list[Target] = sorted(await admin.list_targets(upstream.name), key=lambda t: t.target)
     health = await asyncio.gather(*(_node_health(admin, upstream.name, n) for n in nodes))
     total = sum(t.weight for t in targets)
     want = desired(upstream.name) if desired is not None else None
+    role_of = (roles(upstream.name) if roles is not None else None) or {}
     rows: list[dict[str, Any]] = []
     in_sync: bool | None = None if want is None else True
     for t in targets:
@@ -292,6 +367,7 @@ async def _upstream_entry(
                 "tags": list(t.tags),
                 "desired_weight": desired_weight,
                 "drift": drift,
+                "role": role_of.get(t.target),
                 "nodes": [
                     {
                         "node": redact_url(node),
@@ -360,7 +436,7 @@ def render_table(report: Mapping[str, Any]) -> str:
                 "requests; set the upstream's algorithm to round-robin for exact splits"
             )
         with_desired = u["in_sync"] is not None
-        header = ["TARGET", "WEIGHT", "SHARE", "OWNER"]
+        header = ["TARGET", "WEIGHT", "SHARE", "ROLE", "OWNER"]
         if with_desired:
             header += ["DESIRED", "DRIFT"]
         header += [
@@ -373,6 +449,7 @@ def render_table(report: Mapping[str, Any]) -> str:
                 t["target"],
                 str(t["weight"]),
                 f"{t['share']:.1f}%" if t["share"] is not None else "-",
+                t.get("role") or "-",
                 t["owner"],
             ]
             if with_desired:
@@ -388,7 +465,7 @@ def render_table(report: Mapping[str, Any]) -> str:
                     row.append(f"{n['health'] or '-'} / {weight}")
             rows.append(row)
         if rows:
-            out += _table(header, rows, right={1, 2, 4} if with_desired else {1, 2})
+            out += _table(header, rows, right={1, 2, 5} if with_desired else {1, 2})
         else:
             out.append("  (no targets)")
         out += [f"  ! {e}" for e in u["errors"]]

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -200,6 +200,9 @@ class KubeSource:
     files: tuple[str, ...]  # kubeconfig files, merged in order; empty: the pod's service account
     context: str | None  # the context used (always set with files)
     origin: str  # what named the files: --kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster
+    #: The namespace a command without ``-n`` uses, as kubectl picks it: the context's
+    #: ``namespace``, in a pod the service account's namespace, else ``default``.
+    namespace: str = "default"
 
     def describe(self) -> str:
         if not self.files:
@@ -251,13 +254,13 @@ def resolve_source(
                 "not exist, $KUBECONFIG is unset): give --kubeconfig FILE, or leave --context out "
                 "to use the pod's service account"
             )
-        return KubeSource((), None, "in-cluster")
+        return KubeSource((), None, "in-cluster", _pod_namespace())
     else:
         raise KubeConfigError(
             f"no kubeconfig found ({home_config} does not exist, $KUBECONFIG is unset) and not "
             "running in a pod: give --kubeconfig FILE"
         )
-    names, current = _contexts(files)
+    names, current, namespaces = _contexts(files)
     shown = _shown(files)
     listed = f"its contexts: {', '.join(names)}" if names else "it has no contexts"
     if context:
@@ -266,7 +269,7 @@ def resolve_source(
                 f"kubeconfig {shown} has no context {context!r} ({listed}): "
                 "give --context one of them"
             )
-        return KubeSource(tuple(files), context, origin)
+        return KubeSource(tuple(files), context, origin, namespaces.get(context) or "default")
     if not current:
         raise KubeConfigError(
             f"kubeconfig {shown} names no current-context ({listed}): give --context NAME"
@@ -276,7 +279,20 @@ def resolve_source(
             f"kubeconfig {shown}: its current-context {current!r} is not one of its contexts "
             f"({listed}): give --context NAME, or fix it with kubectl config use-context"
         )
-    return KubeSource(tuple(files), current, origin)
+    return KubeSource(tuple(files), current, origin, namespaces.get(current) or "default")
+
+
+#: Where a pod's service account token sits, with the pod's namespace beside it.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _pod_namespace() -> str:
+    """The pod's own namespace (kubectl's default in a pod), else ``default``."""
+    try:
+        with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace"), encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _existing(paths: str) -> list[str]:
@@ -285,11 +301,17 @@ def _existing(paths: str) -> list[str]:
     return [p for p in expanded if os.path.exists(p)]
 
 
-def _contexts(files: list[str]) -> tuple[list[str], str | None]:
-    """Context names across ``files`` and the current-context (the first file naming one
-    wins, as in kubectl)."""
+def context_names(files: Sequence[str]) -> list[str]:
+    """Every context named across the kubeconfig ``files`` (for completion)."""
+    return _contexts(list(files))[0]
+
+
+def _contexts(files: list[str]) -> tuple[list[str], str | None, dict[str, str]]:
+    """Context names across ``files``, the current-context and each context's namespace (the
+    first file naming one wins, as in kubectl)."""
     names: list[str] = []
     current: str | None = None
+    namespaces: dict[str, str] = {}
     for path in files:
         try:
             with open(path, encoding="utf-8") as f:
@@ -305,9 +327,13 @@ def _contexts(files: list[str]) -> tuple[list[str], str | None]:
         for item in data.get("contexts") or []:
             if isinstance(item, dict) and item.get("name") and item["name"] not in names:
                 names.append(str(item["name"]))
+                body = item.get("context")
+                ns = body.get("namespace") if isinstance(body, dict) else None
+                if isinstance(ns, str) and ns:
+                    namespaces[str(item["name"])] = ns
         if not current and data.get("current-context"):
             current = str(data["current-context"])
-    return names, current
+    return names, current, namespaces
 
 
 async def make_api_client(
@@ -325,6 +351,8 @@ async def client_for(source: KubeSource) -> k8s_client.ApiClient:
     """An ``ApiClient`` for a resolved source; the caller must ``await client.close()``."""
     cfg = k8s_client.Configuration()
     if source.files:
+        held = _HeldLogs()
+        _LOADER_LOG.addFilter(held)
         try:
             # persist_config off: never write token refreshes back into the user's file (and
             # the pod's root filesystem is read-only).
@@ -335,10 +363,14 @@ async def client_for(source: KubeSource) -> k8s_client.ApiClient:
                 persist_config=False,
             )
         except _LOADER_ERRORS as e:
+            # The loader logs the error it then raises: the one line below says it instead.
             raise KubeConfigError(
                 f"{source.describe()}: cannot use it: {_plain(e)}: fix the kubeconfig "
                 "(kubectl config view shows it)"
             ) from e
+        finally:
+            _LOADER_LOG.removeFilter(held)
+        held.release()  # loaded: what it logged on the way (an exec plugin's odd output) stands
         logger.debug(
             "kubernetes client from kubeconfig",
             extra={"kubeconfig": _shown(source.files), "context": source.context},
@@ -354,6 +386,28 @@ async def client_for(source: KubeSource) -> k8s_client.ApiClient:
             ) from e
         logger.debug("kubernetes client from the in-cluster service account")
     return k8s_client.ApiClient(configuration=cfg)
+
+
+#: kubernetes-asyncio's kubeconfig loader, which logs an error before raising it.
+_LOADER_LOG = logging.getLogger("kubernetes_asyncio.config.kube_config")
+
+
+class _HeldLogs(logging.Filter):
+    """Holds the loader's records back while it runs: dropped when it raises (the error is
+    said once, as a KubeConfigError), handled as usual when it succeeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def release(self) -> None:
+        for record in self.records:
+            _LOADER_LOG.handle(record)
+        self.records.clear()
 
 
 # What kubernetes-asyncio's kubeconfig loader raises on a file it cannot use (it asserts, too).

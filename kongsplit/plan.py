@@ -64,15 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cluster DNS domain for dns-mode targets (default cluster.local)",
     )
     parser.add_argument("--workspace", default=None, help="default Kong workspace")
-    cluster = parser.add_argument_group(
-        "reading a cluster instead of files",
-        "Any of these reads Rollouts, Services and ReplicaSets live from the cluster; the "
-        "kubeconfig is --kubeconfig, else $KUBECONFIG, else ~/.kube/config (in a pod: its "
-        "service account).",
+    add_cluster_arguments(
+        parser.add_argument_group(
+            "reading a cluster instead of files",
+            "Any of these reads Rollouts, Services and ReplicaSets live from the cluster; the "
+            "kubeconfig is --kubeconfig, else $KUBECONFIG, else ~/.kube/config (in a pod: its "
+            "service account).",
+        )
     )
-    cluster.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
-    cluster.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
-    cluster.add_argument(
+    parser.set_defaults(plan_parser=parser)
+
+
+def add_cluster_arguments(group: argparse._ArgumentGroup) -> None:
+    """--kubeconfig, --context, -n and -A, as kubectl has them (``plan`` and ``diff``)."""
+    group.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    group.add_argument(
         "-n",
         "--namespace",
         dest="namespaces",
@@ -80,11 +87,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NS",
         help="only this namespace (repeatable, or comma-separated; default: all namespaces)",
     )
-    parser.set_defaults(plan_parser=parser)
+    group.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace (the default without -n; not with -n)",
+    )
 
 
 @dataclass
-class _Input:
+class PlanInput:
     rollouts: list[tuple[Located, Rollout]]
     services: dict[str, dict[str, Service]]  # namespace → name → Service
     replicasets: dict[str, list[ReplicaSet]]  # namespace → ReplicaSets
@@ -144,8 +156,8 @@ def first_difference(a: object, b: object, path: str = "") -> str | None:
     return f"{path or 'the object'}: {_show(a)} vs {_show(b)}"
 
 
-def _collect(objects: list[Located]) -> _Input:
-    data = _Input([], defaultdict(dict), defaultdict(list), False, [])
+def collect_objects(objects: list[Located]) -> PlanInput:
+    data = PlanInput([], defaultdict(dict), defaultdict(list), False, [])
     first_seen: dict[tuple[str, str, str, str], Located] = {}
     for located in objects:
         api, kind = kind_of(located.obj)
@@ -184,8 +196,13 @@ def _collect(objects: list[Located]) -> _Input:
     return data
 
 
-def _plan_all(
-    data: _Input, *, cluster_domain: str, workspace: str | None, complete: bool = False
+def conflicts_in(objects: list[Located]) -> list[str]:
+    """The objects given twice with different content, one sentence each."""
+    return collect_objects(objects).conflicts
+
+
+def plan_all(
+    data: PlanInput, *, cluster_domain: str, workspace: str | None, complete: bool = False
 ) -> list[tuple[Located, Desired]]:
     """Every Rollout's Desired. ``complete``: the input holds every Service and ReplicaSet of
     its namespaces (read from a cluster), so a missing one is missing, not merely not given."""
@@ -327,7 +344,7 @@ async def read_cluster(
                         "check the kubeconfig (--kubeconfig, --context) and that the cluster is up"
                     ) from None
                 except kube.KubeApiError as e:
-                    raise ClusterUnreadable(_refusal(e, server, plural, group, ns)) from None
+                    raise ClusterUnreadable(refusal(e, server, plural, group, ns)) from None
                 items = body.get("items")
                 for item in items if isinstance(items, list) else []:
                     if isinstance(item, dict):
@@ -339,7 +356,7 @@ async def read_cluster(
     return objects
 
 
-def _refusal(
+def refusal(
     error: KubeApiError, server: str, plural: str, group: str, namespace: str | None
 ) -> str:
     resource = f"{plural}.{group}" if group else plural
@@ -390,13 +407,25 @@ def unreachable_reason(error: BaseException) -> str:
     return "the connection failed"
 
 
-def _namespaces(values: Sequence[str] | None) -> list[str]:
+BOTH_NAMESPACE_FLAGS = "give -n NAMESPACE or -A (every namespace), not both"
+
+
+def namespaces_of(values: Sequence[str] | None) -> list[str]:
+    """The namespaces -n gave (repeated or comma-separated)."""
     return [ns.strip() for value in values or [] for ns in value.split(",") if ns.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
-    namespaces = _namespaces(args.namespaces)
-    live = args.kubeconfig is not None or args.context is not None or bool(namespaces)
+    namespaces = namespaces_of(args.namespaces)
+    if namespaces and args.all_namespaces:
+        print(f"kongsplit plan: {BOTH_NAMESPACE_FLAGS}", file=sys.stderr)
+        return 2
+    live = (
+        args.kubeconfig is not None
+        or args.context is not None
+        or bool(namespaces)
+        or args.all_namespaces
+    )
     if live and args.files:
         print(
             "kongsplit plan: give Rollout files, or --kubeconfig/--context/--namespace to read "
@@ -420,12 +449,12 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, ClusterUnreadable) as e:
         print(f"kongsplit plan: {e}", file=sys.stderr)
         return 2
-    data = _collect(objects)
+    data = collect_objects(objects)
     if data.conflicts:
         for conflict in data.conflicts:
             print(f"kongsplit plan: {conflict}", file=sys.stderr)
         return 2  # nothing is planned from input that contradicts itself
-    results = _plan_all(
+    results = plan_all(
         data, cluster_domain=args.cluster_domain, workspace=args.workspace, complete=live
     )
     if args.json:

@@ -67,6 +67,27 @@ KONG_WAIT = Backoff(initial=0.5, cap=30.0)
 KONG_PROBE_INTERVAL = 10.0
 
 
+async def wait_for_kong_mode(
+    kong: Router, on_failure: Callable[[KongError, int, float], None] | None = None
+) -> None:
+    """Until Kong answers: is ``kong.url`` a Kong this process may write to? A data plane or
+    Konnect (``KongModeError``) is raised at once, it will not change; any other failure is
+    retried with ``KONG_WAIT`` back-off, ``on_failure(error, failures, delay)`` told each time."""
+    failures = 0
+    while True:
+        try:
+            await kong.ensure_mode()
+            return
+        except KongModeError:
+            raise
+        except KongError as e:
+            failures += 1
+            delay = KONG_WAIT.delay(failures)
+            if on_failure is not None:
+                on_failure(e, failures, delay)
+            await asyncio.sleep(delay)
+
+
 class Router(Protocol):
     """What the reconciler needs from Kong (``kong.apply.KongRouter``; a fake in tests)."""
 
@@ -356,27 +377,7 @@ class Reconciler:
 
     async def initial_sync(self) -> None:
         """Readiness: one successful answer from Kong, then every Rollout processed once."""
-        failures = 0
-        while True:
-            try:
-                await self.kong.ensure_mode()
-                break
-            except KongModeError:
-                raise  # a data plane or Konnect: not ours to serve; the process stops, loudly
-            except KongError as e:
-                failures += 1
-                self._note_kong_down(e)
-                delay = KONG_WAIT.delay(failures)
-                # A wrong token or URL fails the same way every time: say it once, then once a
-                # minute (the metrics and /readyz carry it meanwhile), never once a second.
-                if self.report.gate.allow(f"start:{e}"):
-                    logger.warning(
-                        "Kong Admin API not usable yet (attempt %d, next try in %.1fs): %s",
-                        failures,
-                        delay,
-                        e,
-                    )
-                await asyncio.sleep(delay)
+        await wait_for_kong_mode(self.kong, self._kong_not_usable_yet)
         self.kong_problem = None
         if self.kong.mode == KongMode.DBLESS and self.settings.leader_election.enabled:
             logger.warning(
@@ -394,6 +395,18 @@ class Reconciler:
         self._first_pass = None
         self.synced.set()
         self.metrics.last_sync_timestamp.set(time.time())
+
+    def _kong_not_usable_yet(self, error: KongError, failures: int, delay: float) -> None:
+        self._note_kong_down(error)
+        # A wrong token or URL fails the same way every time: say it once, then once a minute
+        # (the metrics and /readyz carry it meanwhile), never once a second.
+        if self.report.gate.allow(f"start:{error}"):
+            logger.warning(
+                "Kong Admin API not usable yet (attempt %d, next try in %.1fs): %s",
+                failures,
+                delay,
+                error,
+            )
 
     def _note_kong_down(self, error: KongError | None = None) -> None:
         self._kong_down = True
@@ -639,6 +652,11 @@ class Reconciler:
         if delay is not None and delay * 2 <= 2 * self.settings.kong.timeout_seconds:
             self._late_checks[key] = delay * 2
             self.queue.put_later(key, delay * 2, refresh=True, urgent=True)
+        if result.unsettled:
+            # A write that got no answer (and was retried) may still land on Kong's side, over
+            # what this pass wrote: look again after 1 s, 2 s, 4 s … as after a cancelled write.
+            self._late_checks[key] = LATE_WRITE_CHECK
+            self.queue.put_later(key, LATE_WRITE_CHECK, refresh=True, urgent=urgent)
         state.algorithm = result.algorithm or state.algorithm
         state.pending_since = None
         state.unsure = False
@@ -778,13 +796,15 @@ class Reconciler:
             for t in targets
         ]
         try:
-            await self.kong.apply(
+            result = await self.kong.apply(
                 state.upstream,
                 final,
                 owner_tags=owner_tags_for(key.namespace, key.name),
                 workspace=state.workspace,
                 may_write=self.is_leader,
             )
+            if result.dry_run:
+                self.report.dry_run(key, result)
         except KongError as e:
             logger.warning(
                 "could not move %s back to stable on delete: %s",

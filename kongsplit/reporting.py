@@ -8,6 +8,9 @@ operator reads at 3 a.m. live in one place.
   Service, upstream taken) — counted and announced once per distinct problem.
 - ``failed``: a write Kong refused or never answered — logged once a minute when the cause is
   shared by every Rollout (a refused token, Kong down), Events on the first and every tenth try.
+- ``dry_run``: ``run --dry-run``: each write an apply planned and did not send, one log line
+  each in ``kongsplit diff``'s words, with rollout, upstream and the change as fields; nothing
+  counted as applied or corrected.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from kongsplit.events import (
 )
 from kongsplit.kong.errors import KongError
 from kongsplit.kong.targets import DesiredUpstream
-from kongsplit.kong.writes import WEIGHT_ZERO_UNSAFE, ApplyResult, Drift
+from kongsplit.kong.writes import WEIGHT_ZERO_UNSAFE, ApplyResult, Drift, changes_of
 from kongsplit.metrics import Metrics
 from kongsplit.rollouts import ObjectError, ObjectRef, RolloutKey
 
@@ -77,6 +80,7 @@ class Reporter:
         self._invalid: dict[RolloutKey, str] = {}  # last invalid-input message, to Event once
         self._warned_shared: set[RolloutKey] = set()  # shared-router Warning Event posted
         self._warned_algorithm: dict[RolloutKey, str] = {}  # algorithm last warned about
+        self._dry_run_said: dict[RolloutKey, tuple[str, ...]] = {}  # changes last logged
 
     def event(
         self,
@@ -134,8 +138,13 @@ class Reporter:
             logger.warning(msg, extra=log_extra)
             self.metrics.reconcile_errors.labels(reason="foreign_targets").inc()
             self.event(ref, WARNING, REASON_DRIFT, msg)
+        if result.dry_run:
+            self.dry_run(key, result)
+            return Found(observed, foreign)
         # Drift is Kong differing from what we last put there (not from a new desired state).
-        if last_applied is not None:
+        if last_applied is None:  # the first apply of this Rollout to this upstream
+            self.metrics.applying(key.namespace, key.name, plan.upstream)
+        else:
             counted = drift_counts(result.drift, last_applied)
             if config_kind is not None and counted:
                 counted = {config_kind: 1}
@@ -190,6 +199,29 @@ class Reporter:
             self.metrics.apply_latency.observe(time.monotonic() - pending_since)
         self.metrics.last_sync_timestamp.set(time.time())
         return Found(observed, foreign)
+
+    def dry_run(self, key: RolloutKey, result: ApplyResult) -> None:
+        """``run --dry-run``: each write the apply planned and did not send, one structured line
+        each (``kongsplit diff``'s words) — when they differ from what was last said for this
+        Rollout, so a sweep finding the same plan again stays quiet (at debug)."""
+        log_extra = {"rollout": str(key), "upstream": result.upstream}
+        changes = changes_of(result)
+        lines = tuple(c.line for c in changes)
+        level = logging.INFO if self._dry_run_said.get(key) != lines else logging.DEBUG
+        self._dry_run_said[key] = lines
+        for change in changes:
+            logger.log(
+                level,
+                "dry run: would write %s",
+                change.line,
+                extra={**log_extra, **change.fields(), "dry_run": True},
+            )
+        if not changes:
+            logger.log(
+                level,
+                "dry run: Kong already holds what this Rollout wants; nothing to write",
+                extra={**log_extra, "dry_run": True},
+            )
 
     def upstream_missing(self, key: RolloutKey, ref: ObjectRef | None, upstream: str) -> str:
         message = f"upstream {upstream} does not exist in Kong and kong.createUpstreams is off"
@@ -266,6 +298,7 @@ class Reporter:
         self._invalid.pop(key, None)
         self._warned_shared.discard(key)
         self._warned_algorithm.pop(key, None)
+        self._dry_run_said.pop(key, None)
         if upstream is not None:
             self.metrics.forget_rollout(namespace, name, upstream)
 

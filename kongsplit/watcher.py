@@ -54,8 +54,8 @@ _BACKOFF_BASE = 0.5
 #: objects over about 3 MiB (etcd's default request limit is 1.5 MiB), so a longer line is not
 #: an object kongsplit could need: it is cut off unread, counted and followed by a relist.
 MAX_LINE_BYTES = 4 << 20
-#: ``kongsplit_watch_events_skipped_total{reason}``.
-SKIP_REASONS = ("oversized", "malformed", "invalid")
+# A skipped line or item is counted in kongsplit_watch_events_skipped_total{resource,reason},
+# reason one of metrics.SKIP_REASONS (oversized, malformed, invalid: the _Skipped below).
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,8 @@ class Watcher:
         self.namespaces: tuple[str | None, ...] = tuple(dict.fromkeys(namespaces)) or (None,)
         self._on_event = on_event
         self._metrics = metrics
+        if metrics is not None:
+            metrics.watching(resource.plural)  # its restart and skip series, at 0
         self._backoff_max = backoff_max
         self._backoff_base = backoff_base
         self._timeout_seconds = timeout_seconds

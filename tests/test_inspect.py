@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -70,6 +71,7 @@ async def test_table(sim: KongSim, capsys: pytest.CaptureFixture[str]) -> None:
         "TARGET",
         "WEIGHT",
         "SHARE",
+        "ROLE",
         "OWNER",
         "NODE1",
         "HEALTH/WEIGHT",
@@ -80,6 +82,7 @@ async def test_table(sim: KongSim, capsys: pytest.CaptureFixture[str]) -> None:
         STABLE,
         "75",
         "75.0%",
+        "-",  # no Rollout read: the role is not known
         "kongsplit:shop/checkout",
         "HEALTHCHECKS_OFF",
         "/",
@@ -88,8 +91,8 @@ async def test_table(sim: KongSim, capsys: pytest.CaptureFixture[str]) -> None:
         "/",
         "75",
     ]
-    assert rows[1].split()[:4] == [CANARY, "25", "25.0%", "kongsplit:shop/checkout"]
-    assert rows[2].split()[:4] == [FOREIGN, "0", "0.0%", "foreign"]
+    assert rows[1].split()[:5] == [CANARY, "25", "25.0%", "-", "kongsplit:shop/checkout"]
+    assert rows[2].split()[:5] == [FOREIGN, "0", "0.0%", "-", "foreign"]
     assert "upstream other.svc  (not managed by kongsplit; total weight 100)" in lines
 
 
@@ -140,6 +143,7 @@ async def test_json_subprocess(sim: KongSim) -> None:
         "tags",
         "desired_weight",
         "drift",
+        "role",
         "nodes",
     }
     assert stable["target"] == STABLE and stable["share"] == 75.0 and stable["tags"] == OWNER
@@ -174,7 +178,7 @@ async def test_desired_provider_marks_drift(
     out, _ = capsys.readouterr()
     assert f"upstream {U}  (kongsplit:shop/checkout; total weight 100; DRIFT)" in out
     row = next(line for line in out.splitlines() if STABLE in line)
-    assert row.split()[:6] == [STABLE, "75", "75.0%", "kongsplit:shop/checkout", "50", "*"]
+    assert row.split()[:7] == [STABLE, "75", "75.0%", "-", "kongsplit:shop/checkout", "50", "*"]
 
 
 async def test_via_the_cli_dispatcher(sim: KongSim) -> None:
@@ -184,6 +188,12 @@ async def test_via_the_cli_dispatcher(sim: KongSim) -> None:
     code, out, err = await _subprocess("-m", "kongsplit", "inspect", "--kong-url", sim.url)
     assert (code, err) == (0, "")
     assert f"upstream {U}" in out
+    # kongsplit's targets without their Rollouts: the ROLE column says "-", and the last line
+    # says how to fill it.
+    assert out.endswith(
+        "\n\nROLE, DESIRED and DRIFT come from the Rollouts: add -A (or -n NAMESPACE, "
+        "--context, --kubeconfig) to read them from Kubernetes\n"
+    )
 
 
 def _closed_port() -> int:
@@ -287,3 +297,58 @@ async def test_an_algorithm_that_can_pick_weight_zero_gets_a_line(
         code, out, _ = await _main(["--kong-url", s.url, "--json"], capsys)
         algorithms = {u["name"]: u["algorithm"] for u in json.loads(out)["upstreams"]}
         assert algorithms == {U: "least-connections", "other.svc": "round-robin"}
+
+
+async def test_kubeconfig_conventions_and_roles(tmp_path: Path) -> None:
+    """``-A`` reads the cluster $KUBECONFIG names (no --kubeconfig), ``-n`` narrows it to one
+    namespace, ``--context`` picks the cluster; each target shows its ROLE in the Rollout."""
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    async with KubeSim() as kube, KongSim() as kong:
+        for doc in docs:
+            kube.apply(doc)
+        kube.write_kubeconfig(str(tmp_path / "kubeconfig"))
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+            "KUBECONFIG": f"{tmp_path / 'none.yaml'}{os.pathsep}{tmp_path / 'kubeconfig'}",
+        }
+        kong.add_upstream(U)
+        kong.add_target(U, "10.96.14.20:80", 75, tags=OWNER)
+        kong.add_target(U, "10.96.14.21:80", 25, tags=OWNER)
+
+        async def inspect_(*argv: str) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "kongsplit.inspect", "--kong-url", kong.url, *argv,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode()
+
+        code, out, err = await inspect_("-A")
+        assert (code, err) == (0, "")
+        assert "ROLE, DESIRED and DRIFT come from" not in out
+        rows = [line.split() for line in out.splitlines() if line.startswith("  10.96.14.")]
+        owner = "kongsplit:shop/checkout"
+        assert [r[:6] for r in rows] == [
+            ["10.96.14.20:80", "75", "75.0%", "stable", owner, "75"],
+            ["10.96.14.21:80", "25", "25.0%", "canary", owner, "25"],
+        ]
+        code, out, err = await inspect_("-n", "shop", "--json")
+        assert (code, err) == (0, "")
+        [upstream] = json.loads(out)["upstreams"]
+        assert [(t["role"], t["drift"]) for t in upstream["targets"]] == [
+            ("stable", False),
+            ("canary", False),
+        ]
+        code, out, err = await inspect_("-n", "elsewhere", "--json")
+        assert (code, err) == (0, "")
+        [upstream] = json.loads(out)["upstreams"]
+        assert upstream["in_sync"] is None and upstream["targets"][0]["role"] is None
+        code, out, err = await inspect_("--context", "prod")
+        assert (code, out) == (1, "")
+        assert err.startswith("kongsplit inspect: kubeconfig ") and err.endswith(
+            "has no context 'prod' (its contexts: kongsplit-sim): give --context one of them\n"
+        )
+        code, out, err = await inspect_("-A", "-n", "shop")
+    assert (code, out) == (2, "")
+    assert err == "kongsplit inspect: give -n NAMESPACE or -A (every namespace), not both\n"

@@ -242,6 +242,16 @@ async def test_data_plane_is_refused() -> None:
         assert admin.mode is None
 
 
+async def test_konnect_is_refused_by_its_host_without_a_request() -> None:
+    url = "https://eu.api.konghq.com/v2/control-planes/cp-1/core-entities"
+    with aioresponses() as mocked:  # no URL registered: any request would be recorded and fail
+        async with KongAdmin(url, retry=FAST) as admin:
+            with pytest.raises(KongModeError, match=r"is Konnect's API: .*self-managed Kong"):
+                await admin.detect_mode()
+            assert admin.mode is None
+        assert not mocked.requests
+
+
 async def test_status_configuration_hash() -> None:
     async with KongSim(mode="off") as s, KongAdmin(s.url, retry=FAST) as admin:
         status = await admin.status()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from kong_support import CANARY, OWNER, STABLE, running_router, want
 
 from kongsplit.kong import configtext
+from kongsplit.kong.apply import KongRouter
+from kongsplit.kong.client import KongAdmin
 from kongsplit.kong.errors import KongClientError, KongNotReady
 from kongsplit.kong.records import KongMode
 from kongsplit.kong.targets import DesiredTarget, owner_tags_for
@@ -22,7 +25,10 @@ def _weights(sim: KongSim, upstream: str = U, workspace: str = "default") -> dic
     return {t["target"]: t["weight"] for t in sim.targets(upstream, workspace)}
 
 
-def _seed_config(upstream_id: str = "9a1b1f5e-7a1c-4c1e-9d1e-000000000001") -> dict[str, object]:
+UPSTREAM_ID = "9a1b1f5e-7a1c-4c1e-9d1e-000000000001"
+
+
+def _seed_config(upstream_id: str = UPSTREAM_ID) -> dict[str, Any]:
     return {
         "_format_version": "3.0",
         "_transform": False,
@@ -236,3 +242,55 @@ async def test_dbless_a_refused_post_fails_its_waiters_and_the_flusher_lives_on(
         assert str(err.value).endswith(f"(upstream {U})")
         result = await admin.apply(U, want(75, 25), owner_tags=OWNER)
         assert result.config_posted and _weights(s) == {STABLE: 75, CANARY: 25}
+
+
+# --- a dry run: the same edit, nothing posted ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "desired", "exclusive"),
+    [
+        pytest.param("ours", (75, 25), False, id="weight-change"),
+        pytest.param("ours", (100, 0), False, id="in-sync"),
+        pytest.param("other-upstream", (100, 0), False, id="fresh-upstream"),
+        pytest.param("foreign", (100, 0), True, id="zero-foreign"),
+    ],
+)
+async def test_dbless_dry_run_plans_the_edit_an_apply_then_posts(
+    seed: str, desired: tuple[int, int], exclusive: bool
+) -> None:
+    config = _seed_config()
+    if seed == "other-upstream":
+        config["upstreams"] = [{"id": "9a1b1f5e-7a1c-4c1e-9d1e-000000000002", "name": "x.svc"}]
+        config["targets"] = []
+    if seed == "foreign":
+        foreign = {"target": "10.9.0.1:80", "weight": 5, "upstream": UPSTREAM_ID}
+        config["targets"] = [*config["targets"], foreign]
+    async with KongSim(mode="off") as s:
+        s.external_config_push(config)
+        loaded = s.config_hash()
+        dry = KongRouter(KongAdmin(s.url), dry_run=True, exclusive_upstreams=exclusive)
+        try:
+            planned = await dry.apply(U, want(*desired), owner_tags=OWNER, refresh=True)
+        finally:
+            await dry.close()
+        assert [r.method for r in s.requests if r.method != "GET"] == []
+        assert s.config_hash() == loaded and planned.dry_run and not planned.config_posted
+        async with running_router(s.url, exclusive_upstreams=exclusive) as router:
+            done = await router.apply(U, want(*desired), owner_tags=OWNER)
+        shape = [(str(w.kind), w.target, w.weight, w.old_weight) for w in planned.planned]
+        assert shape == [(str(w.kind), w.target, w.weight, w.old_weight) for w in done.writes]
+        assert planned.upstream_planned == done.upstream_created == (seed == "other-upstream")
+        assert bool(planned.planned) == (seed != "ours" or desired != (100, 0))
+        assert done.config_posted == bool(planned.planned)
+
+
+async def test_dbless_dry_run_on_an_empty_node_is_refused_as_an_apply_is() -> None:
+    async with KongSim(mode="off") as s:
+        dry = KongRouter(KongAdmin(s.url), dry_run=True)
+        try:
+            with pytest.raises(KongNotReady, match="has no configuration loaded yet"):
+                await dry.apply(U, want(100, 0), owner_tags=OWNER)
+        finally:
+            await dry.close()
+        assert [r.method for r in s.requests if r.method != "GET"] == []

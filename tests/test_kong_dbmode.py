@@ -8,13 +8,14 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from kong_support import CANARY, OWNER, STABLE, running_router, want
+from kong_support import CANARY, FAST, OWNER, STABLE, running_router, want
 
 from kongsplit.kong.apply import KongRouter
-from kongsplit.kong.client import RetryPolicy
-from kongsplit.kong.errors import KongModeError, KongNotLeader, KongUnavailable
+from kongsplit.kong.client import KongAdmin, RetryPolicy
+from kongsplit.kong.errors import KongError, KongModeError, KongNotLeader, KongUnavailable
+from kongsplit.kong.records import KongMode
 from kongsplit.kong.targets import MANAGED_TAG, DesiredTarget
-from kongsplit.kong.writes import ApplyResult, WriteKind
+from kongsplit.kong.writes import ApplyResult, Write, WriteKind
 from kongsplit.sim.kongsim import KongSim
 
 # --- apply against the simulator over real sockets ----------------------------------------------
@@ -319,3 +320,103 @@ async def test_no_write_once_leadership_is_lost_even_mid_retry() -> None:
         assert _weights(s) == {STABLE: 100, CANARY: 0}
         patches = [r for r in s.requests if r.method == "PATCH"]
         assert len(patches) == 1 and patches[0].status == 503
+
+
+# --- a dry run: the same plan, nothing sent ------------------------------------------------------
+
+STALE = "10.0.0.9:80"
+FOREIGN = "10.9.0.1:80"
+
+
+def _seed_dry_run_case(sim: KongSim, case: str) -> None:
+    if case == "fresh-upstream":
+        return
+    sim.add_upstream(U, tags=[MANAGED_TAG])
+    ours = list(OWNER)
+    if case == "adopt":
+        sim.add_target(U, STABLE, 75, tags=["team-a"])
+        sim.add_target(U, CANARY, 25, tags=ours)
+        return
+    sim.add_target(U, STABLE, 100, tags=ours)
+    sim.add_target(U, CANARY, 0, tags=ours)
+    if case == "exclusive":
+        sim.add_target(U, FOREIGN, 5, tags=["team-b"])
+    if case == "stale":
+        sim.add_target(U, STALE, 20, tags=ours)
+
+
+@pytest.mark.parametrize(
+    ("case", "desired", "exclusive"),
+    [
+        pytest.param("fresh-upstream", (100, 0), False, id="fresh-upstream"),
+        pytest.param("weights", (90, 10), False, id="weight-change"),
+        pytest.param("weights", (100, 0), False, id="in-sync"),
+        pytest.param("adopt", (75, 25), False, id="adopt"),
+        pytest.param("exclusive", (100, 0), True, id="zero-foreign"),
+        pytest.param("stale", (50, 50), False, id="delete-stale"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["postgres", "control_plane"])
+async def test_a_dry_run_plans_exactly_the_writes_an_apply_then_makes(
+    mode: str, case: str, desired: tuple[int, int], exclusive: bool
+) -> None:
+    """KongRouter(dry_run=True).apply reads Kong and plans; nothing reaches Kong. The same
+    apply without the dry run then makes exactly the writes planned, in the same order."""
+    async with KongSim(mode=mode) as sim:
+        _seed_dry_run_case(sim, case)
+        before = {t["target"]: t["weight"] for t in sim.targets(U)} if sim.upstreams() else None
+        dry = KongRouter(
+            KongAdmin(sim.url, retry=FAST), dry_run=True, exclusive_upstreams=exclusive
+        )
+        try:
+            planned = await dry.apply(U, want(*desired), owner_tags=OWNER, refresh=True)
+        finally:
+            await dry.close()
+        assert _writes(sim) == []
+        assert planned.dry_run and not planned.changed and planned.writes == ()
+        assert {t.target: t.weight for t in planned.targets} == (before or {})
+        async with running_router(sim.url, exclusive_upstreams=exclusive) as router:
+            done = await router.apply(U, want(*desired), owner_tags=OWNER)
+
+        def shape(writes: tuple[Write, ...]) -> list[tuple[str, str, int | None, int | None]]:
+            return [(str(w.kind), w.target, w.weight, w.old_weight) for w in writes]
+
+        assert shape(planned.planned) == shape(done.writes)
+        assert planned.upstream_planned == done.upstream_created == (case == "fresh-upstream")
+        assert bool(planned.planned) == (desired != (100, 0) or case != "weights")
+
+
+async def test_a_dry_run_reports_a_missing_upstream_when_creation_is_off(sim: KongSim) -> None:
+    dry = KongRouter(KongAdmin(sim.url, retry=FAST), dry_run=True, create_upstreams=False)
+    try:
+        result = await dry.apply(U, want(100, 0), owner_tags=OWNER)
+    finally:
+        await dry.close()
+    assert result.upstream_missing and result.dry_run and not result.upstream_planned
+    assert _writes(sim) == [] and sim.upstreams() == []
+
+
+async def test_a_dry_run_router_cannot_write_even_when_asked_directly(sim: KongSim) -> None:
+    """The last guard: a dry run's client refuses every write before sending it."""
+    dry = KongRouter(KongAdmin(sim.url, retry=FAST), dry_run=True)
+    try:
+        with pytest.raises(
+            KongError, match=r"POST /upstreams .* not sent: this client is read-only"
+        ):
+            await dry.client.create_upstream(U)
+        with pytest.raises(KongError, match="read-only"):
+            await dry.dbmode.apply(
+                U,
+                want(100, 0),
+                owner_tags=OWNER,
+                workspace=None,
+                create=True,
+                exclusive=False,
+                refresh=True,
+                mode=KongMode.DB,
+                may_write=None,
+            )
+        assert await dry.client.list_upstreams() == []  # reads still work
+    finally:
+        await dry.close()
+    assert _writes(sim) == []

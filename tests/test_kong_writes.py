@@ -5,9 +5,20 @@ from __future__ import annotations
 import pytest
 from kong_support import CANARY, OTHER, OWNER, STABLE, replay, target, want
 
-from kongsplit.kong.records import Target
+from kongsplit.kong.records import KongMode, Target
 from kongsplit.kong.targets import DesiredTarget
-from kongsplit.kong.writes import Write, WriteKind, plan_writes
+from kongsplit.kong.writes import (
+    CREATED,
+    DELETED,
+    UPDATED,
+    ApplyResult,
+    Write,
+    WriteKind,
+    change_line,
+    change_lines,
+    changes_of,
+    plan_writes,
+)
 
 
 @pytest.mark.parametrize(
@@ -106,3 +117,128 @@ def test_plan_rejects_duplicate_desired() -> None:
 def test_desired_weight_range() -> None:
     with pytest.raises(ValueError, match="outside"):
         DesiredTarget(STABLE, 65536)
+
+
+# --- the words: `kongsplit diff` prints them, `run --dry-run` logs them -------------------------
+
+
+@pytest.mark.parametrize(
+    ("write", "workspace", "line"),
+    [
+        pytest.param(
+            Write(WriteKind.UPDATE, CANARY, 25, 10),
+            None,
+            f"~ upstream u.svc: target {CANARY} weight 10 → 25",
+            id="update",
+        ),
+        pytest.param(
+            Write(WriteKind.CREATE, STABLE, 0),
+            None,
+            f"+ upstream u.svc: target {STABLE} weight 0 (create)",
+            id="create",
+        ),
+        pytest.param(
+            Write(WriteKind.DELETE, STABLE, None, 20),
+            None,
+            f"- upstream u.svc: target {STABLE} weight 20 (delete: no longer wanted)",
+            id="delete",
+        ),
+        pytest.param(
+            Write(WriteKind.ADOPT, STABLE, 100, 100, tags=("team-a", *OWNER)),
+            None,
+            f"~ upstream u.svc: target {STABLE} weight 100 (adopt: tag {OWNER[1]})",
+            id="adopt-same-weight",
+        ),
+        pytest.param(
+            Write(WriteKind.ADOPT, STABLE, 75, 100, tags=OWNER),
+            None,
+            f"~ upstream u.svc: target {STABLE} weight 100 → 75 (adopt: tag {OWNER[1]})",
+            id="adopt-new-weight",
+        ),
+        pytest.param(
+            Write(WriteKind.ZERO_FOREIGN, "10.9.0.1:80", 0, 5),
+            None,
+            "- upstream u.svc: target 10.9.0.1:80 weight 5 → 0 (zero: not kongsplit's, "
+            "kong.exclusiveUpstreams)",
+            id="zero-foreign",
+        ),
+        pytest.param(
+            Write(WriteKind.UPDATE, CANARY, 25, 10),
+            "team-a",
+            f"~ upstream u.svc [workspace team-a]: target {CANARY} weight 10 → 25",
+            id="workspace",
+        ),
+        pytest.param(
+            Write(WriteKind.UPDATE, CANARY, 25, 10),
+            "default",
+            f"~ upstream u.svc: target {CANARY} weight 10 → 25",
+            id="default-workspace-unsaid",
+        ),
+    ],
+)
+def test_change_line(write: Write, workspace: str | None, line: str) -> None:
+    assert change_line("u.svc", write, workspace=workspace) == line
+
+
+def test_change_lines_of_a_dry_run_and_of_an_apply() -> None:
+    plan = plan_writes([], want(100, 0), owner_tags=OWNER)
+    dry = ApplyResult(
+        "u.svc", None, KongMode.DB, dry_run=True, planned=plan.writes, upstream_planned=True
+    )
+    assert change_lines(dry) == [
+        "+ upstream u.svc (create)",
+        f"+ upstream u.svc: target {STABLE} weight 100 (create)",
+        f"+ upstream u.svc: target {CANARY} weight 0 (create)",
+    ]
+    assert not dry.changed
+    done = ApplyResult("u.svc", None, KongMode.DB, writes=plan.writes, upstream_created=True)
+    assert change_lines(done) == change_lines(dry) and done.changed
+    assert changes_of(dry)[1].fields() == {
+        "upstream": "u.svc",
+        "workspace": None,
+        "action": "create",
+        "target": STABLE,
+        "old_weight": None,
+        "new_weight": 100,
+        "change": f"+ upstream u.svc: target {STABLE} weight 100 (create)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("write", "count"),
+    [
+        pytest.param(Write(WriteKind.CREATE, STABLE, 0), CREATED, id="create"),
+        pytest.param(Write(WriteKind.UPDATE, STABLE, 0, 25), UPDATED, id="update-to-0"),
+        pytest.param(Write(WriteKind.ADOPT, STABLE, 10, 10, tags=OWNER), UPDATED, id="adopt"),
+        pytest.param(Write(WriteKind.ZERO_FOREIGN, STABLE, 0, 5), DELETED, id="zero-foreign"),
+        pytest.param(Write(WriteKind.DELETE, STABLE, None, 5), DELETED, id="delete"),
+    ],
+)
+def test_decks_counts_follow_the_sign_of_the_line(write: Write, count: str) -> None:
+    """decK's Created/Updated/Deleted: ``+``, ``~``, ``-`` (a target taken out of traffic)."""
+    result = ApplyResult("u.svc", None, KongMode.DB, dry_run=True, planned=(write,))
+    (change,) = changes_of(result)
+    assert change.count == count
+    assert change.line[0] == {CREATED: "+", UPDATED: "~", DELETED: "-"}[count]
+    fresh = ApplyResult("u.svc", None, KongMode.DB, dry_run=True, upstream_planned=True)
+    assert [c.count for c in changes_of(fresh)] == [CREATED]
+
+
+def test_changes_read_in_write_order_with_removals_by_target() -> None:
+    """Deletes and zeroings come from Kong's list (ordered by id, at random): each run of them
+    is shown by target, so the same state reads the same way; nothing else moves."""
+    planned = (
+        Write(WriteKind.UPDATE, CANARY, 25, 10),
+        Write(WriteKind.DELETE, "10.0.0.9:80", None, 5),
+        Write(WriteKind.ZERO_FOREIGN, "10.0.0.1:80", 0, 5),
+        Write(WriteKind.DELETE, "10.0.0.5:80", None, 5),
+        Write(WriteKind.CREATE, OTHER, 0),
+    )
+    result = ApplyResult("u.svc", None, KongMode.DB, dry_run=True, planned=planned)
+    assert [c.target for c in changes_of(result)] == [
+        CANARY,
+        "10.0.0.1:80",
+        "10.0.0.5:80",
+        "10.0.0.9:80",
+        OTHER,
+    ]

@@ -121,6 +121,36 @@ async def test_kubeconfig_list_is_merged_and_the_first_current_context_wins(
     assert not await reaches(sim, None, context="dead")
 
 
+def test_the_default_namespace_is_the_contexts(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubectl's rule for a command without -n: the context's namespace (the first file naming
+    the context wins), else ``default``; in a pod, the service account's namespace."""
+    first = tmp_path / "a"
+    first.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: team\n"
+        "contexts: [{name: team, context: {cluster: c, user: u, namespace: shop}},"
+        " {name: bare, context: {cluster: c, user: u}}]\n"
+    )
+    second = tmp_path / "b"
+    second.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "contexts: [{name: team, context: {cluster: c, user: u, namespace: ignored}},"
+        " {name: other, context: {cluster: c, user: u, namespace: cart}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")
+    assert kube.resolve_source(None).namespace == "shop"
+    assert kube.resolve_source(None, context="other").namespace == "cart"
+    assert kube.resolve_source(None, context="bare").namespace == "default"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "namespace").write_text("kongsplit\n")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", str(account))
+    assert kube.resolve_source(None).namespace == "kongsplit"
+
+
 def test_in_a_pod_without_kubeconfig_uses_the_service_account(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,6 +280,41 @@ async def test_context_whose_cluster_is_missing(home: Path, tmp_path: Path) -> N
         ": fix the kubeconfig (kubectl config view shows it)"
     )
     assert "Exception" not in message and "\n" not in message
+
+
+async def test_an_exec_plugin_that_cannot_run_is_said_once(
+    home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kubernetes-asyncio logs the plugin's failure before raising it: that record is held
+    back, so an operator command prints one line (the KubeConfigError), not two."""
+    path = tmp_path / "config"
+    path.write_text(
+        json.dumps(
+            {
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [{"name": "c", "cluster": {"server": DEAD}}],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1",
+                                "command": str(tmp_path / "no-such-plugin"),
+                            }
+                        },
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(kube.KubeConfigError) as info:
+        await kube.make_api_client(str(path))
+    assert str(info.value).startswith(f"kubeconfig {path} (context c): cannot use it: ")
+    assert "no-such-plugin" in str(info.value)
+    assert [r for r in caplog.records if r.name.startswith("kubernetes_asyncio")] == []
+    assert kube._LOADER_LOG.filters == []  # the hold ends with the load
 
 
 async def test_in_a_pod_without_a_service_account_token(

@@ -17,7 +17,9 @@ PACKAGE = ROOT / "kongsplit"
 IO_MODULES = {
     "app",
     "demo",
+    "diff",
     "events",
+    "get",
     "inspect",
     "kube",
     "leader",
@@ -29,6 +31,7 @@ IO_MODULES = {
 PURE = [
     "kongsplit",
     "kongsplit.annotations",
+    "kongsplit.argoview",
     "kongsplit.backoff",
     "kongsplit.desired",
     "kongsplit.kong.configtext",

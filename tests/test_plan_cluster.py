@@ -154,6 +154,16 @@ CHECKOUT_AT_THE_GATE = {"10.96.0.10:80": 90, "10.96.0.11:80": 10}
             id="namespace-repeated",
         ),
         pytest.param(["-n", "shop2,shop"], ["other", "checkout"], None, id="namespaces-commas"),
+        pytest.param(
+            ["-A"],
+            ["checkout", "other"],
+            {
+                "/apis/argoproj.io/v1alpha1/rollouts",
+                "/api/v1/services",
+                "/apis/apps/v1/replicasets",
+            },
+            id="all-namespaces-flag",
+        ),
     ],
 )
 async def test_kubeconfig_reads_rollouts_services_and_replicasets_live(
@@ -178,6 +188,12 @@ async def test_kubeconfig_reads_rollouts_services_and_replicasets_live(
         assert weights(by_name["other"]) == {"10.96.1.10:80": 100, "10.96.1.11:80": 0}
     if paths is not None:
         assert {path for method, path in sim.requests if method == "GET"} == paths
+
+
+async def test_namespaces_and_all_namespaces_together_is_a_mistake(tmp_path: Path) -> None:
+    code, out, err = await plan("-n", "shop", "-A")
+    assert (code, out) == (2, "")
+    assert err == "kongsplit plan: give -n NAMESPACE or -A (every namespace), not both\n"
 
 
 async def test_context_picks_the_cluster(sim: KubeSim, tmp_path: Path) -> None:

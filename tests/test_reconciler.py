@@ -36,7 +36,7 @@ from kongsplit.kong.errors import (
     KongUnavailable,
 )
 from kongsplit.kong.targets import owner_tags_for
-from kongsplit.metrics import ROLLOUT_STATES, Metrics
+from kongsplit.metrics import DRIFT_KINDS, ROLLOUT_STATES, Metrics
 from kongsplit.reconciler import Reconciler, RolloutState
 from kongsplit.rollouts import ObjectRef, RolloutKey
 from kongsplit.sim import objects
@@ -146,6 +146,15 @@ class World:
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
+    def drift_series(self) -> dict[tuple[str, str], float]:
+        """Every drift series web exports, zeros included: (upstream, kind) → value."""
+        return {
+            (s.labels["upstream"], s.labels["kind"]): s.value
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name == "kongsplit_drift_corrections_total"
+        }
+
     def errors(self, reason: str) -> float:
         return self.sample("kongsplit_reconcile_errors_total", reason=reason)
 
@@ -160,7 +169,7 @@ class World:
     def drift(self, kind: str, name: str = "web") -> float:
         return self.sample(
             "kongsplit_drift_corrections_total",
-            namespace=NS,
+            rollout_namespace=NS,
             rollout=name,
             upstream=UPSTREAM,
             kind=kind,
@@ -263,7 +272,7 @@ async def test_a_step_of_argo_lands_in_kong(
     last = w.kong.applies[-1]
     assert last.owner_tags == WEB_TAGS and not last.refresh
     assert all(set(WEB_TAGS) <= set(t.tags) for t in w.kong.targets(UPSTREAM))
-    labels = {"namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
+    labels = {"rollout_namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
     assert w.sample("kongsplit_desired_weight", **labels) == want[CANARY_T]
     assert w.sample("kongsplit_observed_weight", **labels) == want[CANARY_T]
     applied = w.events_of(REASON_APPLIED)
@@ -571,7 +580,7 @@ async def test_letting_go_of_a_rollout(on_delete: str, how: str, after: dict[str
     assert KEY not in w.rec.states
     assert w.kong.forgotten == [("", UPSTREAM)]
     assert w.sample("kongsplit_managed_rollouts") == 0
-    labels = {"namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
+    labels = {"rollout_namespace": NS, "rollout": "web", "upstream": UPSTREAM, "role": "canary"}
     assert w.sample("kongsplit_desired_weight", **labels) == 0  # the series is gone
     # No longer ours: a weight changed afterwards is never put back.
     w.kong.set_weight(UPSTREAM, CANARY_T, 7)
@@ -656,6 +665,25 @@ async def test_a_new_desired_state_is_not_drift(world: World) -> None:
     assert w.kong.weights(UPSTREAM) == split(50, 50)
     assert len(w.kong.written) == 4  # seed, step 0, step 2, step 4
     assert w.drift_counts() == {} and w.events_of(REASON_DRIFT) == []
+
+
+async def test_drift_series_exist_at_zero_from_a_rollouts_first_apply(world: World) -> None:
+    """So increase() (the dashboard, KongsplitDriftCorrections) sees the first correction: a
+    series that appears at 1 has no earlier sample to increase from."""
+    w = world
+    assert w.drift_series() == {}
+    w.seed()
+    await w.settle()
+    assert w.kong.weights(UPSTREAM) == split(100, 0)
+    assert w.drift_series() == {(UPSTREAM, kind): 0.0 for kind in DRIFT_KINDS}
+    w.kong.set_weight(UPSTREAM, STABLE_T, 60)
+    await w.sweep()
+    assert w.drift("weight") == 1 and w.drift_counts() == {"weight": 1}
+    # Moved to another upstream: the old series go, the new upstream's start at 0.
+    w.rollout(objects.rollout("web", upstream="web-next.shop.svc"))
+    await w.settle()
+    assert w.kong.weights("web-next.shop.svc") == split(100, 0)
+    assert w.drift_series() == {("web-next.shop.svc", kind): 0.0 for kind in DRIFT_KINDS}
 
 
 async def test_a_configuration_replaced_on_a_follower_queues_nothing(world: World) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kongsplit.config import KongConfig, redact_url
@@ -55,8 +55,14 @@ class KongRouter:
         exclusive_upstreams: bool = False,
         verify_nodes: Sequence[str] = (),
         config_poll_interval: float = 2.0,
+        dry_run: bool = False,
     ) -> None:
         self.client = client
+        # A dry run: ``apply`` reads Kong and plans exactly as it would write, and sends nothing
+        # (``DbModeApplier.plan``, ``DblessApplier.plan``); the client refuses writes besides.
+        self.dry_run = dry_run
+        if dry_run:
+            client.read_only = True
         self.create_upstreams = create_upstreams
         self.exclusive_upstreams = exclusive_upstreams
         # The nodes whose balancers /verify reads: configured (kong.nodes), discovered
@@ -69,14 +75,20 @@ class KongRouter:
 
     @classmethod
     def from_config(
-        cls, kong: KongConfig, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None
+        cls,
+        kong: KongConfig,
+        *,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        dry_run: bool = False,
     ) -> KongRouter:
         return cls(
-            KongAdmin.from_config(kong, metrics=metrics, retry=retry),
+            KongAdmin.from_config(kong, metrics=metrics, retry=retry, read_only=dry_run),
             create_upstreams=kong.create_upstreams,
             exclusive_upstreams=kong.exclusive_upstreams,
             verify_nodes=kong.nodes,
             config_poll_interval=kong.config_poll_interval,
+            dry_run=dry_run,
         )
 
     @property
@@ -119,12 +131,29 @@ class KongRouter:
         ``refresh`` re-reads Kong instead of trusting what is cached (drift sweeps).
         ``may_write`` is asked before every write attempt (``KongNotLeader`` when it says no).
         ``urgent`` (an abort) lowers first where safe and retries in tens of milliseconds.
-        Raises KongError subclasses; never writes when nothing differs.
+        Raises KongError subclasses; never writes when nothing differs. A dry run plans the
+        same writes and sends none (``ApplyResult.dry_run``, ``.planned``).
         """
         ws = workspace if workspace is not None else self.client.workspace
         create = self.create_upstreams if create_upstream is None else create_upstream
         excl = self.exclusive_upstreams if exclusive is None else exclusive
         mode = await self.ensure_mode()
+        if self.dry_run and mode == KongMode.DBLESS:
+            return await self.dbless.plan(
+                upstream, desired, owner_tags=owner_tags, create=create, exclusive=excl
+            )
+        if self.dry_run:
+            return await self.dbmode.plan(
+                upstream,
+                desired,
+                owner_tags=owner_tags,
+                workspace=ws,
+                create=create,
+                exclusive=excl,
+                refresh=refresh,
+                mode=mode,
+                urgent=urgent,
+            )
         if mode == KongMode.DBLESS:
             return await self.dbless.apply(
                 upstream,
@@ -134,7 +163,7 @@ class KongRouter:
                 exclusive=excl,
                 may_write=may_write,
             )
-        return await self.dbmode.apply(
+        result = await self.dbmode.apply(
             upstream,
             desired,
             owner_tags=owner_tags,
@@ -146,6 +175,9 @@ class KongRouter:
             may_write=may_write,
             urgent=urgent,
         )
+        if self.client.take_unsettled(upstream):
+            result = replace(result, unsettled=True)
+        return result
 
     async def claim(self, upstream: str, *, workspace: str | None = None) -> UpstreamClaim:
         """What Kong says of ``upstream`` before it is driven: exists, owner, consent tags.

@@ -233,8 +233,12 @@ class KongAdmin:
         metrics: Metrics | None = None,
         connection_limit: int = 100,
         max_config_bytes: int = 64 << 20,
+        read_only: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
+        # A dry run's client: every request other than a GET is refused here, before it is
+        # sent, whatever asked for it (the last guard of ``run --dry-run`` and ``diff``).
+        self.read_only = read_only
         self.workspace = workspace or None
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -249,10 +253,18 @@ class KongAdmin:
         self.max_config_bytes = max_config_bytes
         self._answered = False  # Kong has answered at least once (so the URL's scheme is right)
         self._request_counters: dict[tuple[str, str], Any] = {}
+        # Upstreams a write was sent to and never answered (timeout, connection lost): Kong may
+        # still carry it out later, after newer writes (see ``take_unsettled``).
+        self._unsettled: set[str] = set()
 
     @classmethod
     def from_config(
-        cls, kong: KongConfig, *, metrics: Metrics | None = None, retry: RetryPolicy | None = None
+        cls,
+        kong: KongConfig,
+        *,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        read_only: bool = False,
     ) -> KongAdmin:
         return cls(
             kong.url,
@@ -264,6 +276,7 @@ class KongAdmin:
             retry=retry,
             metrics=metrics,
             max_config_bytes=kong.max_config_mib << 20,
+            read_only=read_only,
         )
 
     def __repr__(self) -> str:
@@ -287,6 +300,15 @@ class KongAdmin:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    def take_unsettled(self, upstream: str) -> bool:
+        """Was a write to ``upstream`` sent and never answered since the last call? Kong may
+        still carry such a request out (a slow node, a lost answer), even after the retry and
+        newer writes landed: the caller looks at the upstream again a little later."""
+        if upstream in self._unsettled:
+            self._unsettled.discard(upstream)
+            return True
+        return False
 
     def _session_get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -347,6 +369,12 @@ class KongAdmin:
         may_write: MayWrite | None,
     ) -> tuple[int, Any]:
         timeout: aiohttp.ClientTimeout | None = None
+        if method != "GET" and self.read_only:
+            raise KongError(
+                f"internal: {self._describe(method, path, where)} not sent: this client is "
+                "read-only (a dry run writes nothing to Kong)",
+                **where.about(method, path),
+            )
         if method != "GET" and may_write is not None:
             budget = budget_of(may_write())
             if budget <= FENCE_MARGIN:
@@ -379,6 +407,8 @@ class KongAdmin:
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._observe(method, "0", started)
+            if method != "GET" and where.upstream:
+                self._unsettled.add(where.upstream)
             raise KongUnavailable(
                 f"{what}: "
                 + transport_failure(

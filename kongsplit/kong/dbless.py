@@ -26,7 +26,13 @@ from typing import Any
 
 from kongsplit.kong import configtext
 from kongsplit.kong.client import KongAdmin, MayWrite, budget_of
-from kongsplit.kong.declarative import ConfigEdit, config_claim, edit_config, editable_copy
+from kongsplit.kong.declarative import (
+    ConfigEdit,
+    config_claim,
+    edit_config,
+    editable_copy,
+    upstream_targets,
+)
 from kongsplit.kong.errors import KongError, KongNotReady, KongResponseError, for_upstream
 from kongsplit.kong.records import EMPTY_CONFIG_HASH, KongMode, UpstreamClaim
 from kongsplit.kong.targets import DesiredTarget
@@ -96,6 +102,16 @@ def _keep_out_of_gc(config: dict[str, Any]) -> None:
         gc.freeze()
 
 
+def _shape_error(upstream: str, error: Exception) -> KongResponseError:
+    return KongResponseError(
+        f"GET /config (upstream {upstream}): the declarative config has an unexpected shape "
+        f"({error})",
+        method="GET",
+        path="/config",
+        upstream=upstream,
+    )
+
+
 class DblessApplier:
     """Coalesced ``/config`` edits for one DB-less node, and the watch of its config hash."""
 
@@ -137,6 +153,55 @@ class DblessApplier:
         self._pending[upstream] = edit
         self._wakeup.set()
         return await asyncio.shield(edit.future)
+
+    async def plan(
+        self,
+        upstream: str,
+        desired: Sequence[DesiredTarget],
+        *,
+        owner_tags: Sequence[str],
+        create: bool,
+        exclusive: bool,
+    ) -> ApplyResult:
+        """What ``apply`` would write, edited the same way on a copy of the node's configuration
+        and never posted (a dry run). No flusher involved: nothing is queued or sent."""
+        try:
+            base = await self._config_at(await self._loaded_hash())
+        except KongError as e:
+            raise for_upstream(e, upstream) from None
+        try:
+            edit = edit_config(
+                editable_copy(base),
+                upstream,
+                desired,
+                owner_tags=owner_tags,
+                create_upstream=create,
+                exclusive=exclusive,
+            )
+        except (TypeError, KeyError, ValueError) as e:
+            raise _shape_error(upstream, e) from None
+        if edit.upstream_missing:
+            return ApplyResult(
+                upstream,
+                None,
+                KongMode.DBLESS,
+                drift=edit.plan.drift,
+                upstream_missing=True,
+                dry_run=True,
+            )
+        targets = upstream_targets(base, upstream) or ()
+        return ApplyResult(
+            upstream,
+            None,
+            KongMode.DBLESS,
+            targets=targets,
+            foreign=foreign_targets(targets, owner_tags),
+            drift=edit.plan.drift,
+            algorithm=None if edit.upstream_created else edit.algorithm,
+            dry_run=True,
+            planned=edit.plan.writes,
+            upstream_planned=edit.upstream_created,
+        )
 
     async def run(self) -> None:
         """The flusher: one ``/config`` round trip per window for everything pending."""
@@ -288,15 +353,7 @@ class DblessApplier:
                         exclusive=pending.exclusive,
                     )
                 except (TypeError, KeyError, ValueError) as e:
-                    pending.fail(
-                        KongResponseError(
-                            f"GET /config (upstream {upstream}): the declarative config has an "
-                            f"unexpected shape ({e})",
-                            method="GET",
-                            path="/config",
-                            upstream=upstream,
-                        )
-                    )
+                    pending.fail(_shape_error(upstream, e))
                     failed = upstream
                     break
             if failed is None:

@@ -278,6 +278,61 @@ class DbModeApplier:
                 algorithm=algorithm,
             )
 
+    async def plan(
+        self,
+        upstream: str,
+        desired: Sequence[DesiredTarget],
+        *,
+        owner_tags: Sequence[str],
+        workspace: str | None,
+        create: bool,
+        exclusive: bool,
+        refresh: bool,
+        mode: KongMode,
+        urgent: bool = False,
+    ) -> ApplyResult:
+        """What ``apply`` would write, planned the same way and never sent (a dry run): Kong is
+        read as ``apply`` reads it (the cache, or Kong itself on ``refresh`` or a cold cache),
+        ``plan_writes`` plans, and the result says what Kong holds and what would be written."""
+        ws = workspace
+        key = (ws or "", upstream)
+        async with self._lock(key):
+            targets = None if refresh else self.cache.get(ws, upstream)
+            read_kong = targets is None
+            missing = False
+            if targets is None:
+                read = await self.read(upstream, ws, retry=URGENT_RETRY if urgent else None)
+                if read is None:
+                    if not create:
+                        gone = Drift(DRIFT_MISSING, None, None, None, corrected=False)
+                        return ApplyResult(
+                            upstream, ws, mode, drift=(gone,), upstream_missing=True, dry_run=True
+                        )
+                    missing, read = True, ()
+                targets = {t.target: t for t in read}
+            plan = plan_writes(
+                targets.values(), desired, owner_tags=owner_tags, exclusive=exclusive, urgent=urgent
+            )
+            drift = plan.drift
+            algorithm = None
+            if missing:
+                drift = (Drift(DRIFT_MISSING, None, None, None), *drift)
+            else:
+                entry = await self.upstream(upstream, ws) if read_kong else self._upstreams.get(key)
+                algorithm = (entry.algorithm or "round-robin") if entry is not None else None
+            return ApplyResult(
+                upstream,
+                ws,
+                mode,
+                targets=tuple(targets.values()),
+                foreign=foreign_targets(targets.values(), owner_tags),
+                drift=drift,
+                algorithm=algorithm,
+                dry_run=True,
+                planned=plan.writes,
+                upstream_planned=missing,
+            )
+
     async def _run_plan(
         self,
         upstream: str,

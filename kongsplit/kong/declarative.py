@@ -158,10 +158,9 @@ def edit_config(
     )
 
 
-def config_claim(config: Mapping[str, Any], upstream: str) -> UpstreamClaim:
-    """Who a declarative config says owns ``upstream`` (see ``records.UpstreamClaim``)."""
+def _upstream_entry(config: Mapping[str, Any], upstream: str) -> dict[str, Any] | None:
     upstreams = config.get("upstreams")
-    entry = next(
+    return next(
         (
             u
             for u in (upstreams if isinstance(upstreams, list) else ())
@@ -169,16 +168,40 @@ def config_claim(config: Mapping[str, Any], upstream: str) -> UpstreamClaim:
         ),
         None,
     )
+
+
+def upstream_targets(config: Mapping[str, Any], upstream: str) -> tuple[Target, ...] | None:
+    """The targets of ``upstream`` in a declarative config, target strings normalised as
+    :func:`edit_config` reads them (entries of the wrong shape left out); None when the config
+    has no such upstream."""
+    entry = _upstream_entry(config, upstream)
     if entry is None:
-        return UpstreamClaim(exists=False, owner=None, tags=())
-    raw_tags = entry.get("tags")
-    tags = tuple(t for t in (raw_tags if isinstance(raw_tags, list) else ()) if isinstance(t, str))
-    targets = []
+        return None
     uid = entry.get("id")
+    found = []
     for raw in config.get("targets") or ():
         if isinstance(raw, dict) and _fk(raw.get("upstream")) == uid:
             try:
-                targets.append(Target.from_json({**raw, "id": str(raw.get("id", ""))}))
+                found.append(
+                    Target.from_json(
+                        {
+                            **raw,
+                            "id": str(raw.get("id", "")),
+                            "target": _normal(str(raw.get("target", ""))),
+                        }
+                    )
+                )
             except (TypeError, KeyError):
                 continue
-    return UpstreamClaim(exists=True, owner=claimed_owner(tags, tuple(targets)), tags=tags)
+    return tuple(found)
+
+
+def config_claim(config: Mapping[str, Any], upstream: str) -> UpstreamClaim:
+    """Who a declarative config says owns ``upstream`` (see ``records.UpstreamClaim``)."""
+    entry = _upstream_entry(config, upstream)
+    targets = upstream_targets(config, upstream)
+    if entry is None or targets is None:
+        return UpstreamClaim(exists=False, owner=None, tags=())
+    raw_tags = entry.get("tags")
+    tags = tuple(t for t in (raw_tags if isinstance(raw_tags, list) else ()) if isinstance(t, str))
+    return UpstreamClaim(exists=True, owner=claimed_owner(tags, targets), tags=tags)

@@ -130,9 +130,20 @@ class ApplyResult:
     # DB-less: the node's configuration had been replaced behind kongsplit when this apply read
     # it (DRIFT_FOREIGN_CONFIG or DRIFT_RESTART): what it put back is counted as that.
     config_kind: str | None = None
+    # A dry run (``kongsplit run --dry-run``, ``kongsplit diff``): Kong was read and the writes
+    # planned, nothing was sent. ``writes`` stays empty and ``targets`` is what Kong holds;
+    # ``planned`` is what an apply would have written, in its order, and ``upstream_planned``
+    # says it would have created the upstream first.
+    dry_run: bool = False
+    planned: tuple[Write, ...] = ()
+    upstream_planned: bool = False
+    # DB mode: a write to this upstream (in this apply or a failed one before) got no answer, so
+    # it may still land later, over newer weights (``KongAdmin.take_unsettled``).
+    unsettled: bool = False
 
     @property
     def changed(self) -> bool:
+        """Kong was changed (never by a dry run)."""
         return bool(self.writes) or self.upstream_created
 
     def weights(self) -> dict[str, int]:
@@ -249,3 +260,110 @@ def apply_write(targets: dict[str, Target], write: Write, result: Target | None)
 def foreign_targets(targets: Iterable[Target], owner_tags: Sequence[str]) -> tuple[Target, ...]:
     """Targets not owned by this Rollout that carry weight."""
     return tuple(t for t in targets if t.weight > 0 and not is_ours(t, owner_tags))
+
+
+# --------------------------------------------------------------------------- changes in words
+
+#: decK's three counts (``Summary: Created: 1 Updated: 2 Deleted: 0``), by what a line does:
+#: ``+`` creates (an upstream, a target), ``~`` updates a weight (an adoption too), ``-`` takes a
+#: target out of traffic (one of this Rollout's deleted, or one not kongsplit's zeroed).
+CREATED, UPDATED, DELETED = "created", "updated", "deleted"
+_SIGN = {CREATED: "+", UPDATED: "~", DELETED: "-"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write as an operator reads it: what ``kongsplit diff`` prints and ``kongsplit run
+    --dry-run`` logs, both from the planner's ``Write`` (never re-derived)."""
+
+    upstream: str
+    workspace: str | None
+    action: str  # "create_upstream", or a WriteKind (create, update, adopt, zero_foreign, delete)
+    target: str | None  # None for the upstream itself
+    old_weight: int | None  # None for a create
+    new_weight: int | None  # None for a delete
+    line: str  # decK-style, see ``change_line``
+
+    @property
+    def count(self) -> str:
+        """Which of decK's counts it adds to: CREATED, UPDATED or DELETED."""
+        if self.action in ("create_upstream", WriteKind.CREATE):
+            return CREATED
+        if self.action in (WriteKind.DELETE, WriteKind.ZERO_FOREIGN):
+            return DELETED
+        return UPDATED
+
+    def fields(self) -> dict[str, object]:
+        """The change as JSON (``diff -o json``) and log fields (``run --dry-run``)."""
+        return {
+            "upstream": self.upstream,
+            "workspace": self.workspace,
+            "action": self.action,
+            "target": self.target,
+            "old_weight": self.old_weight,
+            "new_weight": self.new_weight,
+            "change": self.line,
+        }
+
+
+def upstream_label(upstream: str, workspace: str | None = None) -> str:
+    """``upstream web.shop.svc`` (``… [workspace team-a]`` outside the default workspace)."""
+    return f"upstream {upstream}" + (
+        f" [workspace {workspace}]" if workspace and workspace != "default" else ""
+    )
+
+
+def change_line(upstream: str, write: Write, *, workspace: str | None = None) -> str:
+    """One write, decK-style: ``~ upstream checkout.shop.svc: target 10.0.0.2:80 weight 10 →
+    25``; ``+`` a create, ``-`` a target taken out of traffic (deleted, or zeroed when it is
+    not kongsplit's and ``kong.exclusiveUpstreams`` is on)."""
+    where = f"{upstream_label(upstream, workspace)}: target {write.target}"
+    old, new = write.old_weight, write.weight
+    if write.kind == WriteKind.CREATE:
+        return f"{_SIGN[CREATED]} {where} weight {new} (create)"
+    if write.kind == WriteKind.DELETE:
+        return f"{_SIGN[DELETED]} {where} weight {old} (delete: no longer wanted)"
+    weight = f"weight {old} → {new}" if old != new else f"weight {new}"
+    if write.kind == WriteKind.ZERO_FOREIGN:
+        return f"{_SIGN[DELETED]} {where} {weight} (zero: not kongsplit's, kong.exclusiveUpstreams)"
+    if write.kind == WriteKind.ADOPT:
+        tag = rollout_tag_of(write.tags or ()) or MANAGED_TAG
+        return f"{_SIGN[UPDATED]} {where} {weight} (adopt: tag {tag})"
+    return f"{_SIGN[UPDATED]} {where} {weight}"
+
+
+def upstream_create_line(upstream: str, *, workspace: str | None = None) -> str:
+    return f"{_SIGN[CREATED]} {upstream_label(upstream, workspace)} (create)"
+
+
+def changes_of(result: ApplyResult) -> list[Change]:
+    """Every change of an apply — planned by a dry run, or made — one each, in write order.
+
+    Except: the deletes and zeroings ``plan_writes`` found in Kong's list come in the order Kong
+    listed them (by id, random), so each run of them is put in target order here — they are
+    one phase's independent writes, and the same state reads the same way every time.
+    """
+    up, ws = result.upstream, result.workspace
+    found = []
+    if result.upstream_planned or result.upstream_created:
+        line = upstream_create_line(up, workspace=ws)
+        found.append(Change(up, ws, "create_upstream", None, None, None, line))
+    writes = list(result.planned if result.dry_run else result.writes)
+    removals = (WriteKind.DELETE, WriteKind.ZERO_FOREIGN)
+    start = 0
+    while start < len(writes):
+        end = start
+        while end < len(writes) and writes[end].kind in removals:
+            end += 1
+        writes[start:end] = sorted(writes[start:end], key=lambda w: w.target)
+        start = end + 1
+    for w in writes:
+        new = None if w.kind == WriteKind.DELETE else w.weight
+        line = change_line(up, w, workspace=ws)
+        found.append(Change(up, ws, str(w.kind), w.target, w.old_weight, new, line))
+    return found
+
+
+def change_lines(result: ApplyResult) -> list[str]:
+    """``changes_of``, the lines only."""
+    return [c.line for c in changes_of(result)]

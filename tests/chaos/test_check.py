@@ -229,3 +229,21 @@ def test_while_the_abort_is_in_force_every_plan_may_take_the_canary_out_first() 
     cleared = [Abort("u", C, 10.0, 12.0, 50, cleared=13.0)]
     r2 = check(desired, found, final={"u": {S: 100, C: 0}}, aborts=cleared)
     assert r2.write_order_violations == 1
+
+
+def test_a_late_landing_of_a_value_no_longer_desired_is_stale_not_a_write_order() -> None:
+    """The chaos run's case: the abort's canary → 0, held by a slow Kong past the client's
+    timeout, lands after the retry (90/10) was written. The canary is lowered while the stable
+    is short, but by a request the daemon gave up on, not by a plan: it is a stale write
+    (0.59 s late here). A plan lowering to a value desired now is still a violation."""
+    desired = {"u": history((0.0, 10), (10.0, 0), (12.0, 10))}
+    abort = [Abort("u", C, 10.0, 12.0, 10, cleared=12.0)]
+    found = commits((0.05, 90, 10), (10.02, 90, 0), (10.03, 100, 0), (12.02, 100, 10))
+    found += commits((12.03, 90, 10), (12.6, 90, 0))
+    r = check(desired, found, final={"u": {S: 90, C: 10}}, aborts=abort)
+    assert r.write_order_violations == 0
+    assert 0.58 < r.stale_max_s < 0.6
+    lowered_first = commits((0.05, 90, 10), (10.02, 90, 0), (10.03, 100, 0), (12.02, 90, 0))
+    lowered_first += commits((12.03, 90, 10))
+    r2 = check(desired, lowered_first, final={"u": {S: 90, C: 10}}, aborts=abort)
+    assert r2.write_order_violations == 1

@@ -8,11 +8,15 @@ them, so with CI=true a missing tool fails the test instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from chart_support import CHART, find_tool, run
+import yaml
+from chart_support import CHART, find_tool, free_port, run
 from prometheus_client import CollectorRegistry
 
 from kongsplit.app import Daemon
@@ -50,6 +54,26 @@ def kubernetes_validate() -> str:
 Renderer = Callable[..., str]
 
 
+def canary_seed() -> list[dict[str, Any]]:
+    """Rollout shop/checkout (upstream checkout.shop.svc) at its first step, setWeight 10, with
+    its stable and canary Services and ReplicaSets: what a scraped daemon manages."""
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}]
+    return [
+        objects.service("checkout-stable", "10.96.0.10", "v1"),
+        objects.service("checkout-canary", "10.96.0.11", "v2"),
+        objects.replicaset("checkout", "v1", 4, 4),  # the stable: Argo routes nothing without
+        objects.replicaset("checkout", "v2", 1, 1),
+        objects.rollout(
+            "checkout",
+            pod_hash="v2",
+            stable_rs="v1",
+            index=0,
+            steps=steps,
+            upstream="checkout.shop.svc",
+        ),
+    ]
+
+
 @pytest.fixture(scope="session")
 def helm_template(helm: str) -> Renderer:
     """`helm template` of the chart: the manifest text (or, with expect_ok=False, the error)."""
@@ -61,9 +85,12 @@ def helm_template(helm: str) -> Renderer:
         release: str = "kongsplit",
         namespace: str = "kongsplit-system",
         show_only: str | None = None,
+        kube_version: str | None = None,
         expect_ok: bool = True,
     ) -> str:
         cmd = [helm, "template", release, str(CHART), "--namespace", namespace]
+        if kube_version:
+            cmd += ["--kube-version", kube_version]
         for f in values_files:
             cmd += ["-f", str(f)]
         for key, value in (sets or {}).items():
@@ -92,25 +119,10 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
     (25) differs from observed (10) and ``kongsplit_kong_up`` is 0.
     """
     ns = "shop"
-    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}]
-    seed = [
-        objects.service("checkout-stable", "10.96.0.10", "v1"),
-        objects.service("checkout-canary", "10.96.0.11", "v2"),
-        objects.replicaset("checkout", "v1", 4, 4),  # the stable: Argo routes nothing without
-        objects.replicaset("checkout", "v2", 1, 1),
-        objects.rollout(
-            "checkout",
-            pod_hash="v2",
-            stable_rs="v1",
-            index=0,
-            steps=steps,
-            upstream="checkout.shop.svc",
-        ),
-    ]
     async with KubeSim() as kube, KongSim() as kong:
         kubeconfig = tmp_path / "kubeconfig"
         kube.write_kubeconfig(str(kubeconfig))
-        for obj in seed:
+        for obj in canary_seed():
             kube.apply(obj)
         settings = load_settings(
             env={},
@@ -150,7 +162,7 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
                     (
                         sample(
                             "kongsplit_drift_corrections_total",
-                            namespace=ns,
+                            rollout_namespace=ns,
                             rollout="checkout",
                             upstream="checkout.shop.svc",
                             kind="weight",
@@ -174,7 +186,7 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
                     sample("kongsplit_kong_up") == 0
                     and sample(
                         "kongsplit_desired_weight",
-                        namespace=ns,
+                        rollout_namespace=ns,
                         rollout="checkout",
                         upstream="checkout.shop.svc",
                         role="canary",
@@ -188,3 +200,65 @@ async def kongsplit_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def kongsplit_run_metrics_url(tmp_path: Path) -> AsyncIterator[str]:
+    """``/metrics`` of ``kongsplit run`` as a separate process (as the image runs it), against
+    the built-in Kubernetes and Kong simulators, once it has written the first step's 90 / 10."""
+    async with KubeSim() as kube, KongSim() as kong:
+        kubeconfig = tmp_path / "kubeconfig"
+        kube.write_kubeconfig(str(kubeconfig))
+        for obj in canary_seed():
+            kube.apply(obj)
+        config = tmp_path / "kongsplit.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "kong": {"url": kong.url},
+                    "reconcile": {"interval": "1s"},
+                    "leaderElection": {"enabled": True, "leaseNamespace": "shop"},
+                }
+            ),
+            encoding="utf-8",
+        )
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kongsplit",
+            "run",
+            "--config",
+            str(config),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--listen",
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+
+            def synced() -> bool:
+                try:
+                    got = {t["target"]: t["weight"] for t in kong.targets("checkout.shop.svc")}
+                except LookupError:
+                    return False
+                return got == {"10.96.0.10:80": 90, "10.96.0.11:80": 10}
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while not synced():
+                if proc.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                    pytest.fail(f"kongsplit run never wrote 90 / 10 (exit {proc.returncode})")
+                await asyncio.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/metrics"
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.stderr is not None
+            (tmp_path / "kongsplit.log").write_bytes(await proc.stderr.read())

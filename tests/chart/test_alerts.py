@@ -11,15 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from chart_support import ROOT, RULES_FILE, RULES_TEST_FILE, load_docs, one, run
+from chart_support import (
+    ROOT,
+    RULES_FILE,
+    RULES_TEST_FILE,
+    load_docs,
+    one,
+    poll,
+    prometheus_server,
+    run,
+)
 
 pytestmark = pytest.mark.tools
 
@@ -70,7 +77,7 @@ def test_every_alert_is_documented_and_annotated(helm_template: Any) -> None:
         uses = set(re.findall(r"kongsplit_\w+", rule["expr"]))
         if uses & {"kongsplit_desired_weight", "kongsplit_drift_corrections_total"}:
             # Per-Rollout alerts name the Rollout and the upstream.
-            for label in ("namespace", "rollout", "upstream"):
+            for label in ("rollout_namespace", "rollout", "upstream"):
                 assert f"$labels.{label}" in ann["description"], (name, label)
 
 
@@ -133,110 +140,52 @@ async def test_promtool_check_metrics_on_scrape(promtool: str, kongsplit_metrics
         exposition = await resp.text()
     proc = await asyncio.to_thread(run, [promtool, "check", "metrics"], stdin=exposition)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'kongsplit_desired_weight{namespace="shop"' in exposition
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _poll(
-    session: aiohttp.ClientSession, url: str, ready: Any, *, within: float, what: str
-) -> Any:
-    """GET url until ready(json) is truthy; bounded by `within` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(url) as resp:
-                if resp.status == 200:
-                    last = await resp.json(content_type=None) if "/api/" in url else True
-                    if ready(last):
-                        return last
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.25)
-    pytest.fail(f"timed out after {within}s waiting for {what}; last answer: {last!r}")
+    assert 'kongsplit_desired_weight{role="canary",rollout="checkout",rollout_namespace="shop"' in (
+        exposition
+    )
 
 
 async def test_prometheus_loads_and_evaluates_rules(
     prometheus: str, kongsplit_metrics_url: str, tmp_path: Path
 ) -> None:
-    target = kongsplit_metrics_url.removeprefix("http://").removesuffix("/metrics")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES_FILE)],
-        "scrape_configs": [{"job_name": "kongsplit", "static_configs": [{"targets": [target]}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "prometheus.log"
-    proc = await asyncio.create_subprocess_exec(
-        prometheus,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            await _poll(session, f"{base}/-/ready", bool, within=30, what="Prometheus ready")
-            await _poll(
-                session,
-                f"{base}/api/v1/targets",
-                lambda j: any(t["health"] == "up" for t in j["data"]["activeTargets"]),
-                within=30,
-                what="the kongsplit target to be scraped",
+    async with prometheus_server(
+        prometheus, tmp_path, kongsplit_metrics_url, rule_files=[RULES_FILE]
+    ) as (base, session):
+
+        def evaluated_after_scrape(j: Any) -> bool:
+            # Both groups have evaluated scraped series once these two turn pending:
+            # the scrape says Kong is unreachable and the canary is at 10, not 25.
+            state = {r["name"]: r["state"] for g in j["data"]["groups"] for r in g["rules"]}
+            return all(
+                state.get(name) == "pending"
+                for name in ("KongsplitKongAdminUnreachable", "KongsplitWeightMismatch")
             )
 
-            def evaluated_after_scrape(j: Any) -> bool:
-                # Both groups have evaluated scraped series once these two turn pending:
-                # the scrape says Kong is unreachable and the canary is at 10, not 25.
-                state = {r["name"]: r["state"] for g in j["data"]["groups"] for r in g["rules"]}
-                return all(
-                    state.get(name) == "pending"
-                    for name in ("KongsplitKongAdminUnreachable", "KongsplitWeightMismatch")
-                )
+        rules_answer = await poll(
+            session,
+            f"{base}/api/v1/rules",
+            evaluated_after_scrape,
+            within=30,
+            what="the rules to be evaluated on scraped data",
+        )
+        rules = [r for g in rules_answer["data"]["groups"] for r in g["rules"]]
+        plain = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+        expected = [r for g in plain["groups"] for r in g["rules"]]
+        assert sorted(r["name"] for r in rules) == sorted(r["alert"] for r in expected)
+        for rule in rules:
+            assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+            assert not rule.get("lastError"), (rule["name"], rule["lastError"])
+        state = {r["name"]: r["state"] for r in rules}
+        assert state["KongsplitDown"] == "inactive"
+        assert state["KongsplitNoLeader"] == "inactive"
+        mismatch = next(r for r in rules if r["name"] == "KongsplitWeightMismatch")
+        labels = {(a["labels"]["rollout"], a["labels"]["role"]) for a in mismatch["alerts"]}
+        assert labels == {("checkout", "canary"), ("checkout", "stable")}
+        # The Rollout's namespace arrives as rollout_namespace; `namespace` is not exported.
+        assert {a["labels"]["rollout_namespace"] for a in mismatch["alerts"]} == {"shop"}
+        assert not any("exported_namespace" in a["labels"] for a in mismatch["alerts"])
 
-            rules_answer = await _poll(
-                session,
-                f"{base}/api/v1/rules",
-                evaluated_after_scrape,
-                within=30,
-                what="the rules to be evaluated on scraped data",
-            )
-            rules = [r for g in rules_answer["data"]["groups"] for r in g["rules"]]
-            plain = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
-            expected = [r for g in plain["groups"] for r in g["rules"]]
-            assert sorted(r["name"] for r in rules) == sorted(r["alert"] for r in expected)
-            for rule in rules:
-                assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
-                assert not rule.get("lastError"), (rule["name"], rule["lastError"])
-            state = {r["name"]: r["state"] for r in rules}
-            assert state["KongsplitDown"] == "inactive"
-            assert state["KongsplitNoLeader"] == "inactive"
-            mismatch = next(r for r in rules if r["name"] == "KongsplitWeightMismatch")
-            labels = {(a["labels"]["rollout"], a["labels"]["role"]) for a in mismatch["alerts"]}
-            assert labels == {("checkout", "canary"), ("checkout", "stable")}
-
-            for rule in expected:
-                async with session.get(
-                    f"{base}/api/v1/query", params={"query": rule["expr"]}
-                ) as resp:
-                    answer = await resp.json()
-                assert resp.status == 200 and answer["status"] == "success", (rule["alert"], answer)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            _, stderr = await asyncio.wait_for(proc.communicate(), 10)
-        except TimeoutError:
-            proc.kill()
-            _, stderr = await proc.communicate()
-        log.write_bytes(stderr or b"")  # kept in tmp_path for a failing run
+        for rule in expected:
+            async with session.get(f"{base}/api/v1/query", params={"query": rule["expr"]}) as resp:
+                answer = await resp.json()
+            assert resp.status == 200 and answer["status"] == "success", (rule["alert"], answer)

@@ -1,8 +1,9 @@
 """The Helm chart with the real helm and kubernetes-validate: lint, render, validate, inspect.
 
 Chart "unit tests" are plain pytest: `helm template` with a values file, load the YAML, assert on
-the objects. Built-in kinds are validated against the Kubernetes 1.30 schemas; the custom resources
-(ServiceMonitor, PrometheusRule, AnalysisTemplate) are checked structurally here.
+the objects. Built-in kinds are validated against the schemas of every Kubernetes minor version from
+the chart's `kubeVersion` floor (1.25) to the newest kubernetes-validate ships (1.37); the custom
+resources (ServiceMonitor, PrometheusRule, AnalysisTemplate) are checked structurally here.
 """
 
 from __future__ import annotations
@@ -91,20 +92,36 @@ def test_helm_lint_strict(helm: str, values: Path) -> None:
     assert "0 chart(s) failed" in proc.stdout
 
 
-@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
-def test_builtin_kinds_validate_against_kubernetes_1_30(
-    helm_template: Any, kubernetes_validate: str, values: Path
+# Every minor version whose schemas kubernetes-validate 1.37.0 bundles, from the chart's floor.
+KUBE_VERSIONS = [f"1.{minor}.0" for minor in range(25, 38)]
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_builtin_kinds_validate_against_kubernetes(
+    helm_template: Any, kubernetes_validate: str, kube_version: str
 ) -> None:
-    manifest = helm_template(values)
-    builtin = [d for d in load_docs(manifest) if d["apiVersion"] in BUILTIN_API_GROUPS]
+    """Every ci/*-values.yaml, rendered for that version, against that version's schemas."""
+    builtin = [
+        d
+        for path in CI_VALUES
+        for d in load_docs(helm_template(path, kube_version=kube_version))
+        if d["apiVersion"] in BUILTIN_API_GROUPS
+    ]
     assert builtin, "nothing to validate"
     proc = run(
-        [kubernetes_validate, "-k", "1.30.0", "--strict", "-"],
+        [kubernetes_validate, "-k", kube_version, "--strict", "-"],
         stdin=yaml.safe_dump_all(builtin),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ERROR" not in proc.stdout + proc.stderr
     assert proc.stdout.count("INFO - passed") == len(builtin), proc.stdout
+
+
+def test_kube_versions_start_at_the_charts_floor(helm_template: Any) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["kubeVersion"] == f">={KUBE_VERSIONS[0]}-0"
+    error = helm_template(kube_version="1.24.0", expect_ok=False)
+    assert "chart requires kubeVersion: >=1.25.0-0" in error, error
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
@@ -285,8 +302,10 @@ def test_token_only_from_a_secret(rendered: dict[str, list[dict[str, Any]]], val
         if "values.yaml" in doc["data"]:
             kong_values = yaml.safe_load(doc["data"]["values.yaml"])
             containers += kong_values["deployment"]["sidecarContainers"]
-        else:
+        elif "config.yaml" in doc["data"]:
             assert "token:" not in doc["data"]["config.yaml"].replace("tokenFile:", "")
+        else:  # the Grafana dashboard (metrics.grafanaDashboard): queries only, no settings
+            assert list(doc["data"]) == ["kongsplit.json"], doc["metadata"]["name"]
     for c in containers:
         for env in c.get("env", []):
             assert "token" not in env["name"].lower(), env
@@ -482,8 +501,9 @@ def test_monitoring_objects(rendered: dict[str, list[dict[str, Any]]]) -> None:
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["port"] == "http-metrics" and endpoint["path"] == "/metrics"
     assert endpoint["interval"] == "15s"
-    # kongsplit's own `namespace` label (the Rollout's) must win over the target's.
-    assert endpoint["honorLabels"] is True
+    # No label of kongsplit's clashes with the target's (the Rollout's is rollout_namespace):
+    # the target's labels stay as Prometheus discovered them.
+    assert endpoint["honorLabels"] is False
 
     rule = one(docs, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"

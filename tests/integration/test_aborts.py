@@ -118,6 +118,28 @@ async def test_an_abort_does_not_wait_behind_a_hung_write(harness: Harness) -> N
     assert rec is not None and rec.states[next(iter(rec.states))].rule == "aborted"
 
 
+async def test_a_write_that_timed_out_and_lands_late_is_put_back(harness: Harness) -> None:
+    """Kong holds a PATCH past the client's timeout; the client retries it and the pass ends.
+    Argo moves on and the newer weights land, then Kong carries the abandoned PATCH out after
+    all (the chaos run caught one an abort's retry had already overtaken). The daemon looks at
+    such an upstream again after 1 s, 2 s, 4 s … (``KongAdmin.take_unsettled``), not only at the
+    next sweep."""
+    h = harness
+    await h.seed()
+    await h.start(h.settings(reconcile={"interval": 30}, kong={"timeoutSeconds": 0.4}))
+    await _start_canary(h)
+    await _at(h, 0, {STABLE_T: 90, CANARY_T: 10})
+    h.kong.faults.delay(1.2, n=1, method="PATCH")  # handled 1.2 s late; the client gave up
+    await _at(h, 2, {STABLE_T: 75, CANARY_T: 25})  # landed by the client's retry
+    await _at(h, 4, {STABLE_T: 50, CANARY_T: 50})
+    # Witness: the abandoned PATCH of step 2 lands over step 4's weights …
+    await eventually(lambda: weights(h.kong)[CANARY_T] == 25, within=3, what="late landing")
+    # … and is put back well before any sweep (30 s).
+    await eventually(
+        lambda: weights(h.kong) == {STABLE_T: 50, CANARY_T: 50}, within=4, what="put back"
+    )
+
+
 async def test_a_failed_abort_is_retried_in_tens_of_milliseconds(harness: Harness) -> None:
     h = harness
     await h.seed()

@@ -110,16 +110,16 @@ with the default values and compare) and of the PrometheusRule. Runbook: docs/ru
         {{- with $extra }}{{ toYaml . | nindent 8 }}{{ end }}
       annotations:
         summary: Kong does not serve the weight Argo Rollouts wants
-        description: {{ printf "Rollout {{ $labels.namespace }}/{{ $labels.rollout }}: Kong upstream {{ $labels.upstream }} has served a {{ $labels.role }} weight other than the desired {{ $value }} for %s." $a.weightMismatch.for | quote }}
+        description: {{ printf "Rollout {{ $labels.rollout_namespace }}/{{ $labels.rollout }}: Kong upstream {{ $labels.upstream }} has served a {{ $labels.role }} weight other than the desired {{ $value }} for %s." $a.weightMismatch.for | quote }}
         runbook_url: {{ $p.runbookBaseUrl }}#kongsplitweightmismatch
     - alert: KongsplitDriftCorrections
-      expr: sum by (namespace, rollout, upstream, kind) (increase(kongsplit_drift_corrections_total{ {{- $sel -}} }[{{ $a.driftCorrections.window }}])) > {{ $a.driftCorrections.threshold }}
+      expr: sum by (rollout_namespace, rollout, upstream, kind) (increase(kongsplit_drift_corrections_total{ {{- $sel -}} }[{{ $a.driftCorrections.window }}])) > {{ $a.driftCorrections.threshold }}
       for: 0s
       labels:
         severity: {{ $a.driftCorrections.severity }}
         {{- with $extra }}{{ toYaml . | nindent 8 }}{{ end }}
       annotations:
         summary: something keeps changing Kong targets behind kongsplit
-        description: {{ printf "Rollout {{ $labels.namespace }}/{{ $labels.rollout }}: kongsplit put Kong upstream {{ $labels.upstream }} back {{ $value | humanize }} times in %s (drift kind {{ $labels.kind }}). Another writer is changing its targets." $a.driftCorrections.window | quote }}
+        description: {{ printf "Rollout {{ $labels.rollout_namespace }}/{{ $labels.rollout }}: kongsplit put Kong upstream {{ $labels.upstream }} back {{ $value | humanize }} times in %s (drift kind {{ $labels.kind }}). Another writer is changing its targets." $a.driftCorrections.window | quote }}
         runbook_url: {{ $p.runbookBaseUrl }}#kongsplitdriftcorrections
 {{- end }}
