@@ -719,6 +719,7 @@ class SizeRun:
             served = max(1, k1["requests"] - k0["requests"])  # the daemon's too, if any
             out[kind] = round((k1["cpu"] - k0["cpu"]) / served * 1e6, 1)
         self.out["kongsim_us_per_request"] = out
+        self.out["kongsim_us_per_patch"] = out["patch_target"]
 
     # -- 5. a slow Kong
     async def slow(self, d: Daemon) -> None:
@@ -961,6 +962,29 @@ async def run_size(
     return result
 
 
+def machine() -> dict[str, Any]:
+    """What docs/performance.md says the figures were measured on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "mem_mib": mem,
+        "python": sys.version.split()[0],
+        "aiohttp": aiohttp.__version__,
+        "kernel": os.uname().release,
+    }
+
+
 def table(results: list[dict[str, Any]]) -> str:
     cols = [
         ("N", "rollouts", "{:,}"),
@@ -978,6 +1002,8 @@ def table(results: list[dict[str, Any]]) -> str:
         ("KiB/Rollout", "rss_per_rollout_kib", "{:.2f}"),
         ("CPU s/1k chg", "cpu_s_per_1k_changes", "{:.3f}"),
         ("healthz max ms", "healthz_max_ms", "{:.1f}"),
+        ("GC max ms", "gc_max_ms", "{:.1f}"),
+        ("KongSim µs/PATCH", "kongsim_us_per_patch", "{:.0f}"),
     ]
     rows = [[h for h, _, _ in cols]]
     for r in results:
@@ -1007,7 +1033,7 @@ def plot(results: list[dict[str, Any]], path: str) -> str:
         ("daemon RSS (MiB)", [("peak", "rss_mib")]),
         ("RSS per Rollout (KiB)", [("growth over idle daemon", "rss_per_rollout_kib")]),
         ("CPU s per 1,000 changes", [("burst", "cpu_s_per_1k_changes")]),
-        ("/healthz max (ms)", [("all phases", "healthz_max_ms")]),
+        ("/healthz max (ms)", [("all phases", "healthz_max_ms"), ("GC pause", "gc_max_ms")]),
     ]
     fig, axes = plt.subplots(3, 3, figsize=(13, 10))
     for ax, (title, series) in zip(axes.flat, panels, strict=True):
@@ -1044,6 +1070,7 @@ async def main_async(plan: Plan, keep: str | None = None) -> list[dict[str, Any]
             print("--", file=sys.stderr)
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+    started = time.monotonic()
     results = []
     with tempfile.TemporaryDirectory(prefix="kongsplit-scale-") as tmp:
         workdir = Path(keep or tmp)
@@ -1056,7 +1083,12 @@ async def main_async(plan: Plan, keep: str | None = None) -> list[dict[str, Any]
             for n in plan.sizes:
                 out = await run_size(plan, n, workdir, http, base, log)
                 out["baseline_rss_mib"] = round(base, 1)
+                out["wall_s"] = round(time.monotonic() - started, 1)  # since the run began
+                out["machine"] = machine()
                 results.append(out)
+                if keep:  # every size as soon as it is done: a long run leaves what it measured
+                    with open(workdir / "results.jsonl", "a") as f:  # noqa: ASYNC230
+                        f.write(json.dumps(out) + "\n")
     return results
 
 
@@ -1094,6 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
             () if args.slow_at == "none" else tuple(int(x) for x in args.slow_at.split(","))
         )
     results = asyncio.run(main_async(plan, args.keep))
+    print(f"machine: {json.dumps(machine())}", flush=True)
     print(table(results), flush=True)
     png = args.png or (None if plan.quick else str(ROOT / "docs" / "scale.png"))
     if png and not args.no_png:

@@ -17,10 +17,11 @@ even those:
 
 - ``settle()`` after start-up and after each full sync: young garbage collected (cheap), the
   rest frozen;
-- ``run()``: every ``interval``, when the oldest generation holds more than ``freeze_above``
-  objects again (Rollouts changed since: new objects), the same; and every ``thaw_every``
-  seconds a full collection of everything (the one long pause, once an hour by default), then
-  everything alive frozen again, so nothing that died in a cycle is kept longer than that.
+- ``run()``: every ``interval`` (a second in the daemon), when the oldest generation holds
+  more than ``freeze_above`` objects again (Rollouts changed since: new objects), the same;
+  and every ``thaw_every`` seconds a full collection of everything (the one long pause, once
+  an hour by default), then everything alive frozen again, so nothing that died in a cycle is
+  kept longer than that.
 """
 
 from __future__ import annotations

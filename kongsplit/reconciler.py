@@ -211,7 +211,8 @@ class Reconciler:
             metrics, events, exclusive_upstreams=settings.kong.exclusive_upstreams
         )
         self.store = Store()
-        self.queue = KeyQueue()
+        # A quarter of the workers at most on the drift sweep; the rest stay free for changes.
+        self.queue = KeyQueue(sweep_limit=max(1, settings.reconcile.concurrency // 4))
         self.states: dict[RolloutKey, RolloutState] = {}
         self._upstream_owner: dict[tuple[str, str], RolloutKey] = {}
         self.synced = asyncio.Event()  # first full pass done while leading (readiness)

@@ -117,6 +117,29 @@ async def test_repeats_waiting_in_the_queue_become_one_event(
     assert patches(kube_mock) == 0
 
 
+async def test_a_newer_applied_event_supersedes_the_one_waiting(
+    kube_mock: KubeMock, recorder: EventRecorder
+) -> None:
+    """A burst of changes leaves one Event per object waiting, with the newest weights; Events
+    posted without ``supersede`` (and other objects' Events) are each kept."""
+    other = ObjectRef("argoproj.io/v1alpha1", "Rollout", "shop", "payments", "uid-2")
+    for weights in ("90/10", "75/25", "50/50"):
+        recorder.post(REF, type="Normal", reason=REASON_APPLIED, message=weights, supersede=True)
+    recorder.post(other, type="Normal", reason=REASON_APPLIED, message="90/10", supersede=True)
+    recorder.post(REF, type=WARNING, reason=REASON_INVALID_ANNOTATION, message="bad port")
+    recorder.post(REF, type=WARNING, reason=REASON_INVALID_ANNOTATION, message="bad mode")
+    assert recorder.waiting == 4
+    recorder.post(REF, type="Normal", reason=REASON_APPLIED, message="50/50", supersede=True)
+    async with Running(recorder):
+        events = await flushed(recorder, kube_mock)
+    assert sorted((e["involvedObject"]["name"], e["message"], e["count"]) for e in events) == [
+        ("checkout", "50/50", 2),
+        ("checkout", "bad mode", 1),
+        ("checkout", "bad port", 1),
+        ("payments", "90/10", 1),
+    ]
+
+
 async def test_aggregation_window_expires(kube_mock: KubeMock, kube_api: ApiClient) -> None:
     now = [0.0]
     recorder = EventRecorder(kube_api, aggregate_window=300.0, clock=lambda: now[0])

@@ -186,6 +186,59 @@ async def test_sweep_reads_once_and_corrects_drift(sim: KongSim, admin: KongRout
     assert _weights(sim) == {STABLE: 50, CANARY: 50}
 
 
+def _reads(sim: KongSim) -> list[str]:
+    return [f"{r.method} {r.path.rsplit('/', 1)[-1]}" for r in sim.requests]
+
+
+async def test_a_restart_reads_each_upstream_once(sim: KongSim) -> None:
+    """A fresh process (nothing cached): ``claim`` reads the upstream's targets to find its
+    owner, and the sweep-like ``apply(refresh=True)`` that follows at once plans from that
+    read — one GET of targets per upstream, no write when Kong already holds the weights."""
+    async with running_router(sim.url, request_timeout=2.0) as first:
+        await first.apply(U, want(75, 25), owner_tags=OWNER)
+    async with running_router(sim.url, request_timeout=2.0) as router:
+        await router.ensure_mode()
+        sim.requests.clear()
+        claim = await router.claim(U)
+        result = await router.apply(U, want(75, 25), owner_tags=OWNER, refresh=True)
+        assert claim.owner == ("shop", "checkout") and result.writes == ()
+        assert _reads(sim) == ["GET upstreams", "GET targets"]
+        # A later sweep reads again: the claim's read stood for one pass only.
+        sim.requests.clear()
+        await router.apply(U, want(75, 25), owner_tags=OWNER, refresh=True)
+        assert _reads(sim) == ["GET targets"]
+
+
+async def test_a_claim_older_than_a_pass_is_read_again(
+    sim: KongSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_router(sim.url, request_timeout=2.0) as first:
+        await first.apply(U, want(75, 25), owner_tags=OWNER)
+    monkeypatch.setattr("kongsplit.kong.dbmode.FRESH_READ", 0.0)
+    async with running_router(sim.url, request_timeout=2.0) as router:
+        await router.ensure_mode()
+        await router.claim(U)
+        sim.set_weight(U, CANARY, 80)  # after the claim's read
+        sim.requests.clear()
+        result = await router.apply(U, want(75, 25), owner_tags=OWNER, refresh=True)
+        assert _reads(sim)[0] == "GET targets"  # read again: the drift is seen and put back
+        assert drift_kinds(result) == {"weight": 1} and _weights(sim) == {STABLE: 75, CANARY: 25}
+
+
+async def test_a_new_upstream_costs_no_read_after_its_claim(sim: KongSim) -> None:
+    """Start-up against an empty Kong: the claim asks for the upstream by name (404) — no
+    listing of every upstream again — and the apply creates it without reading it again."""
+    sim.add_upstream("someone-else.shop.svc")
+    async with running_router(sim.url, request_timeout=2.0) as router:
+        await router.ensure_mode()
+        await router.claim("someone-else.shop.svc")  # the listing, once
+        sim.requests.clear()
+        claim = await router.claim(U)
+        result = await router.apply(U, want(90, 10), owner_tags=OWNER, refresh=True)
+        assert not claim.exists and result.upstream_created
+        assert _reads(sim) == ["GET " + U, "POST upstreams", "POST targets", "POST targets"]
+
+
 async def test_adopts_untagged_target_at_a_wanted_address(sim: KongSim, admin: KongRouter) -> None:
     sim.add_upstream(U)
     sim.add_target(U, STABLE, 100)  # untagged: someone created it by hand

@@ -111,6 +111,110 @@ async def test_key_queue_coalesces_and_serves_aborts_first(queue: KeyQueue) -> N
     await asyncio.wait_for(q.join(), 1)
 
 
+# --------------------------------------------------------------------------- the sweep lane
+
+# ("sweep", key): a drift check (put_sweep); ("put", key, refresh, urgent): a change or retry.
+Op = tuple[object, ...]
+
+
+@pytest.mark.parametrize(
+    ("ops", "served"),
+    [
+        pytest.param(
+            [("sweep", A), ("sweep", B), ("put", C, False, False)],
+            [(C, False, False), (A, True, False), (B, True, False)],
+            id="a-change-is-served-before-the-sweep",
+        ),
+        pytest.param(
+            [("sweep", A), ("sweep", B), ("put", B, False, False)],
+            [(B, False, False), (A, True, False)],
+            id="a-change-of-a-swept-key-leaves-the-sweep-lane-without-its-read",
+        ),
+        pytest.param(
+            [("sweep", A), ("put", A, True, False)],
+            [(A, True, False)],
+            id="a-retry-of-a-swept-key-keeps-its-own-read",
+        ),
+        pytest.param(
+            [("put", A, False, False), ("sweep", A), ("sweep", B)],
+            [(A, False, False), (B, True, False)],
+            id="a-check-of-a-queued-change-adds-no-read",
+        ),
+        pytest.param(
+            [("sweep", A), ("put", A, False, True)],
+            [(A, False, True)],
+            id="an-abort-of-a-swept-key-jumps-the-line",
+        ),
+        pytest.param(
+            [("sweep", A), ("sweep", A), ("sweep", B)],
+            [(A, True, False), (B, True, False)],
+            id="two-sweeps-one-entry",
+        ),
+    ],
+)
+async def test_sweep_lane_order(queue: KeyQueue, ops: list[Op], served: list[Put]) -> None:
+    for op in ops:
+        if op[0] == "sweep":
+            queue.put_sweep(op[1])  # type: ignore[arg-type]
+        else:
+            _, key, refresh, urgent = op
+            queue.put(key, refresh=refresh, urgent=urgent)  # type: ignore[arg-type]
+    got = [await take(queue) for _ in served]
+    assert got == served
+    assert await nothing_ready(queue)
+
+
+async def test_a_sweep_of_a_held_key_runs_after_it_as_a_sweep(queue: KeyQueue) -> None:
+    queue.put(A)
+    await take(queue)
+    queue.put_sweep(A)  # while a worker holds it
+    queue.put(B)
+    queue.done(A)
+    assert [await take(queue), await take(queue)] == [(B, False, False), (A, True, False)]
+
+
+async def test_a_change_during_a_sweep_of_a_held_key_is_a_change(queue: KeyQueue) -> None:
+    queue.put(A)
+    await take(queue)
+    queue.put_sweep(A)
+    queue.put(A)  # a change arrives too: served as a change, ahead of other checks
+    queue.put_sweep(B)
+    queue.done(A)
+    assert [await take(queue), await take(queue)] == [(A, False, False), (B, True, False)]
+
+
+async def test_at_most_sweep_limit_checks_in_flight() -> None:
+    q = KeyQueue(sweep_limit=2)
+    try:
+        for key in (A, B, C):
+            q.put_sweep(key)
+        first, second = await take(q), await take(q)
+        assert await nothing_ready(q)  # the third check waits for one of the two
+        q.put(RolloutKey("shop", "d"))  # a change is not held back by the limit
+        assert await take(q) == (RolloutKey("shop", "d"), False, False)
+        q.done(first[0])
+        assert await take(q) == (C, True, False)
+        assert second == (B, True, False)
+    finally:
+        q.close()
+
+
+async def test_the_sweep_lane_never_holds_a_key_twice(queue: KeyQueue) -> None:
+    """A key taken out of the sweep lane by changes, sweep after sweep, leaves one stale entry
+    there at most (the queue is bounded by the number of Rollouts, whatever the churn)."""
+    for _ in range(50):
+        queue.put_sweep(A)
+        queue.put(A)  # a change: served ahead of the sweep
+        assert await take(queue) == (A, False, False)
+        queue.done(A)
+    assert len(queue._sweep) <= 1
+    queue.put_sweep(A)
+    assert await take(queue) == (A, True, False)
+    queue.done(A)
+    assert len(queue._sweep) == 0
+    await asyncio.wait_for(queue.join(), 1)
+
+
 # --------------------------------------------------------------------------- one worker per key
 
 
