@@ -34,6 +34,7 @@ PURE = [
     "kongsplit.argoview",
     "kongsplit.backoff",
     "kongsplit.desired",
+    "kongsplit.heap",
     "kongsplit.kong.configtext",
     "kongsplit.kong.declarative",
     "kongsplit.kong.names",
