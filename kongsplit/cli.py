@@ -68,6 +68,22 @@ def build_parser(only: str | None = None, *, prog: str = "kongsplit") -> argpars
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "kongsplit") -> int:
+    try:
+        return _main(argv, prog=prog)
+    except KeyboardInterrupt:  # at any moment, even while the parser's modules load
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``kongsplit version | head -1``): not an error of ours.
+        stdout_gone()
+        return 0
+
+
+def stdout_gone() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _main(argv: Sequence[str] | None, *, prog: str) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["__complete"]:  # what the completion scripts ask (kongsplit.completion)
         from kongsplit.completion import complete_main
@@ -76,16 +92,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "kongsplit") -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None, prog=prog)
     args = parser.parse_args(argv)
-    try:
-        code: int = _module(args.command).run(args)
-        sys.stdout.flush()
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (``kongsplit version | head -1``): not an error of ours. Point
-        # stdout at /dev/null so the interpreter's final flush cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    code: int = _module(args.command).run(args)
+    sys.stdout.flush()
     return code
 
 

@@ -29,9 +29,14 @@ _LIVE_TIMEOUT = 2.0
 BASH = r"""# kongsplit completion for bash. Load it with:  source <(kongsplit completion bash)
 # or install it:  kongsplit completion bash > /etc/bash_completion.d/kongsplit
 _kongsplit() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" line out
-    local -a words=()
-    out=$("${COMP_WORDS[0]}" __complete "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null) || return 0
+    # The words as the user typed them, split at blanks only: COMP_WORDS also splits at ':'
+    # and '=' (COMP_WORDBREAKS), which cuts an EKS context name (arn:aws:eks:...) apart.
+    local typed="${COMP_LINE:0:COMP_POINT}" line out cur prefix
+    local -a args=() words=()
+    read -ra args <<< "$typed"
+    [[ "$typed" == *[[:blank:]] || ${#args[@]} -eq 0 ]] && args+=("")
+    cur="${args[${#args[@]}-1]}"
+    out=$("${COMP_WORDS[0]}" __complete "${args[@]:1}" 2>/dev/null) || return 0
     if [[ "$out" == "__files__" ]]; then
         compopt -o filenames 2>/dev/null
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
@@ -42,6 +47,11 @@ _kongsplit() {
     done <<< "$out"
     local IFS=$'\n'
     mapfile -t COMPREPLY < <(compgen -W "${words[*]}" -- "$cur")
+    # bash replaces only what follows the last ':' or '=' of the word: answer with that part.
+    if [[ "$cur" == *[:=]* ]]; then
+        prefix="${cur%"${cur##*[:=]}"}"
+        COMPREPLY=("${COMPREPLY[@]#"$prefix"}")
+    fi
 }
 complete -F _kongsplit kongsplit
 """

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import textwrap
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -316,6 +317,13 @@ def _parse_url(value: Any) -> str:
     text = _parse_str(value)
     if not re.match(r"^https?://[^/\s]+", text):
         raise ValueError(f"expected an http:// or https:// URL, got {redact_url(text)!r}")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as e:
+        raise ValueError(f"not a valid URL ({e}): {redact_url(text)!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"expected a host in the URL, got {redact_url(text)!r}")
     return text.rstrip("/")
 
 

@@ -588,18 +588,40 @@ def run(args: argparse.Namespace) -> int:
         for line in e.lines:
             _error(line)
         return EXIT_ERROR
-    if args.output == "json":
-        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
-    else:
-        lines = report.lines()
-        for line in lines:
-            print(line)
-        if lines:
-            print()
-        print(report.summary())
-        print(report.rollouts_line())
+    code = EXIT_ERROR if report.errors else EXIT_CHANGES if report.changes else EXIT_IN_SYNC
+    unicode = _can_print("→")
+    try:
+        if args.output == "json":
+            print(json.dumps(report.as_json(), indent=2, ensure_ascii=not unicode))
+        else:
+            lines = report.lines()
+            for line in lines:
+                print(line if unicode else _ascii(line))
+            if lines:
+                print()
+            print(_ascii(report.summary()))
+            print(_ascii(report.rollouts_line()))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # ``kongsplit diff | head``: the exit code still says whether anything would change.
+        from kongsplit.cli import stdout_gone
+
+        stdout_gone()
     for error in report.errors:
         _error(error)
-    if report.errors:
-        return EXIT_ERROR
-    return EXIT_CHANGES if report.changes else EXIT_IN_SYNC
+    return code
+
+
+def _can_print(text: str) -> bool:
+    """Can stdout's encoding carry ``text`` (a non-UTF-8 locale or PYTHONIOENCODING cannot)?"""
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _ascii(line: str) -> str:
+    """A line for a stdout that cannot print Unicode: ``→`` as ``->``, anything else as ``?``."""
+    line = line.replace("→", "->")
+    return line.encode("ascii", "replace").decode("ascii")

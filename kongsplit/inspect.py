@@ -94,6 +94,12 @@ def add_kong_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
+def _namespace_arg(value: str) -> str:
+    from kongsplit.plan import namespace_arg  # plan loads the engine: only when -n is given
+
+    return namespace_arg(value)
+
+
 def add_kube_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default_all: bool
 ) -> None:
@@ -112,6 +118,7 @@ def add_kube_arguments(
         dest="namespaces",
         action="append",
         metavar="NS",
+        type=_namespace_arg,
         help=(
             "only this namespace (repeatable, or comma-separated; default: all namespaces)"
             if default_all

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import yaml
@@ -385,7 +386,17 @@ async def client_for(source: KubeSource) -> k8s_client.ApiClient:
                 "or give --kubeconfig FILE"
             ) from e
         logger.debug("kubernetes client from the in-cluster service account")
+    _drop_url_credentials(cfg)
     return k8s_client.ApiClient(configuration=cfg)
+
+
+def _drop_url_credentials(cfg: k8s_client.Configuration) -> None:
+    """A server URL with ``user:password@`` and a token too: the token is what kubectl sends
+    (Go's HTTP client uses a URL's userinfo only when no Authorization header is set), and
+    aiohttp refuses both at once; so the URL's credentials go."""
+    parts = urlsplit(str(cfg.host or ""))
+    if "@" in parts.netloc and cfg.api_key.get("BearerToken"):
+        cfg.host = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 #: kubernetes-asyncio's kubeconfig loader, which logs an error before raising it.
@@ -436,10 +447,10 @@ def api_path(
     """``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...`` for the others."""
     path = f"/apis/{group}/{version}" if group else f"/api/{version}"
     if namespace:
-        path += f"/namespaces/{namespace}"
+        path += f"/namespaces/{quote(namespace, safe='')}"
     path += f"/{plural}"
     if name:
-        path += f"/{name}"
+        path += f"/{quote(name, safe='')}"
     return path
 
 

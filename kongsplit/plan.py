@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import ssl
 import sys
 from collections import defaultdict
@@ -85,6 +86,7 @@ def add_cluster_arguments(group: argparse._ArgumentGroup) -> None:
         dest="namespaces",
         action="append",
         metavar="NS",
+        type=namespace_arg,
         help="only this namespace (repeatable, or comma-separated; default: all namespaces)",
     )
     group.add_argument(
@@ -392,7 +394,14 @@ def unreachable_reason(error: BaseException) -> str:
         if isinstance(certificate, ssl.SSLCertVerificationError):
             return f"its TLS certificate is not trusted ({certificate.verify_message})"
         if isinstance(seen, ssl.SSLError):
-            return f"the TLS handshake failed ({seen.reason or seen})"
+            inner = getattr(seen, "os_error", None)  # aiohttp wraps the ssl module's error
+            if isinstance(inner, ssl.SSLError) and inner is not seen:
+                seen = inner
+                continue
+            reason = str(getattr(seen, "reason", None) or seen)
+            if "WRONG_VERSION_NUMBER" in reason.upper():
+                return "the TLS handshake failed: the server does not speak TLS (http://, not https://?)"
+            return f"the TLS handshake failed ({reason})"
         if isinstance(seen, TimeoutError):
             return "no answer in time"
         os_error = getattr(seen, "os_error", None)
@@ -408,6 +417,22 @@ def unreachable_reason(error: BaseException) -> str:
 
 
 BOTH_NAMESPACE_FLAGS = "give -n NAMESPACE or -A (every namespace), not both"
+
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def namespace_arg(value: str) -> str:
+    """``-n``: each comma-separated name must be a namespace name (an RFC 1123 label, as the
+    API server checks it), so it never reaches a URL path as anything else."""
+    for ns in value.split(","):
+        ns = ns.strip()
+        if ns and not _NAMESPACE.match(ns):
+            raise argparse.ArgumentTypeError(
+                f"{ns!r} is not a namespace name (lower-case letters, digits and '-', "
+                "at most 63, starting and ending with a letter or digit)"
+            )
+    return value
 
 
 def namespaces_of(values: Sequence[str] | None) -> list[str]:

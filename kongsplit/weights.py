@@ -778,10 +778,10 @@ def _hold(
         stable_rs = view.stable_rs
         if stable_rs is None:
             if rollout.stable_rs is None:
-                why = "status.stableRS is empty (first deploy): Argo routes no weight before it "
+                why = "status.stableRS is empty (first deploy)"
             else:
-                why = f"no ReplicaSet has the stable hash {rollout.stable_rs}: Argo routes no "
-            return ("no-stable-replicaset", why + "weight without a stable ReplicaSet")
+                why = f"no ReplicaSet has the stable hash {rollout.stable_rs}"
+            return ("no-stable-replicaset", why + ": Argo routes no weight without a stable ReplicaSet")
         if not stable_can_carry(rollout, stable_rs, m - canary):
             needed = (m - canary) * rollout.replicas // m
             return (

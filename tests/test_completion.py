@@ -164,6 +164,37 @@ def test_bash_accepts_the_script_and_completes(tmp_path: Path) -> None:
     assert complete(f"kongsplit get rollouts --kubeconfig {tmp_path}/kc-") == [f"{tmp_path}/kc-a"]
 
 
+def test_bash_completes_a_context_name_holding_colons(tmp_path: Path) -> None:
+    """EKS names contexts ``arn:aws:eks:REGION:ACCOUNT:cluster/NAME``; bash splits the word at
+    every ':' (COMP_WORDBREAKS), so COMP_WORDS holds pieces. The script reads the line as typed
+    and answers with what follows the last ':', the part bash replaces."""
+    bash = shell("bash")
+    path = tmp_path / "kongsplit.bash"
+    path.write_text(script("bash"))
+    arn = "arn:aws:eks:us-east-1:123:cluster/prod"
+    config = kubeconfig(tmp_path / "kc", "http://127.0.0.1:9", contexts=(arn, "dev"))
+    line = "kongsplit get rollout --context arn:aws:e"
+    pieces = ["kongsplit", "get", "rollout", "--context", "arn", ":", "aws", ":", "e"]
+    program = f"""
+        source {path}
+        COMP_WORDS=({" ".join(repr(w) for w in pieces)})
+        COMP_CWORD={len(pieces) - 1}
+        COMP_LINE={line!r}
+        COMP_POINT=${{#COMP_LINE}}
+        _kongsplit
+        printf '%s\\n' "${{COMPREPLY[@]}}"
+    """
+    result = subprocess.run(
+        [bash, "--norc", "-c", program],
+        capture_output=True,
+        text=True,
+        env=env(KUBECONFIG=str(config)),
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.splitlines() == ["eks:us-east-1:123:cluster/prod"]
+
+
 def test_zsh_accepts_the_script_and_completes(tmp_path: Path) -> None:
     """zsh's completion widgets only run inside an interactive line editor: the script is loaded
     for real (syntax and compdef after compinit), and ``_kongsplit`` runs with zsh's own

@@ -139,11 +139,19 @@ async def diff(
 
         sys.stdin = io.StringIO(stdin)
     try:
-        code = await asyncio.to_thread(cli.main, ["diff", *argv])
+        code = await asyncio.to_thread(_main, ["diff", *argv])
     finally:
         sys.stdin = sys.__stdin__
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def _main(argv: list[str]) -> int:
+    """``cli.main``, with a usage mistake's exit (argparse's SystemExit) as its code."""
+    try:
+        return cli.main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
 
 
 async def diff_process(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -575,6 +583,11 @@ async def test_kong_unreachable_is_one_line_as_a_process(world: World) -> None:
             "flag --kong-url: expected an http:// or https:// URL, got 'kong:8001'",
             id="bad-kong-url",
         ),
+        pytest.param(
+            ["--kong-url", "http://[::1"],
+            "flag --kong-url: not a valid URL (Invalid IPv6 URL): 'http://[::1'",
+            id="malformed-kong-url",
+        ),
     ],
 )
 async def test_bad_input_is_one_line_and_exit_2(
@@ -589,6 +602,65 @@ async def test_bad_input_is_one_line_and_exit_2(
     code, out, err = await diff(capsys, *args)
     assert (code, out) == (2, "")
     assert err.startswith("kongsplit diff: ") and words in err and err.count("\n") == 1, err
+
+
+async def test_a_terminal_that_cannot_print_unicode_gets_ascii(world: World) -> None:
+    """A non-UTF-8 stdout (a Latin-1 locale, PYTHONIOENCODING): the arrows become ``->``, the
+    JSON is escaped; no traceback, and the exit code still says "changes" (it said 1 after a
+    UnicodeEncodeError too, which a script reads as "changes")."""
+    world.apply(checkout_objects())
+    kong_holds_checkout_at(world.kong, 90, 10)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(world.kubeconfig.parent),
+        "PYTHONIOENCODING": "latin-1",
+    }
+    argv = ("--kubeconfig", str(world.kubeconfig), "--kong-url", world.kong.url)
+    code, out, err = await diff_process(*argv, env=env)
+    assert (code, err) == (1, "")
+    assert out.splitlines()[:2] == [line.replace("→", "->") for line in CHECKOUT_10_TO_25]
+    code, out, err = await diff_process(*argv, "-o", "json", env=env)
+    assert (code, err) == (1, "")
+    assert json.loads(out)["in_sync"] is False
+
+
+async def test_a_reader_that_goes_away_keeps_the_exit_code(world: World) -> None:
+    """``kongsplit diff | head -1``: the pipe closes early; the exit code still says 1
+    (changes), never 0 ("in sync")."""
+    world.apply(checkout_objects())
+    kong_holds_checkout_at(world.kong, 90, 10)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    env = {"PATH": os.environ["PATH"], "HOME": str(world.kubeconfig.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kongsplit",
+        "diff",
+        "--kubeconfig",
+        str(world.kubeconfig),
+        "--kong-url",
+        world.kong.url,
+        stdout=write,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    os.close(write)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode, err.decode()) == (1, "")
+
+
+@pytest.mark.parametrize("namespace", ["../../api/v1/namespaces/shop/services/x#", "BAD NS", "a/b"])
+async def test_a_namespace_that_is_no_name_is_refused_before_any_request(
+    world: World, capsys: pytest.CaptureFixture[str], namespace: str
+) -> None:
+    code, out, err = await diff(
+        capsys, "--kubeconfig", str(world.kubeconfig), "-n", namespace, "--kong-url", world.kong.url
+    )
+    assert (code, out) == (2, "")
+    assert "is not a namespace name" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert world.kong.requests == []
 
 
 async def test_the_same_object_twice_with_different_content(

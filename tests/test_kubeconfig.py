@@ -330,3 +330,27 @@ async def test_in_a_pod_without_a_service_account_token(
         "used (Service token file does not exist): mount its token "
         "(automountServiceAccountToken) or give --kubeconfig FILE"
     )
+
+
+async def test_a_server_url_with_credentials_and_a_token_sends_the_token(
+    sim: KubeSim, home: Path, tmp_path: Path
+) -> None:
+    """``server: http://admin:pw@host`` and a user token: kubectl sends the token (Go uses a
+    URL's userinfo only without an Authorization header); aiohttp refused both at once and
+    every command died with a traceback."""
+    host = sim.url.removeprefix("http://")
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://admin:hunter2@{host}"}}],
+                "users": [{"name": "u", "user": {"token": "t0ken"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert await reaches(sim, str(path))  # before: ValueError from aiohttp, uncaught

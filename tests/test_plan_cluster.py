@@ -359,6 +359,28 @@ async def test_an_untrusted_certificate_is_named(tmp_path: Path) -> None:
     )
 
 
+async def test_https_to_a_plain_http_server_is_named(tmp_path: Path) -> None:
+    """A kubeconfig saying https:// for a server that speaks plain HTTP: aiohttp's wrapper of
+    the ssl error has no ``reason`` (it crashed the message with a traceback); one line, the
+    likely fix."""
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        config = write_kubeconfig(tmp_path / "kubeconfig", {"plain": url}, "plain")
+        code, out, err = await plan("--kubeconfig", str(config))
+    finally:
+        await runner.cleanup()
+    assert (code, out) == (2, "")
+    assert err == (
+        f"kongsplit plan: cannot reach the Kubernetes API at {url}: the TLS handshake failed: the "
+        "server does not speak TLS (http://, not https://?); check the kubeconfig (--kubeconfig, "
+        "--context) and that the cluster is up\n"
+    )
+
+
 # --------------------------------------------------------------------------- kubeconfig errors
 
 
