@@ -102,6 +102,7 @@ class LeaderElector:
         self._released = False
         self.instance = secrets.token_hex(8)  # this process, whatever its identity
         self._clash_logged = -1e9
+        self._twin_renewals: dict[str, str] = {}  # another instance under our identity: renewTime
         self._set_metric(0)
 
     @property
@@ -301,7 +302,7 @@ class LeaderElector:
         instance = str((annotations or {}).get(INSTANCE_ANNOTATION) or "")
         twin = holder == self.identity and instance not in ("", self.instance)
         if twin:
-            self._report_twin(instance)
+            self._twin_seen(instance, observed.renew_time)
         if holder and (holder != self.identity or twin) and now < prev.at + prev.duration:
             return None
         transitions = int(spec.get("leaseTransitions") or 0)
@@ -323,6 +324,25 @@ class LeaderElector:
             if e.status == 409:  # someone else renewed or took it in between
                 return None
             raise
+
+    def _twin_seen(self, instance: str, renew_time: str) -> None:
+        """The lease names this identity under another process. A replica restarted after a
+        crash (kill -9, OOM) finds its previous run's lease, which nobody renews any more: that
+        is said once, at info. Only a renewal seen meanwhile proves a second live process."""
+        first = self._twin_renewals.get(instance)
+        if first is None:
+            self._twin_renewals = {instance: renew_time}
+            logger.info(
+                "Lease %s/%s names this replica's identity %r under another process (instance "
+                "%s; this replica's previous run?): waiting until it expires",
+                self.namespace,
+                self.name,
+                self.identity,
+                instance,
+                extra=self._extra(),
+            )
+        elif renew_time != first:
+            self._report_twin(instance)
 
     def _report_twin(self, instance: str) -> None:
         """Another live process holds the lease under our identity: never both write."""

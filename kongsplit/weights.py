@@ -781,7 +781,8 @@ def _hold(
                 why = "status.stableRS is empty (first deploy)"
             else:
                 why = f"no ReplicaSet has the stable hash {rollout.stable_rs}"
-            return ("no-stable-replicaset", why + ": Argo routes no weight without a stable ReplicaSet")
+            why += ": Argo routes no weight without a stable ReplicaSet"
+            return ("no-stable-replicaset", why)
         if not stable_can_carry(rollout, stable_rs, m - canary):
             needed = (m - canary) * rollout.replicas // m
             return (
