@@ -31,61 +31,23 @@ from kongsplit.kong.apply import KongRouter
 from kongsplit.logs import setup_logging
 from kongsplit.metrics import Metrics
 from kongsplit.reconciler import Reconciler
-from kongsplit.sim import objects
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMESPACE = "shop"  # every Rollout in one namespace: the worst case for per-namespace scans
-STEPS = objects.CANARY_STEPS
-FLIP = {0: 2, 2: 0}  # currentStepIndex: setWeight 10 <-> setWeight 25 (one canary pod both)
-
-
-# --------------------------------------------------------------------------- objects
-
-
-def upstream_of(i: int) -> str:
-    return f"app{i}.{NAMESPACE}.svc"
-
-
-def _ip(i: int, canary: bool) -> str:
-    n = 2 * i + (1 if canary else 0)
-    return f"10.{96 + n // 65536}.{(n // 256) % 256}.{n % 256}"
+from fleet import (  # noqa: E402,F401 - re-exported: the benchmarks use them as common.*
+    FLIP,
+    NAMESPACE,
+    STEPS,
+    ip_of,
+    replicasets,
+    services,
+    upstream_of,
+)
+from fleet import rollout as _rollout  # noqa: E402
 
 
 def rollout(i: int, index: int) -> dict[str, Any]:
-    """Rollout ``app{i}`` mid-canary (new hash ``c{i}``, stable ``s{i}``) at ``index``."""
-    obj = objects.rollout(
-        f"app{i}",
-        NAMESPACE,
-        upstream=upstream_of(i),
-        pod_hash=f"c{i}",
-        stable_rs=f"s{i}",
-        index=index,
-        uid=f"uid-{i}",
-    )
-    # The fields a real Rollout also carries, so parsing costs what it costs in a cluster.
-    obj["metadata"].update(resourceVersion=str(1000 + i), labels={"app": f"app{i}", "team": "shop"})
-    obj["spec"]["template"] = {
-        "metadata": {"labels": {"app": f"app{i}"}},
-        "spec": {"containers": [{"name": "web", "image": f"registry/app{i}:2"}]},
-    }
-    obj["status"].update(replicas=8, availableReplicas=8)
-    return obj
-
-
-def services(i: int) -> list[dict[str, Any]]:
-    return [
-        objects.service(f"app{i}-stable", _ip(i, False), f"s{i}", NAMESPACE, app=f"app{i}"),
-        objects.service(f"app{i}-canary", _ip(i, True), f"c{i}", NAMESPACE, app=f"app{i}"),
-    ]
-
-
-def replicasets(i: int) -> list[dict[str, Any]]:
-    # The canary ReplicaSet at 1 of 4: Argo's desired count for both setWeight 10 and 25,
-    # so moving between those steps passes the replica gate at once.
-    return [
-        objects.replicaset(f"app{i}", f"s{i}", 4, 4, NAMESPACE, owner_uid=f"uid-{i}"),
-        objects.replicaset(f"app{i}", f"c{i}", 1, 1, NAMESPACE, owner_uid=f"uid-{i}"),
-    ]
+    """Rollout ``app{i}`` mid-canary at ``index`` (``fleet.rollout``, with a resourceVersion)."""
+    return _rollout(i, index, resource_version=str(1000 + i))
 
 
 def expected_canary(index: int) -> int:

@@ -46,71 +46,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos_sims import _control
+from fleet import (  # noqa: F401 - scale.py takes them from here too
+    FLIP,
+    NAMESPACE,
+    STEPS,
+    replicasets,
+    rollout,
+    services,
+    upstream_of,
+    weights_at,
+)
 
-from kongsplit.sim import objects
 from kongsplit.sim.kongsim import KongSim
 from kongsplit.sim.kongsim.faults import FaultAction, FaultRule
 from kongsplit.sim.kubesim import KubeSim
 
-NAMESPACE = "shop"  # every Rollout in one namespace: the worst case for per-namespace work
-STEPS = objects.CANARY_STEPS
-FLIP = {0: 2, 2: 0}  # currentStepIndex: setWeight 10 <-> setWeight 25 (one canary pod both)
 ROLLOUTS = ("argoproj.io/v1alpha1", "rollouts")
-
-
-# --------------------------------------------------------------------------- the objects
-
-
-def upstream_of(i: int) -> str:
-    return f"app{i}.{NAMESPACE}.svc"
-
-
-def ip_of(i: int, canary: bool) -> str:
-    n = 2 * i + (1 if canary else 0)
-    return f"10.{96 + n // 65536}.{(n // 256) % 256}.{n % 256}"
-
-
-def weights_at(i: int, index: int) -> dict[str, int]:
-    """Kong's weights for Rollout ``app{i}`` at step ``index`` (a setWeight step)."""
-    canary = int(STEPS[index]["setWeight"])
-    return {f"{ip_of(i, False)}:80": 100 - canary, f"{ip_of(i, True)}:80": canary}
-
-
-def rollout(i: int, index: int) -> dict[str, Any]:
-    """Rollout ``app{i}`` mid-canary (new hash ``c{i}``, stable ``s{i}``) at ``index``, with the
-    fields a real one also carries (bench/common.py builds the same)."""
-    obj = objects.rollout(
-        f"app{i}",
-        NAMESPACE,
-        upstream=upstream_of(i),
-        pod_hash=f"c{i}",
-        stable_rs=f"s{i}",
-        index=index,
-        uid=f"uid-{i}",
-    )
-    obj["metadata"]["labels"] = {"app": f"app{i}", "team": "shop"}
-    obj["spec"]["template"] = {
-        "metadata": {"labels": {"app": f"app{i}"}},
-        "spec": {"containers": [{"name": "web", "image": f"registry/app{i}:2"}]},
-    }
-    obj["status"].update(replicas=8, availableReplicas=8)
-    return obj
-
-
-def services(i: int) -> list[dict[str, Any]]:
-    return [
-        objects.service(f"app{i}-stable", ip_of(i, False), f"s{i}", NAMESPACE, app=f"app{i}"),
-        objects.service(f"app{i}-canary", ip_of(i, True), f"c{i}", NAMESPACE, app=f"app{i}"),
-    ]
-
-
-def replicasets(i: int) -> list[dict[str, Any]]:
-    # The canary at 1 of 4 pods: Argo's count for both setWeight 10 and 25 (the replica gate
-    # passes at once whichever way a change goes).
-    return [
-        objects.replicaset(f"app{i}", f"s{i}", 4, 4, NAMESPACE, owner_uid=f"uid-{i}"),
-        objects.replicaset(f"app{i}", f"c{i}", 1, 1, NAMESPACE, owner_uid=f"uid-{i}"),
-    ]
 
 
 def cpu_seconds() -> float:

@@ -53,9 +53,9 @@ from kongsplit.config import (
     KongConfig,
     Settings,
     flag_help,
-    load_settings,
     redact_url,
 )
+from kongsplit.inspect import kong_settings
 from kongsplit.kong.apply import KongRouter
 from kongsplit.kong.client import MayWrite, RetryPolicy
 from kongsplit.kong.errors import KongError
@@ -554,23 +554,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     try:
-        settings = load_settings(
-            args.config,
-            flags={
-                "kong": {
-                    "url": args.kong_url,
-                    "tokenFile": args.token_file,
-                    "workspace": args.workspace,
-                    "nodes": args.node,
-                },
-                "kong.tls": {
-                    "caFile": args.ca_file,
-                    "certFile": args.cert_file,
-                    "keyFile": args.key_file,
-                    "insecureSkipVerify": args.insecure_skip_verify,
-                },
-                "kubernetes": {"kubeconfig": args.kubeconfig, "context": args.context},
-            },
+        settings = kong_settings(
+            args, kubernetes={"kubeconfig": args.kubeconfig, "context": args.context}
         )
     except ConfigError as e:
         _error(str(e))

@@ -133,11 +133,13 @@ def add_kube_arguments(
     )
 
 
-def kong_settings(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config``/``$KONGSPLIT_CONFIG``, ``KONGSPLIT_*`` and the Kong flags."""
+def kong_settings(args: argparse.Namespace, **sections: dict[str, Any]) -> Settings:
+    """Settings from ``--config``/``$KONGSPLIT_CONFIG``, ``KONGSPLIT_*`` and the Kong flags
+    (plus ``sections`` of other flags, e.g. ``kubernetes={...}``)."""
     return load_settings(
         args.config,
         flags={
+            **sections,
             "kong": {
                 "url": args.kong_url,
                 "tokenFile": args.token_file,
