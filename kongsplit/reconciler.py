@@ -282,9 +282,13 @@ class Reconciler:
             state.applied = state.observed = None
 
     def resync_all(self) -> None:
-        """Re-read Kong for every Rollout (sweep, Kong back, leadership gained)."""
+        """Re-read Kong for every Rollout (start-up, Kong back, leadership gained, a DB-less
+        config replaced). Not a change of any Rollout: a pass in flight finishes its write
+        (it plans from the latest objects) and the key runs again afterwards, re-reading Kong.
+        (As a change, it superseded every pass in flight at start-up: ~8 % of the first
+        passes were thrown away and the daemon was ready before they ran again.)"""
         for key in list(self.store.rollouts):
-            self.queue.put(key, refresh=True)
+            self.queue.put(key, refresh=True, changed=False)
 
     def config_replaced(self, kind: str) -> None:
         """A DB-less node's configuration was replaced behind kongsplit (``kong.dbless``):

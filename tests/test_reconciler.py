@@ -1032,3 +1032,18 @@ async def test_an_abort_of_an_established_owner_asks_kong_nothing_before_writing
     w.state().owned_at = -1e9  # the interval has passed
     await w.sweep()
     assert len(w.kong.claims) == claims + 1
+
+
+async def test_a_resync_never_supersedes_a_pass_in_flight() -> None:
+    """Start-up, Kong back, leadership gained: every key is queued again to re-read Kong. That
+    is no change of the Rollout, so a pass holding the key keeps its write (``may_write``
+    stays open); a real change does supersede it."""
+    w = World()
+    w.seed()
+    key, _ = await w.rec.queue.get()  # a worker holds web now
+    w.rec.resync_all()
+    assert len(w.rec.queue) == 0 and not w.rec.queue.superseded(key)  # queued again, behind
+    w.rollout(objects.rollout("web", upstream=UPSTREAM, index=1))
+    assert w.rec.queue.superseded(key)
+    w.rec.queue.done(key)
+    assert len(w.rec.queue) == 1
