@@ -131,10 +131,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def _start_sim(role: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+async def start_sim(
+    role: str, script: str = "chaos_sims.py"
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """``python bench/<script> <role>`` (a simulator with its control port): the process and
+    the JSON line it prints once it listens (with its ``pid``). bench/scale.py uses it too."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(BENCH / "chaos_sims.py"),
+        str(BENCH / script),
         role,
         stdout=asyncio.subprocess.PIPE,
         cwd=str(ROOT),
@@ -145,7 +149,9 @@ async def _start_sim(role: str) -> tuple[asyncio.subprocess.Process, dict[str, A
         line = await proc.stdout.readline()
     if not line:
         raise RuntimeError(f"the {role} simulator exited before listening")
-    return proc, json.loads(line)
+    info: dict[str, Any] = json.loads(line)
+    info["pid"] = proc.pid
+    return proc, info
 
 
 async def _stop(proc: asyncio.subprocess.Process, *, grace: float = 15.0) -> int | None:
@@ -594,8 +600,8 @@ class Run:
 
     async def main(self) -> dict[str, Any]:
         wall = time.monotonic()
-        kong_proc, kong = await _start_sim("kong")
-        kube_proc, kube_info = await _start_sim("kube")
+        kong_proc, kong = await start_sim("kong")
+        kube_proc, kube_info = await start_sim("kube")
         self.kong_control = kong["control"]
         self.kube_control = kube_info["control"]
         kubeconfig = self.workdir / "kubeconfig"

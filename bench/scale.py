@@ -58,7 +58,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from chaos import _env, _stop  # noqa: E402
+from chaos import _env, _stop, start_sim  # noqa: E402
 from scale_sims import FLIP, NAMESPACE, upstream_of, weights_at  # noqa: E402
 
 #: Every key the JSON line of one N carries (more follow them).
@@ -115,23 +115,8 @@ class Plan:
 # --------------------------------------------------------------------------- processes
 
 
-async def start_sim(role: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(BENCH / "scale_sims.py"),
-        role,
-        stdout=asyncio.subprocess.PIPE,
-        cwd=str(ROOT),
-        env=_env(),
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        line = await proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the {role} simulator exited before listening")
-    info: dict[str, Any] = json.loads(line)
-    info["pid"] = proc.pid
-    return proc, info
+async def start_scale_sim(role: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    return await start_sim(role, "scale_sims.py")
 
 
 def free_port() -> int:
@@ -851,9 +836,9 @@ def kubeconfig(path: Path, url: str) -> Path:
 
 
 async def with_sims(fn: Any, *args: Any) -> Any:
-    kong_proc, kong = await start_sim("kong")
-    kube_proc, kube = await start_sim("kube")
-    probe_proc, probe = await start_sim("probe")
+    kong_proc, kong = await start_scale_sim("kong")
+    kube_proc, kube = await start_scale_sim("kube")
+    probe_proc, probe = await start_scale_sim("probe")
     kong["probe"] = probe["control"]
     try:
         return await fn(kong, kube, *args)
