@@ -502,6 +502,7 @@ class SizeRun:
         self.obs.enter("background")
         await self.kube.post("/record", {"on": True})
         await self.kong.post("/record", {"on": True})
+        await self.kong.post("/window")  # every request meanwhile: when the sweeps ran
         cpu0 = proc_cpu(d.pid)
         kube0 = await self.kube.get("/stats")
         rng = random.Random(self.n)
@@ -529,11 +530,25 @@ class SizeRun:
         self.out["kubesim_us_per_change"] = round(
             (kube1["cpu"] - kube0["cpu"]) / max(1, count) * 1e6, 1
         )
+        window = await self.kong.get("/window")
         await self.kube.post("/record", {"on": False})
         await self.kong.post("/record", {"on": False})
         changes = await self.kube.get("/changes")
         commits = await self.kong.get("/commits")
-        latencies, missing = match(changes, commits)
+        timed, missing = match(changes, commits)
+        latencies = [lat for _, lat in timed]
+        # Which changes met a drift sweep (their interval overlaps one): the tail's cause.
+        spans = sweep_spans(window["requests"], gap=min(1.0, self.plan.interval / 4))
+        during = [lat for t, lat in timed if any(a <= t + lat and t <= b for a, b in spans)]
+        outside = [lat for t, lat in timed if not any(a <= t + lat and t <= b for a, b in spans)]
+        self.out["apply_sweeps_during_background"] = len(spans)
+        self.out["apply_share_meeting_a_sweep"] = round(len(during) / max(1, len(timed)), 3)
+        self.out["apply_p99_ms_meeting_a_sweep"] = (
+            round(pct(during, 0.99) * 1000, 2) if during else None
+        )
+        self.out["apply_p99_ms_outside_sweeps"] = (
+            round(pct(outside, 0.99) * 1000, 2) if outside else None
+        )
         self.out["apply_changes"] = len(changes)
         self.out["apply_unmatched"] = missing
         self.out["apply_p50_ms"] = round(pct(latencies, 0.50) * 1000, 2)
@@ -765,23 +780,45 @@ class SizeRun:
         del opened
 
 
-def match(changes: list[list[Any]], commits: list[list[Any]]) -> tuple[list[float], int]:
-    """For each status change, the first later commit that completes its weights."""
+def match(
+    changes: list[list[Any]], commits: list[list[Any]]
+) -> tuple[list[tuple[float, float]], int]:
+    """For each status change, the first later commit that completes its weights: (the
+    change's time, its latency) each, and how many found none."""
     by_upstream: dict[str, list[tuple[float, dict[str, int]]]] = {}
     for t, upstream, weights in commits:
         by_upstream.setdefault(upstream, []).append((t, weights))
-    latencies: list[float] = []
+    timed: list[tuple[float, float]] = []
     missing = 0
     for name, t, step in changes:
         i = int(name.removeprefix("app"))
         want = weights_at(i, step)
         for tc, weights in by_upstream.get(upstream_of(i), []):
             if tc >= t and all(weights.get(k) == w for k, w in want.items()):
-                latencies.append(tc - t)
+                timed.append((t, tc - t))
                 break
         else:
             missing += 1
-    return latencies, missing
+    return timed, missing
+
+
+def sweep_spans(
+    reqs: Iterable[list[Any]], *, gap: float, least: int = 100
+) -> list[tuple[float, float]]:
+    """(start, end) of every run of at least ``least`` reads with no pause over ``gap``: the
+    drift sweeps (a change's pass reads nothing; a late check reads one upstream)."""
+    spans: list[list[float]] = []
+    count: list[int] = []
+    for t, kind in sorted(reqs):
+        if kind not in ("GET targets", "GET upstreams", "GET upstream"):
+            continue
+        if spans and t - spans[-1][1] <= gap:
+            spans[-1][1] = t
+            count[-1] += 1
+        else:
+            spans.append([t, t])
+            count.append(1)
+    return [(a, b) for (a, b), n in zip(spans, count, strict=True) if n >= least]
 
 
 def sweep_clusters(
