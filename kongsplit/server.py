@@ -117,9 +117,12 @@ async def metrics(request: web.Request) -> web.Response:
 async def state(request: web.Request) -> web.Response:
     reconciler = request.app[RECONCILER]
     rollouts = [s.as_json() for s in sorted(reconciler.states.values(), key=lambda s: str(s.key))]
+    dry_run = bool(getattr(request.app[ROUTER], "dry_run", False))
     return web.json_response(
         {
-            "leader": reconciler.is_leader(),
+            # As ``kongsplit_leader``: may this process write to Kong? A dry run never does.
+            "leader": reconciler.is_leader() and not dry_run,
+            "dry_run": dry_run,
             "kong_url": request.app[ROUTER].display_url,
             "kong_mode": str(reconciler.kong.mode) if reconciler.kong.mode else None,
             "queue": {"queued": len(reconciler.queue), "in_flight": reconciler.queue.active},

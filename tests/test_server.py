@@ -159,6 +159,7 @@ async def test_state_shape(served: Served) -> None:
     assert status == 200
     assert body == {
         "leader": True,
+        "dry_run": False,
         "kong_url": served.kong.display_url,
         "kong_mode": None,  # not asked yet
         "queue": {"queued": 0, "in_flight": 0},

@@ -292,6 +292,18 @@ async def test_run_dry_run_logs_the_diff_and_writes_nothing(
             what="two sweeps re-planned",
         )
         assert len(daemon.said("dry run: would write")) == lines
+        # /state and the metric agree: a dry run plans as a leader would, but writes nothing.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{daemon.port}/state") as resp,
+        ):
+            body = await resp.json()
+        assert (body["dry_run"], body["leader"]) == (True, False)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{daemon.port}/metrics") as resp,
+        ):
+            assert "\nkongsplit_leader 0.0\n" in await resp.text()
     finally:
         assert await daemon.stop() == 0
 
