@@ -362,7 +362,7 @@ def _kongsplit_part(
         elif desired.mapping is None:
             part["state"], part["reason"] = "unmanaged", desired.skipped
         elif plan is None:
-            part["state"], part["reason"] = "skipped", desired.skipped
+            part["state"], part["reason"] = "invalid", desired.skipped  # as the daemon reports it
         elif desired.hold:
             part["state"], part["reason"] = "held", desired.hold
         else:

@@ -1075,3 +1075,19 @@ async def test_watch_json_lines_when_piped(tmp_path: Path) -> None:
                 proc.kill()
                 await proc.wait()
     assert (code, err) == (0, b"")
+
+
+def test_an_annotated_rollout_kongsplit_cannot_route_is_invalid_as_the_daemon_says() -> None:
+    """An annotated blue-green Rollout: the daemon reports it invalid (Event, metric, /state)
+    and so does ``diff``; ``get`` said "skipped" (a red-team finding)."""
+    from kongsplit import get
+    from kongsplit.desired import desired_state
+    from kongsplit.rollouts import Rollout, parse_rollout
+    from kongsplit.sim import objects
+
+    raw = objects.rollout("web", upstream="web.shop.svc")
+    raw["spec"]["strategy"] = {"blueGreen": {"activeService": "web-active"}}
+    parsed = parse_rollout(raw)
+    assert isinstance(parsed, Rollout)
+    part = get._kongsplit_part(desired_state(parsed, services={}, replicasets=[]), None, None)
+    assert part["state"] == "invalid" and "blue-green" in str(part["reason"])
