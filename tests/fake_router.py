@@ -11,7 +11,8 @@ A test changes Kong behind the reconciler's back (``set_weight``, ``delete_targe
 ``add_target``), makes the next calls fail (``fail_next``), every call (``down``) or the applies to
 one upstream (``refused``), runs
 code just before a write (``before_write``: lose leadership mid-apply), and reads back every
-apply it received (``applies``), every ``read``, ``forget`` and ``reset``.
+apply it received (``applies``), every ``read``, ``forget`` and ``reset``, and counts ``verify``
+calls (``verifies``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class FakeRouter:
     forgotten: list[_Key] = field(default_factory=list)
     resets: int = 0
     probes: int = 0
+    verifies: int = 0  # ``verify`` calls: what the HTTP server asked of Kong
     _mode: KongMode | None = None
     _upstreams: dict[_Key, dict[str, Target]] = field(default_factory=dict)
     _upstream_tags: dict[_Key, tuple[str, ...]] = field(default_factory=dict)
@@ -217,6 +219,7 @@ class FakeRouter:
     async def verify(
         self, upstream: str, desired: Mapping[str, int], *, workspace: str | None = None
     ) -> Verification:
+        self.verifies += 1
         if self.verification is not None:
             return self.verification
         seen: dict[str, int | None] = dict(self.weights(upstream, workspace))
