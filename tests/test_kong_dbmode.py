@@ -269,6 +269,24 @@ async def test_an_old_upstream_list_is_read_again_behind_the_claims(
         assert not (await router.claim("someone-else.shop.svc")).tagged_for_kongsplit
 
 
+async def test_closing_stops_a_background_listing(
+    sim: KongSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing still running in the background when the daemon stops is cancelled with the
+    router (the suite fails any test that leaves a task behind), not left to fail on a closed
+    session."""
+    sim.add_upstream("someone-else.shop.svc")
+    async with running_router(sim.url, request_timeout=5.0) as router:
+        await router.ensure_mode()
+        await router.claim("someone-else.shop.svc")
+        monkeypatch.setattr(dbmode, "UPSTREAM_LIST_TTL", 0.0)
+        sim.faults.delay(5.0, method="GET", path_prefix="/upstreams", n=1)
+        await router.claim("someone-else.shop.svc")
+        await asyncio.sleep(0.1)  # the background listing is waiting for Kong
+        assert router.dbmode._relisting  # witness: it is running
+    assert not router.dbmode._relisting
+
+
 async def test_adopts_untagged_target_at_a_wanted_address(sim: KongSim, admin: KongRouter) -> None:
     sim.add_upstream(U)
     sim.add_target(U, STABLE, 100)  # untagged: someone created it by hand

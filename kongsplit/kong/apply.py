@@ -100,6 +100,7 @@ class KongRouter:
         return self.client.display_url
 
     async def close(self) -> None:
+        await self.dbmode.close()
         await self.client.close()
 
     # --- the Router protocol ----------------------------------------------------------------

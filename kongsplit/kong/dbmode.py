@@ -102,6 +102,13 @@ class DbModeApplier:
         self.cache.forget(workspace, upstream)
         self._fresh.pop((workspace or "", upstream), None)
 
+    async def close(self) -> None:
+        """Stop a listing still running in the background (before the client closes)."""
+        tasks = list(self._relisting.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def reset(self) -> None:
         """Kong may have restarted or been restored: ids learnt before may be gone."""
         self.cache.clear()
